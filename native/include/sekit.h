@@ -1,0 +1,231 @@
+/*
+ * sekit.h — the C ABI of libsekit.
+ *
+ * This header is the contract between the native shim (C++17 on libtorch) and
+ * every caller (the Java bindings are generated from it by jextract).
+ *
+ * Rules that hold for every function below:
+ *  - Every fallible call returns `sk_error*`: NULL means success; otherwise the
+ *    caller owns the error and releases it with sk_error_free(). On error, out
+ *    parameters are left untouched.
+ *  - No C++ exception ever leaves a function of this header.
+ *  - Handles (`sk_tensor*`, `sk_module*`) are opaque. A handle returned through
+ *    an out parameter is OWNED by the caller and released with its `*_free`.
+ *    Every `*_free` accepts NULL. Pointer parameters are BORROWED (read during
+ *    the call only) unless the comment says otherwise.
+ *  - Sizes and dimensions are int64_t; byte counts are size_t; booleans are
+ *    int32_t (0 = false, anything else = true); strings are UTF-8, NUL-ended.
+ *  - A handle may be used from any thread, but not from two threads at once.
+ *
+ * Incompatible changes bump SK_ABI_VERSION; callers check sk_abi_version().
+ */
+#ifndef SEKIT_H
+#define SEKIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SK_ABI_VERSION 1
+
+#if defined(SEKIT_BUILDING) && defined(__GNUC__)
+#define SK_API __attribute__((visibility("default")))
+#else
+#define SK_API
+#endif
+
+/* ---- error codes (stable) ---- */
+#define SK_ERR_INVALID_ARGUMENT 1 /* a null handle, wrong shape, dtype, rank, ... */
+#define SK_ERR_OUT_OF_MEMORY 2    /* an allocation failed (host or device) */
+#define SK_ERR_DEVICE 3           /* a CUDA or device error */
+#define SK_ERR_INTERNAL 4         /* anything else libtorch or the shim raised */
+
+/* ---- dtypes (stable) ---- */
+#define SK_FLOAT32 0
+#define SK_FLOAT64 1
+#define SK_FLOAT16 2
+#define SK_BFLOAT16 3
+#define SK_INT64 4
+
+/* ---- device types (stable) ---- */
+#define SK_DEVICE_CPU 0
+#define SK_DEVICE_CUDA 1
+
+/* ---- activations and gates (stable) ---- */
+#define SK_ACT_IDENTITY 0
+#define SK_ACT_RELU 1
+#define SK_ACT_SIGMOID 2
+#define SK_ACT_HARD_SIGMOID 3 /* relu6(x + 3) / 6 */
+#define SK_ACT_SILU 4
+#define SK_ACT_GELU 5
+#define SK_ACT_HARD_SWISH 6
+#define SK_ACT_TANH 7
+
+typedef struct sk_error sk_error;
+typedef struct sk_tensor sk_tensor;
+typedef struct sk_module sk_module;
+
+/* ===================================================================== */
+/* Library                                                                */
+/* ===================================================================== */
+
+/* SK_ABI_VERSION of the compiled library. */
+SK_API int32_t sk_abi_version(void);
+/* libtorch version the library runs on, e.g. "1.13.1". Static string. */
+SK_API const char* sk_torch_version(void);
+/* 1 when a CUDA device is usable, else 0. */
+SK_API int32_t sk_cuda_available(void);
+/* Number of CUDA devices (0 without CUDA). */
+SK_API int32_t sk_cuda_device_count(void);
+/* Intra-op threads libtorch uses (process-wide). n >= 1. */
+SK_API sk_error* sk_set_num_threads(int32_t n);
+SK_API int32_t sk_get_num_threads(void);
+/* Seeds libtorch's default generators (CPU, and CUDA when present). */
+SK_API sk_error* sk_manual_seed(uint64_t seed);
+
+/* ===================================================================== */
+/* Errors                                                                 */
+/* ===================================================================== */
+
+/* One of SK_ERR_*; 0 for NULL. */
+SK_API int32_t sk_error_code(const sk_error* err);
+/* Message owned by `err`, valid until sk_error_free(err). "" for NULL. */
+SK_API const char* sk_error_message(const sk_error* err);
+SK_API void sk_error_free(sk_error* err);
+
+/* ===================================================================== */
+/* Tensors                                                                */
+/* ===================================================================== */
+
+/*
+ * Views caller memory as a tensor WITHOUT copying. `data` is borrowed for the
+ * whole life of the returned tensor (and of anything autograd keeps of it):
+ * the caller keeps it alive and must not free it first. `data_bytes` is the
+ * size of the memory at `data`; the shape (with `strides`, or contiguous when
+ * `strides` is NULL) must fit inside it. `data` must be aligned to the
+ * dtype's element size. `shape` and `strides` hold `ndim` entries (borrowed).
+ * Sizes must be >= 1. Only SK_DEVICE_CPU memory is accepted here.
+ */
+SK_API sk_error* sk_tensor_from_blob(void* data, size_t data_bytes, const int64_t* shape,
+                              const int64_t* strides, int64_t ndim, int32_t dtype,
+                              sk_tensor** out);
+
+/* New contiguous tensors owned by the shim. `shape` has `ndim` entries >= 1. */
+SK_API sk_error* sk_tensor_empty(const int64_t* shape, int64_t ndim, int32_t dtype,
+                          int32_t device_type, int32_t device_index, sk_tensor** out);
+SK_API sk_error* sk_tensor_zeros(const int64_t* shape, int64_t ndim, int32_t dtype,
+                          int32_t device_type, int32_t device_index, sk_tensor** out);
+/* Standard normal values from libtorch's default generator (see sk_manual_seed). */
+SK_API sk_error* sk_tensor_randn(const int64_t* shape, int64_t ndim, int32_t dtype,
+                          int32_t device_type, int32_t device_index, sk_tensor** out);
+/* Uniform values in [low, high). */
+SK_API sk_error* sk_tensor_rand(const int64_t* shape, int64_t ndim, double low, double high,
+                         int32_t dtype, int32_t device_type, int32_t device_index,
+                         sk_tensor** out);
+
+/* Another handle to the same tensor (same storage, same autograd identity). */
+SK_API sk_error* sk_tensor_alias(const sk_tensor* t, sk_tensor** out);
+/* A contiguous copy with the given dtype on the given device (always a copy). */
+SK_API sk_error* sk_tensor_to(const sk_tensor* t, int32_t dtype, int32_t device_type,
+                       int32_t device_index, sk_tensor** out);
+/* Copies src's values into dst in place (shapes must match; dtype and device
+ * may differ). Not recorded by autograd. */
+SK_API sk_error* sk_tensor_copy_(sk_tensor* dst, const sk_tensor* src);
+/* Copies t's values, in row-major (contiguous) order, to caller memory `dst`
+ * (borrowed) of `dst_bytes` bytes, which must equal numel * element size. */
+SK_API sk_error* sk_tensor_copy_to_host(const sk_tensor* t, void* dst, size_t dst_bytes);
+
+SK_API void sk_tensor_free(sk_tensor* t);
+
+/* Trivial getters: never fail on a valid handle; on NULL they return -1
+ * (or NULL for the data pointer). `dim` outside [0, ndim) gives -1. */
+SK_API int64_t sk_tensor_ndim(const sk_tensor* t);
+SK_API int64_t sk_tensor_size(const sk_tensor* t, int64_t dim);
+SK_API int64_t sk_tensor_stride(const sk_tensor* t, int64_t dim); /* in elements */
+SK_API int64_t sk_tensor_numel(const sk_tensor* t);
+SK_API int32_t sk_tensor_dtype(const sk_tensor* t);
+SK_API int32_t sk_tensor_device_type(const sk_tensor* t);
+SK_API int32_t sk_tensor_device_index(const sk_tensor* t); /* -1 on CPU */
+SK_API int32_t sk_tensor_is_contiguous(const sk_tensor* t);
+SK_API int32_t sk_tensor_requires_grad(const sk_tensor* t);
+/* Address of the first element (storage offset included). Borrowed: valid
+ * while the tensor's storage lives. */
+SK_API void* sk_tensor_data_ptr(const sk_tensor* t);
+/* Bytes from the first element to one past the last one reachable through
+ * the strides (numel * element size when contiguous). */
+SK_API int64_t sk_tensor_span_bytes(const sk_tensor* t);
+
+/* Autograd. requires_grad may be set only on leaf tensors of float dtype. */
+SK_API sk_error* sk_tensor_set_requires_grad(sk_tensor* t, int32_t requires_grad);
+/* Back-propagates from t. `grad` (borrowed) has t's shape; it may be NULL
+ * only when t holds one element (then the gradient is 1). Gradients add up
+ * into the leaves' .grad. */
+SK_API sk_error* sk_tensor_backward(sk_tensor* t, const sk_tensor* grad);
+/* t's accumulated gradient as a new handle, or *out = NULL when there is none. */
+SK_API sk_error* sk_tensor_grad(const sk_tensor* t, sk_tensor** out);
+/* Drops t's gradient (like PyTorch's zero_grad(set_to_none=True)). */
+SK_API sk_error* sk_tensor_clear_grad(sk_tensor* t);
+
+/* ===================================================================== */
+/* Modules                                                                */
+/* ===================================================================== */
+
+/*
+ * Squeeze-and-Excitation, as timm's SEModule:
+ *   s = mean_hw(x)  (add_maxpool: 0.5 * mean + 0.5 * max)
+ *   y = x * gate(fc2(act(bn(fc1(s)))))
+ * rd_channels > 0 fixes the reduced width; rd_channels == -1 derives it as
+ * max(rd_divisor, floor((channels * rd_ratio + rd_divisor / 2) / rd_divisor) * rd_divisor).
+ * use_bn adds BatchNorm2d(rd) named "bn" after fc1. act and gate are SK_ACT_*.
+ * Parameters: fc1.weight [rd,C,1,1], fc1.bias [rd], fc2.weight [C,rd,1,1],
+ * fc2.bias [C] (biases only when `bias`). PyTorch's default initialisation.
+ * Created in float32 on the CPU, in training mode.
+ */
+SK_API sk_error* sk_se_new(int64_t channels, double rd_ratio, int64_t rd_channels,
+                    int64_t rd_divisor, int32_t bias, int32_t act, int32_t gate,
+                    int32_t add_maxpool, int32_t use_bn, sk_module** out);
+
+/*
+ * Effective Squeeze-and-Excitation, as timm's EffectiveSEModule:
+ *   y = x * gate(fc(mean_hw(x)))   (add_maxpool as above)
+ * Parameters: fc.weight [C,C,1,1], fc.bias [C]. gate defaults (in the
+ * bindings) to SK_ACT_HARD_SIGMOID.
+ */
+SK_API sk_error* sk_ese_new(int64_t channels, int32_t gate, int32_t add_maxpool, sk_module** out);
+
+SK_API void sk_module_free(sk_module* m);
+
+/* y = m(x). x is [N,C,H,W] with the module's dtype and device. *out is a new
+ * tensor. record_grad = 1 records the autograd graph (PyTorch's default);
+ * 0 runs as under torch.no_grad(). The flag is per call: libtorch's grad mode
+ * is thread-local and is never left changed. */
+SK_API sk_error* sk_module_forward(sk_module* m, const sk_tensor* x, int32_t record_grad,
+                            sk_tensor** out);
+
+/* Training (1) or evaluation (0) mode, recursively. */
+SK_API sk_error* sk_module_set_training(sk_module* m, int32_t training);
+SK_API int32_t sk_module_is_training(const sk_module* m); /* -1 on NULL */
+
+/* Moves/converts every floating parameter and buffer in place (handles to
+ * them stay valid and see the change). */
+SK_API sk_error* sk_module_to(sk_module* m, int32_t dtype, int32_t device_type, int32_t device_index);
+
+/*
+ * The state dict, in PyTorch's order and with timm's names: parameters and
+ * buffers (BatchNorm running stats and num_batches_tracked).
+ */
+SK_API sk_error* sk_module_state_count(const sk_module* m, int64_t* out_count);
+/* Entry `index`: *name is borrowed (valid while the module lives),
+ * *is_parameter is 1 for a parameter and 0 for a buffer, *tensor is a new
+ * handle aliasing the entry (writes through it change the module). */
+SK_API sk_error* sk_module_state_entry(const sk_module* m, int64_t index, const char** name,
+                                int32_t* is_parameter, sk_tensor** tensor);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SEKIT_H */

@@ -1,0 +1,206 @@
+// Module base, Conv2d, BatchNorm2d, activations, and the module part of the C ABI.
+#include "module.hpp"
+
+#include <c10/core/GradMode.h>
+
+#include <cmath>
+
+namespace sekit {
+
+void Module::set_training(bool on) {
+  training_ = on;
+  for (auto& c : children_) c.second->set_training(on);
+}
+
+void Module::collect_state(const std::string& prefix, std::vector<StateEntry>& out) {
+  for (auto& p : params_) out.push_back({prefix + p.first, &p.second, true});
+  for (auto& b : buffers_) out.push_back({prefix + b.first, &b.second, false});
+  for (auto& c : children_) c.second->collect_state(prefix + c.first + ".", out);
+}
+
+void Module::to(at::ScalarType floating_dtype, at::Device device) {
+  at::NoGradGuard no_grad;
+  auto convert = [&](at::Tensor& t) {
+    at::ScalarType st = at::isFloatingType(t.scalar_type()) ? floating_dtype : t.scalar_type();
+    if (t.scalar_type() == st && t.device() == device) return;
+    t.set_data(t.to(device, st));
+    if (t.grad().defined()) t.mutable_grad() = t.grad().to(device, st);
+  };
+  for (auto& p : params_) convert(p.second);
+  for (auto& b : buffers_) convert(b.second);
+  for (auto& c : children_) c.second->to(floating_dtype, device);
+}
+
+at::TensorOptions Module::param_options() const {
+  for (auto& p : params_)
+    if (at::isFloatingType(p.second.scalar_type())) return p.second.options();
+  for (auto& c : children_) {
+    auto o = c.second->param_options();
+    if (o.has_dtype()) return o;
+  }
+  return at::TensorOptions();
+}
+
+at::Tensor& Module::register_parameter(std::string name, at::Tensor t) {
+  t.set_requires_grad(true);
+  params_.emplace_back(std::move(name), std::move(t));
+  return params_.back().second;
+}
+
+at::Tensor& Module::register_buffer(std::string name, at::Tensor t) {
+  buffers_.emplace_back(std::move(name), std::move(t));
+  return buffers_.back().second;
+}
+
+void Module::check_input(const at::Tensor& x, int64_t channels, const char* what) const {
+  if (x.dim() != 4)
+    fail(what, " expects a 4-d input [N, C, H, W], got ", x.dim(), "-d shape ", shape_str(x.sizes()));
+  if (x.size(1) != channels)
+    fail(what, " has ", channels, " channels but the input has ", x.size(1), " (shape ",
+         shape_str(x.sizes()), ")");
+  auto o = param_options();
+  if (o.has_dtype() && x.scalar_type() != c10::typeMetaToScalarType(o.dtype()))
+    fail(what, " holds ", c10::toString(c10::typeMetaToScalarType(o.dtype())), " parameters but the input is ",
+         c10::toString(x.scalar_type()), "; convert one of them first");
+  if (o.has_device() && x.device() != o.device())
+    fail(what, " is on ", o.device().str(), " but the input is on ", x.device().str());
+}
+
+static at::Tensor kaiming_uniform_default(at::IntArrayRef shape, int64_t fan_in) {
+  // PyTorch's default: kaiming_uniform_(a=sqrt(5)) -> U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+  const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
+  return at::empty(shape, at::kFloat).uniform_(-bound, bound);
+}
+
+Conv2d::Conv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding,
+               int64_t groups, bool bias)
+    : in_(in), out_(out), kernel_(kernel), stride_(stride), padding_(padding), groups_(groups) {
+  if (in < 1 || out < 1) fail("conv channels must be >= 1, got in=", in, " out=", out);
+  if (groups < 1 || in % groups != 0 || out % groups != 0)
+    fail("conv groups=", groups, " must divide in=", in, " and out=", out);
+  const int64_t fan_in = (in / groups) * kernel * kernel;
+  weight_ = &register_parameter("weight", kaiming_uniform_default({out, in / groups, kernel, kernel}, fan_in));
+  if (bias) bias_ = &register_parameter("bias", kaiming_uniform_default({out}, fan_in));
+}
+
+at::Tensor Conv2d::forward(const at::Tensor& x) {
+  check_input(x, in_, "Conv2d");
+  return at::conv2d(x, *weight_, bias_ ? *bias_ : at::Tensor(), {stride_, stride_},
+                    {padding_, padding_}, {1, 1}, groups_);
+}
+
+BatchNorm2d::BatchNorm2d(int64_t channels, double eps, double momentum)
+    : channels_(channels), eps_(eps), momentum_(momentum) {
+  if (channels < 1) fail("BatchNorm2d channels must be >= 1, got ", channels);
+  weight_ = &register_parameter("weight", at::ones({channels}, at::kFloat));
+  bias_ = &register_parameter("bias", at::zeros({channels}, at::kFloat));
+  running_mean_ = &register_buffer("running_mean", at::zeros({channels}, at::kFloat));
+  running_var_ = &register_buffer("running_var", at::ones({channels}, at::kFloat));
+  num_batches_tracked_ = &register_buffer("num_batches_tracked", at::zeros({}, at::kLong));
+}
+
+at::Tensor BatchNorm2d::forward(const at::Tensor& x) {
+  if (x.dim() < 2 || x.size(1) != channels_)
+    fail("BatchNorm2d(", channels_, ") got input of shape ", shape_str(x.sizes()));
+  if (training_) {
+    at::NoGradGuard no_grad;
+    num_batches_tracked_->add_(1);
+  }
+  return at::batch_norm(x, *weight_, *bias_, *running_mean_, *running_var_, training_, momentum_,
+                        eps_, /*cudnn_enabled=*/true);
+}
+
+void check_activation(int32_t act, const char* what) {
+  if (act < SK_ACT_IDENTITY || act > SK_ACT_TANH)
+    fail(what, ": unknown activation code ", act, " (expected ", SK_ACT_IDENTITY, "..", SK_ACT_TANH, ")");
+}
+
+at::Tensor apply_activation(int32_t act, const at::Tensor& x) {
+  switch (act) {
+    case SK_ACT_IDENTITY: return x;
+    case SK_ACT_RELU: return at::relu(x);
+    case SK_ACT_SIGMOID: return at::sigmoid(x);
+    case SK_ACT_HARD_SIGMOID: return at::hardsigmoid(x);
+    case SK_ACT_SILU: return at::silu(x);
+    case SK_ACT_GELU: return at::gelu(x);
+    case SK_ACT_HARD_SWISH: return at::hardswish(x);
+    case SK_ACT_TANH: return at::tanh(x);
+    default: fail("unknown activation code ", act);
+  }
+}
+
+int64_t se_reduced_channels(int64_t channels, double rd_ratio, int64_t rd_divisor) {
+  const double v = static_cast<double>(channels) * rd_ratio;
+  const int64_t rounded =
+      static_cast<int64_t>(v + static_cast<double>(rd_divisor) / 2.0) / rd_divisor * rd_divisor;
+  return std::max(rd_divisor, rounded);
+}
+
+static sk_module* module_arg(const sk_module* m) {
+  if (m == nullptr || !m->module) fail("module must not be NULL");
+  return const_cast<sk_module*>(m);
+}
+
+}  // namespace sekit
+
+using namespace sekit;
+
+extern "C" {
+
+void sk_module_free(sk_module* m) { delete m; }
+
+sk_error* sk_module_forward(sk_module* m, const sk_tensor* x, int32_t record_grad, sk_tensor** out) {
+  SK_GUARD_BEGIN
+  Module& mod = *module_arg(m)->module;
+  const at::Tensor& in = tensor_arg(x, "x");
+  out_arg(out, "out");
+  c10::AutoGradMode grad_mode(record_grad != 0);
+  *out = new_handle(mod.forward(in));
+  SK_GUARD_END
+}
+
+sk_error* sk_module_set_training(sk_module* m, int32_t training) {
+  SK_GUARD_BEGIN
+  module_arg(m)->module->set_training(training != 0);
+  SK_GUARD_END
+}
+
+int32_t sk_module_is_training(const sk_module* m) {
+  return m && m->module ? (m->module->training() ? 1 : 0) : -1;
+}
+
+sk_error* sk_module_to(sk_module* m, int32_t dtype, int32_t device_type, int32_t device_index) {
+  SK_GUARD_BEGIN
+  Module& mod = *module_arg(m)->module;
+  at::ScalarType st = to_scalar_type(dtype);
+  if (!at::isFloatingType(st)) fail("modules can only be converted to a floating dtype");
+  mod.to(st, to_device(device_type, device_index));
+  SK_GUARD_END
+}
+
+sk_error* sk_module_state_count(const sk_module* m, int64_t* out_count) {
+  SK_GUARD_BEGIN
+  sk_module* mm = module_arg(m);
+  out_arg(out_count, "out_count");
+  *out_count = static_cast<int64_t>(mm->state.size());
+  SK_GUARD_END
+}
+
+sk_error* sk_module_state_entry(const sk_module* m, int64_t index, const char** name,
+                                int32_t* is_parameter, sk_tensor** tensor) {
+  SK_GUARD_BEGIN
+  sk_module* mm = module_arg(m);
+  out_arg(name, "name");
+  out_arg(is_parameter, "is_parameter");
+  out_arg(tensor, "tensor");
+  if (index < 0 || index >= static_cast<int64_t>(mm->state.size()))
+    fail("state entry index ", index, " out of range [0, ", mm->state.size(), ")");
+  const StateEntry& e = mm->state[static_cast<size_t>(index)];
+  sk_tensor* h = new_handle(*e.tensor);
+  *name = e.name.c_str();
+  *is_parameter = e.is_parameter ? 1 : 0;
+  *tensor = h;
+  SK_GUARD_END
+}
+
+}  // extern "C"

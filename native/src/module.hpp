@@ -1,0 +1,107 @@
+// A small module system over ATen: ordered parameters, buffers and children,
+// so that state-dict names and order match PyTorch's exactly.
+#pragma once
+
+#include "internal.hpp"
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+struct sk_module;
+
+namespace sekit {
+
+struct StateEntry {
+  std::string name;
+  at::Tensor* tensor;  // points into the owning module; stable for its life
+  bool is_parameter;
+};
+
+class Module {
+ public:
+  virtual ~Module() = default;
+  Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  // Checks the input and computes the output.
+  virtual at::Tensor forward(const at::Tensor& x) = 0;
+
+  void set_training(bool on);
+  bool training() const { return training_; }
+
+  // Parameters and buffers in PyTorch's state_dict order: a module's own
+  // parameters, its own buffers, then each child's entries under "child.".
+  void collect_state(const std::string& prefix, std::vector<StateEntry>& out);
+  // Moves/converts every tensor in place (handles keep seeing them).
+  void to(at::ScalarType floating_dtype, at::Device device);
+  // dtype and device of the first floating parameter.
+  at::TensorOptions param_options() const;
+
+ protected:
+  at::Tensor& register_parameter(std::string name, at::Tensor t);
+  at::Tensor& register_buffer(std::string name, at::Tensor t);
+  template <typename M>
+  std::shared_ptr<M> register_module(std::string name, std::shared_ptr<M> m) {
+    children_.emplace_back(std::move(name), m);
+    return m;
+  }
+  // Checks x is [N, channels, H, W] with the module's dtype and device.
+  void check_input(const at::Tensor& x, int64_t channels, const char* what) const;
+
+  bool training_ = true;
+
+ private:
+  // deques keep element addresses stable as entries are added.
+  std::deque<std::pair<std::string, at::Tensor>> params_;
+  std::deque<std::pair<std::string, at::Tensor>> buffers_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+};
+
+// nn.Conv2d with PyTorch's default initialisation.
+class Conv2d : public Module {
+ public:
+  Conv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1, int64_t padding = 0,
+         int64_t groups = 1, bool bias = true);
+  at::Tensor forward(const at::Tensor& x) override;
+  at::Tensor& weight() { return *weight_; }
+  at::Tensor* bias() { return bias_; }
+  int64_t in_channels() const { return in_; }
+  int64_t out_channels() const { return out_; }
+
+ private:
+  int64_t in_, out_, kernel_, stride_, padding_, groups_;
+  at::Tensor* weight_;
+  at::Tensor* bias_ = nullptr;
+};
+
+// nn.BatchNorm2d (affine, tracking running stats), eps and momentum as given.
+class BatchNorm2d : public Module {
+ public:
+  explicit BatchNorm2d(int64_t channels, double eps = 1e-5, double momentum = 0.1);
+  at::Tensor forward(const at::Tensor& x) override;  // [N,C,...]
+
+ private:
+  int64_t channels_;
+  double eps_, momentum_;
+  at::Tensor *weight_, *bias_, *running_mean_, *running_var_, *num_batches_tracked_;
+};
+
+at::Tensor apply_activation(int32_t act, const at::Tensor& x);
+void check_activation(int32_t act, const char* what);
+
+// Reduced width as timm's make_divisible(channels * ratio, divisor, round_limit=0).
+int64_t se_reduced_channels(int64_t channels, double rd_ratio, int64_t rd_divisor);
+
+// Takes ownership of m and builds the handle (with its state-entry table).
+sk_module* wrap_module(std::shared_ptr<Module> m);
+
+}  // namespace sekit
+
+struct sk_module {
+  std::shared_ptr<sekit::Module> module;
+  std::vector<sekit::StateEntry> state;  // built once; names are borrowed by callers
+};

@@ -1,0 +1,116 @@
+// SE (timm SEModule) and eSE (timm EffectiveSEModule) on libtorch ops.
+#include "module.hpp"
+
+namespace sekit {
+
+namespace {
+
+// mean over H, W (optionally averaged with the max, timm's add_maxpool) -> [N, C]
+at::Tensor squeeze(const at::Tensor& x, bool add_maxpool) {
+  at::Tensor s = x.mean({2, 3});
+  if (add_maxpool) s = 0.5 * s + 0.5 * x.amax({2, 3});
+  return s;
+}
+
+// A 1x1 conv applied to a [N, C] vector is a linear layer.
+at::Tensor fc(const at::Tensor& s, Conv2d& conv) {
+  at::Tensor w = conv.weight().view({conv.out_channels(), conv.in_channels()});
+  at::Tensor* b = conv.bias();
+  return at::linear(s, w, b ? *b : at::Tensor());
+}
+
+at::Tensor scale(const at::Tensor& x, const at::Tensor& gate) {
+  return x * gate.view({gate.size(0), gate.size(1), 1, 1});
+}
+
+}  // namespace
+
+class SqueezeExcitation : public Module {
+ public:
+  SqueezeExcitation(int64_t channels, int64_t rd, bool bias, int32_t act, int32_t gate,
+                    bool add_maxpool, bool use_bn)
+      : channels_(channels), act_(act), gate_(gate), add_maxpool_(add_maxpool) {
+    fc1_ = register_module("fc1", std::make_shared<Conv2d>(channels, rd, 1, 1, 0, 1, bias));
+    if (use_bn) bn_ = register_module("bn", std::make_shared<BatchNorm2d>(rd));
+    fc2_ = register_module("fc2", std::make_shared<Conv2d>(rd, channels, 1, 1, 0, 1, bias));
+  }
+
+  at::Tensor forward(const at::Tensor& x) override {
+    check_input(x, channels_, "SqueezeExcitation");
+    at::Tensor s = fc(squeeze(x, add_maxpool_), *fc1_);
+    if (bn_) s = bn_->forward(s);
+    s = fc(apply_activation(act_, s), *fc2_);
+    return scale(x, apply_activation(gate_, s));
+  }
+
+ private:
+  int64_t channels_;
+  int32_t act_, gate_;
+  bool add_maxpool_;
+  std::shared_ptr<Conv2d> fc1_, fc2_;
+  std::shared_ptr<BatchNorm2d> bn_;
+};
+
+class EffectiveSqueezeExcitation : public Module {
+ public:
+  EffectiveSqueezeExcitation(int64_t channels, int32_t gate, bool add_maxpool)
+      : channels_(channels), gate_(gate), add_maxpool_(add_maxpool) {
+    fc_ = register_module("fc", std::make_shared<Conv2d>(channels, channels, 1, 1, 0, 1, true));
+  }
+
+  at::Tensor forward(const at::Tensor& x) override {
+    check_input(x, channels_, "EffectiveSqueezeExcitation");
+    return scale(x, apply_activation(gate_, fc(squeeze(x, add_maxpool_), *fc_)));
+  }
+
+ private:
+  int64_t channels_;
+  int32_t gate_;
+  bool add_maxpool_;
+  std::shared_ptr<Conv2d> fc_;
+};
+
+sk_module* wrap_module(std::shared_ptr<Module> m) {
+  auto* h = new sk_module{std::move(m), {}};
+  h->module->collect_state("", h->state);
+  return h;
+}
+
+}  // namespace sekit
+
+using namespace sekit;
+
+extern "C" {
+
+sk_error* sk_se_new(int64_t channels, double rd_ratio, int64_t rd_channels, int64_t rd_divisor,
+                    int32_t bias, int32_t act, int32_t gate, int32_t add_maxpool, int32_t use_bn,
+                    sk_module** out) {
+  SK_GUARD_BEGIN
+  out_arg(out, "out");
+  if (channels < 1) fail("SE channels must be >= 1, got ", channels);
+  check_activation(act, "SE act");
+  check_activation(gate, "SE gate");
+  int64_t rd = rd_channels;
+  if (rd_channels == -1) {
+    if (!(rd_ratio > 0.0 && rd_ratio <= 1024.0))
+      fail("SE rd_ratio must be in (0, 1024], got ", rd_ratio);
+    if (rd_divisor < 1) fail("SE rd_divisor must be >= 1, got ", rd_divisor);
+    rd = se_reduced_channels(channels, rd_ratio, rd_divisor);
+  } else if (rd_channels < 1) {
+    fail("SE rd_channels must be >= 1 (or -1 to derive it from rd_ratio), got ", rd_channels);
+  }
+  *out = wrap_module(std::make_shared<SqueezeExcitation>(channels, rd, bias != 0, act, gate,
+                                                         add_maxpool != 0, use_bn != 0));
+  SK_GUARD_END
+}
+
+sk_error* sk_ese_new(int64_t channels, int32_t gate, int32_t add_maxpool, sk_module** out) {
+  SK_GUARD_BEGIN
+  out_arg(out, "out");
+  if (channels < 1) fail("eSE channels must be >= 1, got ", channels);
+  check_activation(gate, "eSE gate");
+  *out = wrap_module(std::make_shared<EffectiveSqueezeExcitation>(channels, gate, add_maxpool != 0));
+  SK_GUARD_END
+}
+
+}  // extern "C"

@@ -1,0 +1,226 @@
+// Unit tests of libsekit through its C ABI only (what any caller sees).
+#include "sekit.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+static int failures = 0;
+static int checks = 0;
+
+#define CHECK(cond)                                                        \
+  do {                                                                     \
+    ++checks;                                                              \
+    if (!(cond)) {                                                         \
+      ++failures;                                                          \
+      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                                      \
+  } while (0)
+
+// Expects `err` to be an error with `code` whose message contains `needle`.
+static void expect_error(sk_error* err, int32_t code, const char* needle, int line) {
+  ++checks;
+  if (err == nullptr) {
+    ++failures;
+    std::fprintf(stderr, "line %d: expected an error, got success\n", line);
+    return;
+  }
+  std::string msg = sk_error_message(err);
+  if (sk_error_code(err) != code || msg.find(needle) == std::string::npos) {
+    ++failures;
+    std::fprintf(stderr, "line %d: expected code %d containing '%s', got %d: %s\n", line, code,
+                 needle, sk_error_code(err), msg.c_str());
+  }
+  sk_error_free(err);
+}
+#define EXPECT_ERROR(call, code, needle) expect_error((call), (code), (needle), __LINE__)
+#define EXPECT_OK(call)                                                    \
+  do {                                                                     \
+    sk_error* e_ = (call);                                                 \
+    ++checks;                                                              \
+    if (e_) {                                                              \
+      ++failures;                                                          \
+      std::fprintf(stderr, "%s:%d: unexpected error: %s\n", __FILE__, __LINE__, sk_error_message(e_)); \
+      sk_error_free(e_);                                                   \
+    }                                                                      \
+  } while (0)
+
+static void test_library() {
+  CHECK(sk_abi_version() == SK_ABI_VERSION);
+  CHECK(std::strlen(sk_torch_version()) > 0);
+  CHECK(sk_cuda_device_count() >= 0);
+  EXPECT_ERROR(sk_set_num_threads(0), SK_ERR_INVALID_ARGUMENT, "threads");
+  CHECK(sk_error_code(nullptr) == 0);
+  CHECK(std::strcmp(sk_error_message(nullptr), "") == 0);
+  sk_error_free(nullptr);
+  sk_tensor_free(nullptr);
+  sk_module_free(nullptr);
+}
+
+static void test_from_blob() {
+  std::vector<float> buf(2 * 3 * 4, 0.0f);
+  int64_t shape[3] = {2, 3, 4};
+  sk_tensor* t = nullptr;
+  EXPECT_OK(sk_tensor_from_blob(buf.data(), buf.size() * 4, shape, nullptr, 3, SK_FLOAT32, &t));
+  CHECK(t != nullptr);
+  CHECK(sk_tensor_data_ptr(t) == buf.data());  // zero copy
+  CHECK(sk_tensor_ndim(t) == 3 && sk_tensor_size(t, 2) == 4 && sk_tensor_stride(t, 0) == 12);
+  CHECK(sk_tensor_size(t, 3) == -1);
+  CHECK(sk_tensor_numel(t) == 24 && sk_tensor_dtype(t) == SK_FLOAT32);
+  CHECK(sk_tensor_device_type(t) == SK_DEVICE_CPU && sk_tensor_is_contiguous(t) == 1);
+  buf[5] = 42.0f;  // seen through the tensor
+  std::vector<float> back(24);
+  EXPECT_OK(sk_tensor_copy_to_host(t, back.data(), back.size() * 4));
+  CHECK(back[5] == 42.0f);
+  EXPECT_ERROR(sk_tensor_copy_to_host(t, back.data(), 10), SK_ERR_INVALID_ARGUMENT, "destination holds 10");
+  sk_tensor_free(t);
+
+  sk_tensor* u = nullptr;
+  EXPECT_ERROR(sk_tensor_from_blob(buf.data(), 8, shape, nullptr, 3, SK_FLOAT32, &u),
+               SK_ERR_INVALID_ARGUMENT, "needs 96 bytes");
+  EXPECT_ERROR(sk_tensor_from_blob(reinterpret_cast<char*>(buf.data()) + 1, 64, shape, nullptr, 1,
+                                   SK_FLOAT32, &u),
+               SK_ERR_INVALID_ARGUMENT, "not aligned");
+  int64_t bad[2] = {2, 0};
+  EXPECT_ERROR(sk_tensor_from_blob(buf.data(), 96, bad, nullptr, 2, SK_FLOAT32, &u),
+               SK_ERR_INVALID_ARGUMENT, "sizes must be >= 1");
+  EXPECT_ERROR(sk_tensor_from_blob(nullptr, 96, shape, nullptr, 3, SK_FLOAT32, &u),
+               SK_ERR_INVALID_ARGUMENT, "data must not be NULL");
+  EXPECT_ERROR(sk_tensor_from_blob(buf.data(), 96, shape, nullptr, 3, 99, &u),
+               SK_ERR_INVALID_ARGUMENT, "unknown dtype");
+  EXPECT_ERROR(sk_tensor_from_blob(buf.data(), 96, shape, nullptr, 3, SK_FLOAT32, nullptr),
+               SK_ERR_INVALID_ARGUMENT, "out must not be NULL");
+  CHECK(u == nullptr);  // untouched on error
+}
+
+// eSE with fc.weight = 0 and fc.bias = b gives y = x * hardsigmoid(b[c]).
+static void test_ese_closed_form() {
+  const int64_t N = 2, C = 3, H = 2, W = 2;
+  sk_module* m = nullptr;
+  EXPECT_OK(sk_ese_new(C, SK_ACT_HARD_SIGMOID, 0, &m));
+  int64_t count = 0;
+  EXPECT_OK(sk_module_state_count(m, &count));
+  CHECK(count == 2);
+  const char* names[2] = {nullptr, nullptr};
+  for (int64_t i = 0; i < count; ++i) {
+    int32_t is_param = -1;
+    sk_tensor* p = nullptr;
+    EXPECT_OK(sk_module_state_entry(m, i, &names[i], &is_param, &p));
+    CHECK(is_param == 1);
+    float bias[3] = {-4.0f, 0.0f, 1.5f};
+    if (i == 0) {
+      std::vector<float> zeros(C * C, 0.0f);
+      int64_t ws[4] = {C, C, 1, 1};
+      sk_tensor* z = nullptr;
+      EXPECT_OK(sk_tensor_from_blob(zeros.data(), zeros.size() * 4, ws, nullptr, 4, SK_FLOAT32, &z));
+      EXPECT_OK(sk_tensor_copy_(p, z));
+      sk_tensor_free(z);
+    } else {
+      int64_t bs[1] = {C};
+      sk_tensor* b = nullptr;
+      EXPECT_OK(sk_tensor_from_blob(bias, sizeof bias, bs, nullptr, 1, SK_FLOAT32, &b));
+      EXPECT_OK(sk_tensor_copy_(p, b));
+      sk_tensor_free(b);
+    }
+    sk_tensor_free(p);
+  }
+  CHECK(std::string(names[0]) == "fc.weight" && std::string(names[1]) == "fc.bias");
+
+  std::vector<float> x(N * C * H * W);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i) - 7.0f;
+  int64_t xs[4] = {N, C, H, W};
+  sk_tensor* xt = nullptr;
+  sk_tensor* y = nullptr;
+  EXPECT_OK(sk_tensor_from_blob(x.data(), x.size() * 4, xs, nullptr, 4, SK_FLOAT32, &xt));
+  EXPECT_OK(sk_module_forward(m, xt, 0, &y));  // no graph recorded
+  std::vector<float> out(x.size());
+  EXPECT_OK(sk_tensor_copy_to_host(y, out.data(), out.size() * 4));
+  const float gate[3] = {0.0f, 0.5f, 0.75f};  // hardsigmoid(-4), (0), (1.5)
+  bool ok = true;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t k = 0; k < H * W; ++k) {
+        size_t i = static_cast<size_t>(((n * C + c) * H * W) + k);
+        ok = ok && std::fabs(out[i] - x[i] * gate[c]) < 1e-6f;
+      }
+  CHECK(ok);
+
+  // Backward with grad = 1 gives d/dx = gate (fc weights are zero), and grads on params.
+  std::vector<float> ones(x.size(), 1.0f);
+  sk_tensor* g = nullptr;
+  EXPECT_OK(sk_tensor_from_blob(ones.data(), ones.size() * 4, xs, nullptr, 4, SK_FLOAT32, &g));
+  EXPECT_ERROR(sk_tensor_backward(y, g), SK_ERR_INVALID_ARGUMENT, "does not require grad");
+  // With record_grad the parameters (which require grad) put y in a graph.
+  sk_tensor_free(y);
+  y = nullptr;
+  EXPECT_OK(sk_tensor_set_requires_grad(xt, 1));
+  EXPECT_OK(sk_module_forward(m, xt, 1, &y));
+  EXPECT_OK(sk_tensor_backward(y, g));
+  sk_tensor* gx = nullptr;
+  EXPECT_OK(sk_tensor_grad(xt, &gx));
+  CHECK(gx != nullptr);
+  std::vector<float> gxv(x.size());
+  EXPECT_OK(sk_tensor_copy_to_host(gx, gxv.data(), gxv.size() * 4));
+  // d/dx_i = gate_c + (terms through fc, zero because fc.weight = 0)
+  CHECK(std::fabs(gxv[0] - 0.0f) < 1e-6f && std::fabs(gxv[4] - 0.5f) < 1e-6f);
+  sk_tensor_free(gx);
+  sk_tensor_free(g);
+  sk_tensor_free(y);
+  sk_tensor_free(xt);
+  sk_module_free(m);
+}
+
+static void test_bad_module_input() {
+  sk_module* m = nullptr;
+  EXPECT_ERROR(sk_se_new(0, 1.0 / 16, -1, 8, 1, SK_ACT_RELU, SK_ACT_SIGMOID, 0, 0, &m),
+               SK_ERR_INVALID_ARGUMENT, "channels must be >= 1");
+  EXPECT_ERROR(sk_se_new(64, 1.0 / 16, 0, 8, 1, SK_ACT_RELU, SK_ACT_SIGMOID, 0, 0, &m),
+               SK_ERR_INVALID_ARGUMENT, "rd_channels must be >= 1");
+  EXPECT_ERROR(sk_se_new(64, 1.0 / 16, -1, 8, 1, 42, SK_ACT_SIGMOID, 0, 0, &m),
+               SK_ERR_INVALID_ARGUMENT, "unknown activation");
+  CHECK(m == nullptr);
+  EXPECT_OK(sk_se_new(64, 1.0 / 16, -1, 8, 1, SK_ACT_RELU, SK_ACT_SIGMOID, 0, 0, &m));
+  int64_t count = 0;
+  EXPECT_OK(sk_module_state_count(m, &count));
+  CHECK(count == 4);
+  const char* name = nullptr;
+  int32_t is_param = 0;
+  sk_tensor* p = nullptr;
+  EXPECT_OK(sk_module_state_entry(m, 0, &name, &is_param, &p));
+  CHECK(std::string(name) == "fc1.weight" && sk_tensor_size(p, 0) == 8);  // make_divisible(4, 8) = 8
+  sk_tensor_free(p);
+  EXPECT_ERROR(sk_module_state_entry(m, 4, &name, &is_param, &p), SK_ERR_INVALID_ARGUMENT, "out of range");
+
+  int64_t shape[4] = {1, 32, 4, 4};
+  sk_tensor* x = nullptr;
+  sk_tensor* y = nullptr;
+  EXPECT_OK(sk_tensor_zeros(shape, 4, SK_FLOAT32, SK_DEVICE_CPU, -1, &x));
+  EXPECT_ERROR(sk_module_forward(m, x, 1, &y), SK_ERR_INVALID_ARGUMENT, "has 64 channels but the input has 32");
+  sk_tensor_free(x);
+  EXPECT_OK(sk_tensor_zeros(shape, 3, SK_FLOAT32, SK_DEVICE_CPU, -1, &x));
+  EXPECT_ERROR(sk_module_forward(m, x, 1, &y), SK_ERR_INVALID_ARGUMENT, "4-d input");
+  sk_tensor_free(x);
+  int64_t s64[4] = {1, 64, 2, 2};
+  EXPECT_OK(sk_tensor_zeros(s64, 4, SK_FLOAT64, SK_DEVICE_CPU, -1, &x));
+  EXPECT_ERROR(sk_module_forward(m, x, 1, &y), SK_ERR_INVALID_ARGUMENT, "input is Double");
+  EXPECT_ERROR(sk_module_forward(nullptr, x, 1, &y), SK_ERR_INVALID_ARGUMENT, "module must not be NULL");
+  EXPECT_ERROR(sk_module_forward(m, nullptr, 1, &y), SK_ERR_INVALID_ARGUMENT, "x must not be NULL");
+  EXPECT_OK(sk_module_to(m, SK_FLOAT64, SK_DEVICE_CPU, -1));
+  EXPECT_OK(sk_module_forward(m, x, 0, &y));
+  CHECK(y != nullptr && sk_tensor_dtype(y) == SK_FLOAT64 && sk_tensor_requires_grad(y) == 0);
+  sk_tensor_free(y);
+  sk_tensor_free(x);
+  sk_module_free(m);
+}
+
+int main() {
+  test_library();
+  test_from_blob();
+  test_ese_closed_form();
+  test_bad_module_input();
+  std::printf("shim_test: %d checks, %d failed\n", checks, failures);
+  return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,12 @@
+/**
+ * sekit: Squeeze-and-Excitation (SE), effective SE (eSE) and One-Shot-Aggregation
+ * blocks, forward and backward, on libtorch through the Foreign Function &amp; Memory API.
+ *
+ * <p>Run with {@code --enable-native-access=dev.sekit} on the module path (or
+ * {@code --enable-native-access=ALL-UNNAMED} on the class path).
+ */
+module dev.sekit {
+  exports dev.sekit;
+  exports dev.sekit.nn;
+  // dev.sekit.internal and dev.sekit.internal.ffi (the jextract bindings) stay internal.
+}
