@@ -8,5 +8,8 @@
 module dev.sekit {
   exports dev.sekit;
   exports dev.sekit.nn;
+  exports dev.sekit.io;
+
+  requires com.google.gson;
   // dev.sekit.internal and dev.sekit.internal.ffi (the jextract bindings) stay internal.
 }

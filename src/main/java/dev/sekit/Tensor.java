@@ -88,6 +88,10 @@ public final class Tensor {
       throw new IllegalArgumentException("data is a heap segment; Tensor.wrap needs off-heap "
           + "(native) memory, e.g. from Arena.allocate. To copy a Java array, use Tensor.copyOf");
     }
+    if (data.isReadOnly()) {
+      throw new IllegalArgumentException("data is a read-only segment; native code may write "
+          + "to a tensor's memory, so wrap a writable segment (or copy with Tensor.copyOf)");
+    }
     if (!data.scope().isAlive()) {
       throw new IllegalStateException("data's arena is already closed");
     }

@@ -1,0 +1,101 @@
+package dev.sekit;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.google.gson.JsonArray;
+import com.google.gson.JsonParser;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+/** Shared helpers of the tests: fixture location and numeric comparison. */
+public final class TestSupport {
+  private TestSupport() {}
+
+  /** The directory the PyTorch fixture script wrote (set by the build). */
+  public static Path fixtures() {
+    String dir = System.getProperty("sekit.fixtures");
+    if (dir == null) {
+      throw new IllegalStateException("system property sekit.fixtures is not set: run the tests "
+          + "through Maven, which generates the PyTorch fixtures first");
+    }
+    Path p = Path.of(dir);
+    assertTrue(Files.isRegularFile(p.resolve("manifest.json")),
+        "no PyTorch fixtures in " + p + " (the build runs src/test/python/make_fixtures.py)");
+    return p;
+  }
+
+  /** Case names listed in the fixture manifest. */
+  public static List<String> fixtureCases() {
+    try {
+      JsonArray a = JsonParser.parseString(Files.readString(fixtures().resolve("manifest.json")))
+          .getAsJsonObject().getAsJsonArray("cases");
+      List<String> r = new ArrayList<>();
+      a.forEach(e -> r.add(e.getAsString()));
+      return r;
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  /** The values of a float32 or float64 CPU tensor as doubles. */
+  public static double[] values(Tensor t) {
+    return switch (t.dtype()) {
+      case FLOAT64 -> t.toDoubleArray();
+      case FLOAT32 -> {
+        float[] f = t.toFloatArray();
+        double[] d = new double[f.length];
+        for (int i = 0; i < f.length; i++) {
+          d[i] = f[i];
+        }
+        yield d;
+      }
+      default -> values(t.to(DType.FLOAT64));
+    };
+  }
+
+  /** max |actual - expected| / max |expected|; NaN anywhere fails. */
+  public static double relativeError(Tensor expected, Tensor actual) {
+    assertEquals(Arrays.toString(expected.shape()), Arrays.toString(actual.shape()), "shape");
+    double[] e = values(expected);
+    double[] a = values(actual);
+    double maxDiff = 0;
+    double maxRef = 0;
+    for (int i = 0; i < e.length; i++) {
+      if (Double.isNaN(a[i]) || Double.isNaN(e[i])) {
+        return Double.POSITIVE_INFINITY;
+      }
+      maxDiff = Math.max(maxDiff, Math.abs(a[i] - e[i]));
+      maxRef = Math.max(maxRef, Math.abs(e[i]));
+    }
+    return maxDiff / Math.max(maxRef, Double.MIN_NORMAL);
+  }
+
+  /** The tolerance for a dtype (design.md): float64 1e-10, float32 1e-5, half types 1e-2. */
+  public static double tolerance(DType d) {
+    return switch (d) {
+      case FLOAT64 -> 1e-10;
+      case FLOAT32 -> 1e-5;
+      default -> 1e-2;
+    };
+  }
+
+  /** Resident set size of this process in bytes (Linux). */
+  public static long rssBytes() {
+    try {
+      for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
+        if (line.startsWith("VmRSS:")) {
+          return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
+        }
+      }
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+    throw new IllegalStateException("no VmRSS in /proc/self/status");
+  }
+}

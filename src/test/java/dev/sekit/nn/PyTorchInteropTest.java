@@ -1,0 +1,94 @@
+package dev.sekit.nn;
+
+import static dev.sekit.TestSupport.relativeError;
+import static dev.sekit.TestSupport.tolerance;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.sekit.DType;
+import dev.sekit.Tensor;
+import dev.sekit.TestSupport;
+import dev.sekit.io.SafeTensors;
+import java.lang.foreign.Arena;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * SE and eSE against PyTorch: the fixture script ran torchvision's SqueezeExcitation (or a
+ * PyTorch statement of timm's modules) on random inputs and weights; here the same weights
+ * are loaded into sekit's blocks, and outputs and every gradient are compared.
+ */
+class PyTorchInteropTest {
+  private static final Map<String, Double> WORST = new ConcurrentHashMap<>();
+
+  static Stream<String> cases() {
+    return TestSupport.fixtureCases().stream();
+  }
+
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("cases")
+  void matchesPyTorch(String name) {
+    try (Arena arena = Arena.ofConfined()) {
+      SafeTensors f = SafeTensors.open(arena, TestSupport.fixtures().resolve(name + ".safetensors"));
+      Map<String, String> meta = f.metadata();
+      DType dtype = switch (meta.get("dtype")) {
+        case "float64" -> DType.FLOAT64;
+        case "float32" -> DType.FLOAT32;
+        default -> throw new AssertionError("dtype " + meta.get("dtype"));
+      };
+      Activation gate = meta.get("gate").equals("sigmoid") ? Activation.SIGMOID : Activation.HARD_SIGMOID;
+      boolean addMaxPool = Boolean.parseBoolean(meta.get("add_maxpool"));
+      int channels = Integer.parseInt(meta.get("channels"));
+
+      Module module;
+      if (meta.get("module").equals("se")) {
+        int rd = Integer.parseInt(meta.get("rd_channels"));
+        SqueezeExcitation.Builder b = SqueezeExcitation.builder(channels).gate(gate).addMaxPool(addMaxPool);
+        SqueezeExcitation se = name.contains("_r" + rd + "_") ? b.rdChannels(rd).build(arena) : b.build(arena);
+        assertEquals(rd, se.reducedChannels(), "timm's make_divisible(C/16, 8) for C=" + channels);
+        module = se;
+      } else {
+        module = EffectiveSqueezeExcitation.builder(channels).gate(gate).addMaxPool(addMaxPool).build(arena);
+      }
+      module.to(dtype);
+
+      Map<String, Tensor> weights = new LinkedHashMap<>();
+      for (String key : f.entries().keySet()) {
+        if (key.startsWith("param.")) {
+          weights.put(key.substring("param.".length()), f.tensor(key));
+        }
+      }
+      module.loadStateDict(weights); // strict: the names must be timm's
+
+      Tensor x = f.tensor("input").requiresGrad(true);
+      Tensor y = module.forward(x);
+      check(name, "output", dtype, f.tensor("output"), y);
+
+      y.backward(f.tensor("grad_output"));
+      check(name, "grad_input", dtype, f.tensor("grad_input"), x.grad().orElseThrow());
+      for (Map.Entry<String, Tensor> p : module.namedParameters().entrySet()) {
+        check(name, "grad." + p.getKey(), dtype, f.tensor("grad." + p.getKey()),
+            p.getValue().grad().orElseThrow(() -> new AssertionError("no grad for " + p.getKey())));
+      }
+    }
+  }
+
+  private static void check(String name, String what, DType dtype, Tensor expected, Tensor actual) {
+    assertEquals(dtype, actual.dtype(), what + " dtype");
+    double err = relativeError(expected, actual);
+    WORST.merge(dtype + " " + (what.startsWith("grad") ? "gradients" : "outputs"), err, Math::max);
+    assertTrue(err <= tolerance(dtype),
+        name + " " + what + ": relative error " + err + " > " + tolerance(dtype));
+  }
+
+  @AfterAll
+  static void report() {
+    new java.util.TreeMap<>(WORST).forEach((k, v) ->
+        System.out.printf("largest relative error vs PyTorch, %s: %.3e%n", k, v));
+  }
+}
