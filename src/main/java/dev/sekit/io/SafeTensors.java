@@ -344,7 +344,7 @@ public final class SafeTensors {
     Path tmp = null;
     try {
       tmp = Files.createTempFile(dir, "." + file.getFileName() + ".", ".tmp");
-      try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE);
+      try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.READ, StandardOpenOption.WRITE);
           Arena scratch = Arena.ofConfined()) {
         long total = 8 + padded + offset;
         MemorySegment out = ch.map(FileChannel.MapMode.READ_WRITE, 0, total, scratch);
