@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Quick side-by-side timing of one SE forward (N=32, C=256, 56x56, f32): sekit from Java
-# next to PyTorch eager in Python, same thread count. Run after ./sekit test or mvn package.
+# Quick side-by-side timings, sekit from Java next to PyTorch eager in Python with the
+# same thread count (both on the same libtorch). Run after ./sekit test or mvn package.
 #   benchmarks/quick/run.sh [threads]
+#   1. SE forward, N=32, C=256, 56x56, f32
+#   2. ese_vovnet19b_dw forward at batch 1 and 8, 224x224, f32, eval, no grad; peak RSS
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 threads="${1:-2}"
 java="${SEKIT_JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}/bin/java"
+cp="target/classes:$(cat target/classpath.txt)"
 /usr/bin/python3 benchmarks/quick/se_timing.py "$threads"
-"$java" --enable-native-access=ALL-UNNAMED -cp "target/classes:$(cat target/classpath.txt)" \
-  benchmarks/quick/SeTiming.java "$threads"
+"$java" --enable-native-access=ALL-UNNAMED -cp "$cp" benchmarks/quick/SeTiming.java "$threads"
+/usr/bin/python3 benchmarks/quick/vovnet_timing.py "$threads"
+"$java" --enable-native-access=ALL-UNNAMED -cp "$cp" benchmarks/quick/VoVNetTiming.java "$threads"

@@ -64,6 +64,11 @@ extern "C" {
 #define SK_ACT_HARD_SWISH 6
 #define SK_ACT_TANH 7
 
+/* ---- attention inside OSA blocks (stable) ---- */
+#define SK_ATTN_NONE 0
+#define SK_ATTN_ESE 1 /* timm 'ese': EffectiveSEModule(out_chs) */
+#define SK_ATTN_SE 2  /* timm 'se': SEModule(out_chs), rd_ratio 1/16 */
+
 typedef struct sk_error sk_error;
 typedef struct sk_tensor sk_tensor;
 typedef struct sk_module sk_module;
@@ -195,6 +200,58 @@ SK_API sk_error* sk_se_new(int64_t channels, double rd_ratio, int64_t rd_channel
  * bindings) to SK_ACT_HARD_SIGMOID.
  */
 SK_API sk_error* sk_ese_new(int64_t channels, int32_t gate, int32_t add_maxpool, sk_module** out);
+
+/*
+ * ConvNormAct, as timm's: Conv2d(in, out, kernel, stride, padding = kernel / 2,
+ * no bias) -> BatchNorm2d(eps 1e-5, momentum 0.1) -> ReLU. Names conv.weight, bn.*.
+ * separable = 1 gives timm's SeparableConvNormAct instead: depthwise conv_dw
+ * (groups = in) -> pointwise 1x1 conv_pw -> bn -> ReLU.
+ */
+SK_API sk_error* sk_conv_norm_act_new(int64_t in_chs, int64_t out_chs, int64_t kernel,
+                                      int64_t stride, int32_t separable, sk_module** out);
+
+/*
+ * One-Shot-Aggregation block, as timm's OsaBlock:
+ *   outputs = [x]; h = x (depthwise and in != mid: h = conv_reduction(h), 1x1)
+ *   for j < layers: h = conv_mid[j](h) (3x3 ConvNormAct, or separable); outputs += h
+ *   z = conv_concat(cat(outputs)) (1x1); z = attn(z); residual: z = z + x
+ * residual needs in_chs == out_chs; depthwise with in != mid excludes residual.
+ * attn is SK_ATTN_*.
+ */
+SK_API sk_error* sk_osa_block_new(int64_t in_chs, int64_t mid_chs, int64_t out_chs,
+                                  int64_t layers, int32_t residual, int32_t depthwise,
+                                  int32_t attn, sk_module** out);
+
+/*
+ * OSA stage, as timm's OsaStage: optional MaxPool2d(3, 2, ceil_mode) ("pool", no
+ * parameters), then `blocks` OsaBlocks under "blocks.{i}"; block i > 0 takes out_chs in
+ * and has the residual when `residual`. attn goes on the last block only (timm), or on
+ * every block when attn_every_block (the original VoVNetV2 code).
+ */
+SK_API sk_error* sk_osa_stage_new(int64_t in_chs, int64_t mid_chs, int64_t out_chs,
+                                  int64_t blocks, int64_t layers, int32_t downsample,
+                                  int32_t residual, int32_t depthwise, int32_t attn,
+                                  int32_t attn_every_block, sk_module** out);
+
+/*
+ * VoVNet, as timm's VovNet (stem stride 4, output stride 32): stem of three
+ * ConvNormAct (the last two separable when depthwise), four OsaStages (stage 0 without
+ * pool), head GAP -> flatten -> dropout(drop_rate) -> Linear ("head.fc") when
+ * num_classes > 0. stem_chs has 3 entries; stage_conv_chs, stage_out_chs and
+ * block_per_stage 4 each (borrowed). timm's initialisation: Kaiming-normal (fan_out,
+ * ReLU) convolutions, zero Linear bias. sk_module_forward gives the logits (or the
+ * pooled features [N, C] when num_classes == 0).
+ */
+SK_API sk_error* sk_vovnet_new(const int64_t* stem_chs, const int64_t* stage_conv_chs,
+                               const int64_t* stage_out_chs, const int64_t* block_per_stage,
+                               int64_t layer_per_block, int32_t residual, int32_t depthwise,
+                               int32_t attn, int32_t attn_every_block, int64_t in_chans,
+                               int64_t num_classes, double drop_rate, sk_module** out);
+
+/* The four stage outputs of a VoVNet (strides 4, 8, 16, 32) for x [N, in_chans, H, W].
+ * `out` points to 4 slots that receive new handles. */
+SK_API sk_error* sk_vovnet_forward_stages(sk_module* m, const sk_tensor* x, int32_t record_grad,
+                                          sk_tensor** out);
 
 SK_API void sk_module_free(sk_module* m);
 

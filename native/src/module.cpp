@@ -31,6 +31,35 @@ void Module::to(at::ScalarType floating_dtype, at::Device device) {
   for (auto& c : children_) c.second->to(floating_dtype, device);
 }
 
+void Module::visit(const std::function<void(Module&)>& f) {
+  f(*this);
+  for (auto& c : children_) c.second->visit(f);
+}
+
+void Sequential::push_back(std::shared_ptr<Module> m) {
+  register_module(std::to_string(items_.size()), m);
+  items_.push_back(std::move(m));
+}
+
+at::Tensor Sequential::forward(const at::Tensor& x) {
+  at::Tensor h = x;
+  for (auto& m : items_) h = m->forward(h);
+  return h;
+}
+
+Linear::Linear(int64_t in, int64_t out, bool bias) : in_(in), out_(out) {
+  if (in < 1 || out < 1) fail("Linear sizes must be >= 1, got in=", in, " out=", out);
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in));
+  weight_ = &register_parameter("weight", at::empty({out, in}, at::kFloat).uniform_(-bound, bound));
+  if (bias) bias_ = &register_parameter("bias", at::empty({out}, at::kFloat).uniform_(-bound, bound));
+}
+
+at::Tensor Linear::forward(const at::Tensor& x) {
+  if (x.dim() < 1 || x.size(-1) != in_)
+    fail("Linear(", in_, ", ", out_, ") got input of shape ", shape_str(x.sizes()));
+  return at::linear(x, *weight_, bias_ ? *bias_ : at::Tensor());
+}
+
 at::TensorOptions Module::param_options() const {
   for (auto& p : params_)
     if (at::isFloatingType(p.second.scalar_type())) return p.second.options();

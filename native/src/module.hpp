@@ -5,6 +5,7 @@
 #include "internal.hpp"
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -40,6 +41,8 @@ class Module {
   void to(at::ScalarType floating_dtype, at::Device device);
   // dtype and device of the first floating parameter.
   at::TensorOptions param_options() const;
+  // Calls f on this module and every descendant, depth first.
+  void visit(const std::function<void(Module&)>& f);
 
  protected:
   at::Tensor& register_parameter(std::string name, at::Tensor t);
@@ -89,6 +92,35 @@ class BatchNorm2d : public Module {
   double eps_, momentum_;
   at::Tensor *weight_, *bias_, *running_mean_, *running_var_, *num_batches_tracked_;
 };
+
+// Children "0", "1", ... applied in order (nn.Sequential).
+class Sequential : public Module {
+ public:
+  void push_back(std::shared_ptr<Module> m);
+  at::Tensor forward(const at::Tensor& x) override;
+  const std::vector<std::shared_ptr<Module>>& items() const { return items_; }
+
+ private:
+  std::vector<std::shared_ptr<Module>> items_;
+};
+
+// nn.Linear with PyTorch's default initialisation.
+class Linear : public Module {
+ public:
+  Linear(int64_t in, int64_t out, bool bias = true);
+  at::Tensor forward(const at::Tensor& x) override;
+  at::Tensor& weight() { return *weight_; }
+  at::Tensor* bias() { return bias_; }
+
+ private:
+  int64_t in_, out_;
+  at::Tensor* weight_;
+  at::Tensor* bias_ = nullptr;
+};
+
+std::shared_ptr<Module> make_se(int64_t channels, int64_t rd, bool bias, int32_t act, int32_t gate,
+                                bool add_maxpool, bool use_bn);
+std::shared_ptr<Module> make_ese(int64_t channels, int32_t gate, bool add_maxpool);
 
 at::Tensor apply_activation(int32_t act, const at::Tensor& x);
 void check_activation(int32_t act, const char* what);

@@ -70,6 +70,15 @@ class EffectiveSqueezeExcitation : public Module {
   std::shared_ptr<Conv2d> fc_;
 };
 
+std::shared_ptr<Module> make_se(int64_t channels, int64_t rd, bool bias, int32_t act, int32_t gate,
+                                bool add_maxpool, bool use_bn) {
+  return std::make_shared<SqueezeExcitation>(channels, rd, bias, act, gate, add_maxpool, use_bn);
+}
+
+std::shared_ptr<Module> make_ese(int64_t channels, int32_t gate, bool add_maxpool) {
+  return std::make_shared<EffectiveSqueezeExcitation>(channels, gate, add_maxpool);
+}
+
 sk_module* wrap_module(std::shared_ptr<Module> m) {
   auto* h = new sk_module{std::move(m), {}};
   h->module->collect_state("", h->state);

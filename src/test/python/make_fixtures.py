@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Write reference fixtures for the sekit SE / eSE tests from real PyTorch runs.
+"""Write reference fixtures for the sekit SE / eSE / OSA / VoVNet tests from real
+PyTorch runs.
 
 Usage (run by the Maven build with Debian's interpreter):
 
@@ -9,16 +10,29 @@ Usage (run by the Maven build with Debian's interpreter):
 Each case is written as OUT_DIR/<case>.safetensors (format written by hand,
 the `safetensors` package is not needed): an 8-byte little-endian header
 length n, n bytes of UTF-8 JSON header (padded with spaces so n % 8 == 0),
-then the tensors packed back-to-back, little-endian, row-major.  All tensors
-of one file share the case dtype, so every tensor starts at a multiple of its
-element size in the file and the offsets are gap-free, as the safetensors
-specification requires.
+then the tensors packed back-to-back, little-endian, row-major, in header
+order.  The offsets are gap-free, as the safetensors specification requires,
+and the writer checks that every tensor starts at a multiple of its element
+size in the file (the SE / eSE files hold only the case dtype; the OSA /
+VoVNet files also hold I64 num_batches_tracked scalars, shape []).
 
-Tensors per case: input, output, grad_output, grad_input, param.<name> and
-grad.<name> for every module parameter.  Backward is Y.backward(G), i.e. the
-gradients of loss = sum(Y * G).
+SE / eSE cases (metadata module "se" / "ese"): input, output, grad_output,
+grad_input, param.<name> and grad.<name> for every module parameter.
+Backward is Y.backward(G), i.e. the gradients of loss = sum(Y * G).
 
-In normal mode OUT_DIR/manifest.json lists every case written.
+OSA / VoVNet cases (metadata module "osa_block" / "osa_stage" / "vovnet"; the
+modules are the PyTorch statement of timm's VoVNet in vovnet_ref.py, with
+timm's parameter names): every BatchNorm has random weight, bias, running
+statistics and num_batches_tracked.  Tensors: state.<key> for every entry of
+state_dict() before the forward (parameters and buffers), input, output;
+with gradients also grad_output, grad_input and grad.<name> for every
+parameter; in train mode also state_after.<key> for every buffer after the
+forward; for "vovnet" also feature.0 .. feature.3 (the stage outputs).
+
+In normal mode OUT_DIR/manifest.json lists every case written, and
+OUT_DIR/vovnet_configs.json gives, for each of timm's eight VoVNet
+configurations, its parameter count (1000 classes; checked against timm's
+numbers), its state_dict keys and shapes in order, and its configuration.
 
 The run is deterministic: every case seeds torch from a fixed base seed plus a
 CRC32 of its name, and torch runs with 2 threads.
@@ -42,6 +56,9 @@ except ImportError as exc:  # pragma: no cover - environment problem
         "python3-torchvision\n" % exc)
     sys.exit(2)
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vovnet_ref  # noqa: E402  (next to this file)
+
 BASE_SEED = 20240611
 WEIGHT_SCALE = 0.5
 
@@ -50,6 +67,10 @@ DTYPES = {
     "float64": (torch.float64, "F64", "<f8"),
 }
 DTYPE_TAG = {"float32": "f32", "float64": "f64"}
+# Every torch dtype the writer accepts: safetensors dtype, numpy dtype.
+WRITER_DTYPES = [(tdt, sdt, ndt) for tdt, sdt, ndt in DTYPES.values()] + [
+    (torch.int64, "I64", "<i8"),
+]
 
 
 # --------------------------------------------------------------------------
@@ -168,11 +189,14 @@ def write_safetensors(path, tensors, metadata):
             raise ValueError("duplicate tensor name %r" % name)
         t = t.detach().cpu().contiguous()
         st_dtype, np_dtype = None, None
-        for _, (tdt, sdt, ndt) in DTYPES.items():
+        for tdt, sdt, ndt in WRITER_DTYPES:
             if t.dtype == tdt:
                 st_dtype, np_dtype = sdt, ndt
         if st_dtype is None:
             raise ValueError("unsupported dtype %s for %s" % (t.dtype, name))
+        if offset % t.element_size() != 0:
+            raise ValueError("%s would start at byte %d, not a multiple of its "
+                             "element size %d" % (name, offset, t.element_size()))
         data = t.numpy().astype(np_dtype, copy=False).tobytes(order="C")
         assert len(data) == t.numel() * t.element_size()
         header[name] = {
@@ -299,6 +323,229 @@ def run_case(spec, name, out_dir):
     return write_safetensors(path, tensors, meta)
 
 
+# --------------------------------------------------------------------------
+# OSA / VoVNet cases (modules from vovnet_ref.py)
+# --------------------------------------------------------------------------
+
+def _b(dtype, mode, in_chs, mid_chs, out_chs, layers, residual, depthwise,
+       attn, hw=(8, 8), n=2):
+    return {"module": "osa_block", "dtype": dtype, "mode": mode,
+            "in_chs": in_chs, "mid_chs": mid_chs, "out_chs": out_chs,
+            "layers": layers, "residual": residual, "depthwise": depthwise,
+            "attn": attn, "shape": (n, in_chs) + tuple(hw), "grad": True}
+
+
+def _s(dtype, mode, in_chs, mid_chs, out_chs, layers, blocks, downsample,
+       residual, depthwise, attn, attn_every_block, hw, n=2):
+    return {"module": "osa_stage", "dtype": dtype, "mode": mode,
+            "in_chs": in_chs, "mid_chs": mid_chs, "out_chs": out_chs,
+            "layers": layers, "blocks": blocks, "downsample": downsample,
+            "residual": residual, "depthwise": depthwise, "attn": attn,
+            "attn_every_block": attn_every_block,
+            "shape": (n, in_chs) + tuple(hw), "grad": True}
+
+
+def _v(name, config, dtype, mode, num_classes, shape, grad):
+    return {"module": "vovnet", "name": name, "config": config,
+            "dtype": dtype, "mode": mode, "num_classes": num_classes,
+            "shape": tuple(shape), "grad": grad}
+
+
+TRAIN, EVAL = "train", "eval"
+RES, NORES, DW, FULL = True, False, True, False
+
+MODEL_CASES = [
+    # ---- OSA block: residual x depthwise x attn, train mode ----
+    # (all channel counts even, so the I64 scalars stay 8-byte aligned)
+    _b(F32, TRAIN, 16, 8, 24, 3, NORES, FULL, "none"),
+    _b(F32, TRAIN, 16, 8, 24, 3, NORES, FULL, "ese"),
+    _b(F32, TRAIN, 16, 8, 24, 3, NORES, FULL, "se"),
+    _b(F32, TRAIN, 16, 8, 16, 2, RES, FULL, "none"),
+    _b(F32, TRAIN, 16, 8, 16, 2, RES, FULL, "ese"),
+    _b(F32, TRAIN, 16, 8, 16, 2, RES, FULL, "se"),
+    _b(F32, TRAIN, 16, 8, 24, 3, NORES, DW, "none"),   # conv_reduction
+    _b(F32, TRAIN, 16, 8, 24, 3, NORES, DW, "ese"),    # conv_reduction
+    _b(F32, TRAIN, 16, 8, 24, 3, NORES, DW, "se"),     # conv_reduction
+    _b(F32, TRAIN, 8, 8, 16, 2, NORES, DW, "ese"),     # in == mid
+    _b(F32, TRAIN, 16, 16, 16, 2, RES, DW, "none"),
+    _b(F32, TRAIN, 16, 16, 16, 2, RES, DW, "ese"),
+    _b(F32, TRAIN, 16, 16, 16, 2, RES, DW, "se"),
+    # ---- OSA block, eval mode (running statistics) ----
+    _b(F32, EVAL, 16, 8, 24, 3, NORES, FULL, "none"),
+    _b(F32, EVAL, 16, 8, 16, 3, RES, FULL, "ese", hw=(7, 9)),
+    _b(F32, EVAL, 16, 8, 24, 2, NORES, DW, "se"),      # conv_reduction
+    _b(F32, EVAL, 16, 16, 16, 3, RES, DW, "ese"),
+    # ---- OSA block, float64 ----
+    _b(F64, TRAIN, 16, 8, 16, 3, RES, FULL, "ese", hw=(7, 9)),
+    _b(F64, TRAIN, 16, 16, 16, 2, RES, DW, "se"),
+    _b(F64, EVAL, 16, 8, 24, 3, NORES, DW, "ese"),     # conv_reduction
+    # ---- OSA stage: max pool (ceil_mode) + 2 blocks, eSE last vs every ----
+    # 10 and 8, 12 are sizes where ceil_mode=True gives one more output row /
+    # column than floor (9 would not: (9 - 3) / 2 is exact).
+    _s(F32, TRAIN, 16, 8, 24, 2, 2, True, RES, FULL, "ese", False, (10, 10)),
+    _s(F32, TRAIN, 16, 8, 24, 2, 2, True, RES, FULL, "ese", True, (8, 12)),
+    # ---- whole networks ----
+    _v("vovnet_ese_vovnet19b_dw_eval_224", "ese_vovnet19b_dw", F32, EVAL,
+       1000, (1, 3, 224, 224), False),
+    _v("vovnet_ese_vovnet19b_slim_dw_train_64", "ese_vovnet19b_slim_dw", F64,
+       TRAIN, 10, (2, 3, 64, 64), True),
+]
+
+
+def _tf(b):
+    return "true" if b else "false"
+
+
+def model_case_name(spec):
+    if spec["module"] == "vovnet":
+        return spec["name"]
+    n, _, h, w = spec["shape"]
+    name = "%s_%s_%s_n%d_in%d_mid%d_out%d_l%d" % (
+        spec["module"], DTYPE_TAG[spec["dtype"]], spec["mode"], n,
+        spec["in_chs"], spec["mid_chs"], spec["out_chs"], spec["layers"])
+    if spec["module"] == "osa_stage":
+        name += "_b%d%s" % (spec["blocks"], "_pool" if spec["downsample"] else "")
+    name += "_%s_%s_%s" % ("res" if spec["residual"] else "nores",
+                           "dw" if spec["depthwise"] else "full", spec["attn"])
+    if spec["module"] == "osa_stage" and spec["attn"] != "none":
+        name += "_every" if spec["attn_every_block"] else "_last"
+    return name + "_%dx%d" % (h, w)
+
+
+def build_model(spec):
+    """Return (module, metadata) for an OSA / VoVNet case spec."""
+    meta = {"module": spec["module"], "mode": spec["mode"],
+            "dtype": spec["dtype"], "grad": _tf(spec["grad"])}
+    attn = "" if spec.get("attn") == "none" else spec.get("attn")
+    if spec["module"] in ("osa_block", "osa_stage"):
+        for k in ("in_chs", "mid_chs", "out_chs", "layers"):
+            meta[k] = str(spec[k])
+        meta["residual"] = _tf(spec["residual"])
+        meta["depthwise"] = _tf(spec["depthwise"])
+        meta["attn"] = spec["attn"]
+    if spec["module"] == "osa_block":
+        mod = vovnet_ref.OsaBlock(
+            spec["in_chs"], spec["mid_chs"], spec["out_chs"], spec["layers"],
+            residual=spec["residual"], depthwise=spec["depthwise"], attn=attn)
+        meta["reference"] = "pytorch statement of timm OsaBlock (vovnet_ref.py)"
+    elif spec["module"] == "osa_stage":
+        meta["blocks"] = str(spec["blocks"])
+        meta["downsample"] = _tf(spec["downsample"])
+        meta["attn_every_block"] = _tf(spec["attn_every_block"])
+        mod = vovnet_ref.OsaStage(
+            spec["in_chs"], spec["mid_chs"], spec["out_chs"], spec["blocks"],
+            spec["layers"], downsample=spec["downsample"],
+            residual=spec["residual"], depthwise=spec["depthwise"], attn=attn,
+            attn_every_block=spec["attn_every_block"])
+        meta["reference"] = ("pytorch statement of timm OsaStage (vovnet_ref.py; "
+                             "attn_every_block=true: original VoVNetV2)")
+    elif spec["module"] == "vovnet":
+        meta["config"] = spec["config"]
+        meta["num_classes"] = str(spec["num_classes"])
+        meta["in_chans"] = str(spec["shape"][1])
+        mod = vovnet_ref.VovNet(vovnet_ref.CONFIGS[spec["config"]],
+                                in_chans=spec["shape"][1],
+                                num_classes=spec["num_classes"])
+        meta["reference"] = "pytorch statement of timm VovNet (vovnet_ref.py)"
+    else:
+        raise ValueError("unknown module %r" % spec["module"])
+    return mod, meta
+
+
+def randomise_batchnorm(mod):
+    """Random affine parameters, running statistics and step counts for every
+    BatchNorm, so that a port mixing them up cannot pass by accident."""
+    with torch.no_grad():
+        for m in mod.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0.0, 0.1)
+                m.running_mean.normal_(0.0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.num_batches_tracked.fill_(int(torch.randint(1, 10, ())))
+
+
+def run_model_case(spec, name, out_dir):
+    dtype = DTYPES[spec["dtype"]][0]
+    seed = case_seed(name)
+    torch.manual_seed(seed)
+    mod, meta = build_model(spec)
+    mod = mod.to(dtype)
+    randomise_batchnorm(mod)
+    train = spec["mode"] == "train"
+    mod.train(train)
+    grad = spec["grad"]
+    state = [(k, v.detach().clone()) for k, v in mod.state_dict().items()]
+
+    x = torch.randn(spec["shape"], dtype=dtype)
+    feats = None
+    with torch.set_grad_enabled(grad):
+        if grad:
+            x.requires_grad_(True)
+        if spec["module"] == "vovnet":
+            feats = mod.forward_stages(x)
+            y = mod.forward_head(feats[-1])
+        else:
+            y = mod(x)
+        if grad:
+            g = torch.randn_like(y)
+            y.backward(g)
+
+    tensors = [("input", x), ("output", y)]
+    if grad:
+        tensors += [("grad_output", g), ("grad_input", x.grad)]
+    tensors += [("state." + k, v) for k, v in state]
+    if grad:
+        for pname, p in mod.named_parameters():
+            if p.grad is None:
+                raise RuntimeError("%s: no gradient for %s" % (name, pname))
+            tensors.append(("grad." + pname, p.grad))
+    if train:
+        tensors += [("state_after." + k, v) for k, v in mod.named_buffers()]
+    if feats is not None:
+        tensors += [("feature.%d" % i, f) for i, f in enumerate(feats)]
+    for tname, t in tensors:
+        want = torch.int64 if tname.endswith("num_batches_tracked") else dtype
+        if t.dtype != want:
+            raise RuntimeError("%s: %s has dtype %s" % (name, tname, t.dtype))
+
+    meta["torch_version"] = torch.__version__
+    meta["torchvision_version"] = torchvision.__version__
+    meta["seed"] = str(seed)
+    meta["weight_init"] = (
+        ("timm VovNet init (kaiming_normal fan_out relu convs, zero linear bias)"
+         if spec["module"] == "vovnet" else "pytorch default")
+        + "; BatchNorm weight U(0.5,1.5), bias N(0,0.1), running_mean N(0,0.1), "
+        "running_var U(0.5,1.5), num_batches_tracked randint[1,10)")
+    path = os.path.join(out_dir, name + ".safetensors")
+    return write_safetensors(path, tensors, meta)
+
+
+def write_vovnet_configs(out_dir):
+    """OUT_DIR/vovnet_configs.json: parameter count (1000 classes), state_dict
+    keys and shapes, and configuration of every timm VoVNet; the counts must
+    equal timm's."""
+    out = {}
+    for cname, cfg in vovnet_ref.CONFIGS.items():
+        model = vovnet_ref.VovNet(cfg, num_classes=1000)
+        count = vovnet_ref.param_count(model)
+        if count != vovnet_ref.TIMM_PARAM_COUNTS[cname]:
+            raise RuntimeError("%s: %d parameters, timm has %d" % (
+                cname, count, vovnet_ref.TIMM_PARAM_COUNTS[cname]))
+        out[cname] = {
+            "param_count": count,
+            "state_dict": [[k, list(v.shape)] for k, v in model.state_dict().items()],
+            "config": dict(cfg),
+        }
+        del model
+    path = os.path.join(out_dir, "vovnet_configs.json")
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
+    return os.path.getsize(path)
+
+
 def main(argv):
     args = argv[1:]
     demo = False
@@ -319,15 +566,20 @@ def main(argv):
         ]
     else:
         specs = [(case_name(s), s) for s in CASES]
+        specs += [(model_case_name(s), s) for s in MODEL_CASES]
         names = [n for n, _ in specs]
         if len(set(names)) != len(names):
             raise RuntimeError("duplicate case names")
 
     total = 0
     for name, spec in specs:
-        total += run_case(spec, name, out_dir)
+        if spec["module"] in ("se", "ese"):
+            total += run_case(spec, name, out_dir)
+        else:
+            total += run_model_case(spec, name, out_dir)
 
     if not demo:
+        total += write_vovnet_configs(out_dir)
         manifest = {"torch_version": torch.__version__,
                     "cases": [n for n, _ in specs]}
         tmp = os.path.join(out_dir, "manifest.json.tmp")

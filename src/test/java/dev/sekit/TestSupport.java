@@ -43,6 +43,23 @@ public final class TestSupport {
     }
   }
 
+  /** Case names whose metadata "module" is one of {@code modules}. */
+  public static List<String> fixtureCases(String... modules) {
+    List<String> wanted = List.of(modules);
+    List<String> r = new ArrayList<>();
+    for (String name : fixtureCases()) {
+      try (java.lang.foreign.Arena a = java.lang.foreign.Arena.ofConfined()) {
+        String m = dev.sekit.io.SafeTensors.open(a, fixtures().resolve(name + ".safetensors"))
+            .metadata().get("module");
+        if (wanted.contains(m)) {
+          r.add(name);
+        }
+      }
+    }
+    assertTrue(!r.isEmpty(), "no fixture cases for " + wanted);
+    return r;
+  }
+
   /** The values of a float32 or float64 CPU tensor as doubles. */
   public static double[] values(Tensor t) {
     return switch (t.dtype()) {

@@ -193,20 +193,27 @@ public abstract class Module {
     }
   }
 
-  /** Loads {@code stateDict} strictly: every key must match, with the same shapes. */
+  /** Loads {@code stateDict} strictly: same keys, shapes and dtypes as this module's. */
   public void loadStateDict(Map<String, Tensor> stateDict) {
-    loadStateDict(stateDict, true);
+    loadStateDict(stateDict, true, false);
+  }
+
+  /** Loads {@code stateDict} (dtypes must match); see {@link #loadStateDict(Map, boolean, boolean)}. */
+  public LoadResult loadStateDict(Map<String, Tensor> stateDict, boolean strict) {
+    return loadStateDict(stateDict, strict, false);
   }
 
   /**
-   * Copies values from {@code stateDict} into this module (dtype and device are converted).
+   * Copies values from {@code stateDict} into this module (devices are converted).
    * Shapes must always match. With {@code strict}, the keys must be exactly this module's;
-   * otherwise missing and unexpected keys are skipped and returned.
+   * otherwise missing and unexpected keys are skipped and returned. With
+   * {@code convertDtype}, a floating tensor of another dtype (say a float16 checkpoint into a
+   * float32 model) is converted; without it, a dtype mismatch is an error.
    *
-   * @throws IllegalArgumentException listing missing, unexpected and wrongly shaped keys;
-   *     nothing is copied in that case
+   * @throws IllegalArgumentException listing missing, unexpected, wrongly shaped and wrongly
+   *     typed keys; nothing is copied in that case
    */
-  public LoadResult loadStateDict(Map<String, Tensor> stateDict, boolean strict) {
+  public LoadResult loadStateDict(Map<String, Tensor> stateDict, boolean strict, boolean convertDtype) {
     Objects.requireNonNull(stateDict, "stateDict");
     Map<String, Tensor> mine = stateDict();
     TreeSet<String> missing = new TreeSet<>(mine.keySet());
@@ -214,15 +221,25 @@ public abstract class Module {
     TreeSet<String> unexpected = new TreeSet<>(stateDict.keySet());
     unexpected.removeAll(mine.keySet());
     List<String> badShape = new ArrayList<>();
+    List<String> badDType = new ArrayList<>();
     for (Map.Entry<String, Tensor> e : stateDict.entrySet()) {
       Tensor dst = mine.get(e.getKey());
-      Objects.requireNonNull(e.getValue(), () -> "stateDict value for " + e.getKey());
-      if (dst != null && !Arrays.equals(dst.shape(), e.getValue().shape())) {
+      Tensor src = Objects.requireNonNull(e.getValue(), () -> "stateDict value for " + e.getKey());
+      if (dst == null) {
+        continue;
+      }
+      if (!Arrays.equals(dst.shape(), src.shape())) {
         badShape.add(e.getKey() + ": expected " + Arrays.toString(dst.shape()) + ", got "
-            + Arrays.toString(e.getValue().shape()));
+            + Arrays.toString(src.shape()));
+      }
+      DType want = dst.dtype();
+      DType got = src.dtype();
+      if (want != got && !(convertDtype && want.isFloatingPoint() && got.isFloatingPoint())) {
+        badDType.add(e.getKey() + ": expected " + want + ", got " + got);
       }
     }
-    if (!badShape.isEmpty() || (strict && (!missing.isEmpty() || !unexpected.isEmpty()))) {
+    if (!badShape.isEmpty() || !badDType.isEmpty()
+        || (strict && (!missing.isEmpty() || !unexpected.isEmpty()))) {
       StringBuilder sb = new StringBuilder("state dict does not fit " + getClass().getSimpleName() + ":");
       if (strict && !missing.isEmpty()) {
         sb.append(" missing keys ").append(missing).append(';');
@@ -232,6 +249,10 @@ public abstract class Module {
       }
       if (!badShape.isEmpty()) {
         sb.append(" wrong shapes ").append(badShape).append(';');
+      }
+      if (!badDType.isEmpty()) {
+        sb.append(" wrong dtypes ").append(badDType)
+            .append(" (pass convertDtype = true to convert);");
       }
       throw new IllegalArgumentException(sb.substring(0, sb.length() - 1));
     }

@@ -204,6 +204,33 @@ public class sekit_h extends sekit_h$shared {
     public static int SK_ACT_TANH() {
         return SK_ACT_TANH;
     }
+    private static final int SK_ATTN_NONE = (int)0L;
+    /**
+     * {@snippet lang=c :
+     * #define SK_ATTN_NONE 0
+     * }
+     */
+    public static int SK_ATTN_NONE() {
+        return SK_ATTN_NONE;
+    }
+    private static final int SK_ATTN_ESE = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * #define SK_ATTN_ESE 1
+     * }
+     */
+    public static int SK_ATTN_ESE() {
+        return SK_ATTN_ESE;
+    }
+    private static final int SK_ATTN_SE = (int)2L;
+    /**
+     * {@snippet lang=c :
+     * #define SK_ATTN_SE 2
+     * }
+     */
+    public static int SK_ATTN_SE() {
+        return SK_ATTN_SE;
+    }
 
     private static class sk_abi_version {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
@@ -2459,6 +2486,343 @@ public class sekit_h extends sekit_h$shared {
                 traceDowncall("sk_ese_new", channels, gate, add_maxpool, out);
             }
             return (MemorySegment)mh$.invokeExact(channels, gate, add_maxpool, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_conv_norm_act_new {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_LONG,
+            sekit_h.C_LONG,
+            sekit_h.C_LONG,
+            sekit_h.C_LONG,
+            sekit_h.C_INT,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_conv_norm_act_new");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_conv_norm_act_new(int64_t in_chs, int64_t out_chs, int64_t kernel, int64_t stride, int32_t separable, sk_module **out)
+     * }
+     */
+    public static FunctionDescriptor sk_conv_norm_act_new$descriptor() {
+        return sk_conv_norm_act_new.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_conv_norm_act_new(int64_t in_chs, int64_t out_chs, int64_t kernel, int64_t stride, int32_t separable, sk_module **out)
+     * }
+     */
+    public static MethodHandle sk_conv_norm_act_new$handle() {
+        return sk_conv_norm_act_new.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_conv_norm_act_new(int64_t in_chs, int64_t out_chs, int64_t kernel, int64_t stride, int32_t separable, sk_module **out)
+     * }
+     */
+    public static MemorySegment sk_conv_norm_act_new$address() {
+        return sk_conv_norm_act_new.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_conv_norm_act_new(int64_t in_chs, int64_t out_chs, int64_t kernel, int64_t stride, int32_t separable, sk_module **out)
+     * }
+     */
+    public static MemorySegment sk_conv_norm_act_new(long in_chs, long out_chs, long kernel, long stride, int separable, MemorySegment out) {
+        var mh$ = sk_conv_norm_act_new.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_conv_norm_act_new", in_chs, out_chs, kernel, stride, separable, out);
+            }
+            return (MemorySegment)mh$.invokeExact(in_chs, out_chs, kernel, stride, separable, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_osa_block_new {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_LONG,
+            sekit_h.C_LONG,
+            sekit_h.C_LONG,
+            sekit_h.C_LONG,
+            sekit_h.C_INT,
+            sekit_h.C_INT,
+            sekit_h.C_INT,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_osa_block_new");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_osa_block_new(int64_t in_chs, int64_t mid_chs, int64_t out_chs, int64_t layers, int32_t residual, int32_t depthwise, int32_t attn, sk_module **out)
+     * }
+     */
+    public static FunctionDescriptor sk_osa_block_new$descriptor() {
+        return sk_osa_block_new.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_osa_block_new(int64_t in_chs, int64_t mid_chs, int64_t out_chs, int64_t layers, int32_t residual, int32_t depthwise, int32_t attn, sk_module **out)
+     * }
+     */
+    public static MethodHandle sk_osa_block_new$handle() {
+        return sk_osa_block_new.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_osa_block_new(int64_t in_chs, int64_t mid_chs, int64_t out_chs, int64_t layers, int32_t residual, int32_t depthwise, int32_t attn, sk_module **out)
+     * }
+     */
+    public static MemorySegment sk_osa_block_new$address() {
+        return sk_osa_block_new.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_osa_block_new(int64_t in_chs, int64_t mid_chs, int64_t out_chs, int64_t layers, int32_t residual, int32_t depthwise, int32_t attn, sk_module **out)
+     * }
+     */
+    public static MemorySegment sk_osa_block_new(long in_chs, long mid_chs, long out_chs, long layers, int residual, int depthwise, int attn, MemorySegment out) {
+        var mh$ = sk_osa_block_new.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_osa_block_new", in_chs, mid_chs, out_chs, layers, residual, depthwise, attn, out);
+            }
+            return (MemorySegment)mh$.invokeExact(in_chs, mid_chs, out_chs, layers, residual, depthwise, attn, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_osa_stage_new {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_LONG,
+            sekit_h.C_LONG,
+            sekit_h.C_LONG,
+            sekit_h.C_LONG,
+            sekit_h.C_LONG,
+            sekit_h.C_INT,
+            sekit_h.C_INT,
+            sekit_h.C_INT,
+            sekit_h.C_INT,
+            sekit_h.C_INT,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_osa_stage_new");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_osa_stage_new(int64_t in_chs, int64_t mid_chs, int64_t out_chs, int64_t blocks, int64_t layers, int32_t downsample, int32_t residual, int32_t depthwise, int32_t attn, int32_t attn_every_block, sk_module **out)
+     * }
+     */
+    public static FunctionDescriptor sk_osa_stage_new$descriptor() {
+        return sk_osa_stage_new.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_osa_stage_new(int64_t in_chs, int64_t mid_chs, int64_t out_chs, int64_t blocks, int64_t layers, int32_t downsample, int32_t residual, int32_t depthwise, int32_t attn, int32_t attn_every_block, sk_module **out)
+     * }
+     */
+    public static MethodHandle sk_osa_stage_new$handle() {
+        return sk_osa_stage_new.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_osa_stage_new(int64_t in_chs, int64_t mid_chs, int64_t out_chs, int64_t blocks, int64_t layers, int32_t downsample, int32_t residual, int32_t depthwise, int32_t attn, int32_t attn_every_block, sk_module **out)
+     * }
+     */
+    public static MemorySegment sk_osa_stage_new$address() {
+        return sk_osa_stage_new.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_osa_stage_new(int64_t in_chs, int64_t mid_chs, int64_t out_chs, int64_t blocks, int64_t layers, int32_t downsample, int32_t residual, int32_t depthwise, int32_t attn, int32_t attn_every_block, sk_module **out)
+     * }
+     */
+    public static MemorySegment sk_osa_stage_new(long in_chs, long mid_chs, long out_chs, long blocks, long layers, int downsample, int residual, int depthwise, int attn, int attn_every_block, MemorySegment out) {
+        var mh$ = sk_osa_stage_new.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_osa_stage_new", in_chs, mid_chs, out_chs, blocks, layers, downsample, residual, depthwise, attn, attn_every_block, out);
+            }
+            return (MemorySegment)mh$.invokeExact(in_chs, mid_chs, out_chs, blocks, layers, downsample, residual, depthwise, attn, attn_every_block, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_vovnet_new {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_LONG,
+            sekit_h.C_INT,
+            sekit_h.C_INT,
+            sekit_h.C_INT,
+            sekit_h.C_INT,
+            sekit_h.C_LONG,
+            sekit_h.C_LONG,
+            sekit_h.C_DOUBLE,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_vovnet_new");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_vovnet_new(const int64_t *stem_chs, const int64_t *stage_conv_chs, const int64_t *stage_out_chs, const int64_t *block_per_stage, int64_t layer_per_block, int32_t residual, int32_t depthwise, int32_t attn, int32_t attn_every_block, int64_t in_chans, int64_t num_classes, double drop_rate, sk_module **out)
+     * }
+     */
+    public static FunctionDescriptor sk_vovnet_new$descriptor() {
+        return sk_vovnet_new.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_vovnet_new(const int64_t *stem_chs, const int64_t *stage_conv_chs, const int64_t *stage_out_chs, const int64_t *block_per_stage, int64_t layer_per_block, int32_t residual, int32_t depthwise, int32_t attn, int32_t attn_every_block, int64_t in_chans, int64_t num_classes, double drop_rate, sk_module **out)
+     * }
+     */
+    public static MethodHandle sk_vovnet_new$handle() {
+        return sk_vovnet_new.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_vovnet_new(const int64_t *stem_chs, const int64_t *stage_conv_chs, const int64_t *stage_out_chs, const int64_t *block_per_stage, int64_t layer_per_block, int32_t residual, int32_t depthwise, int32_t attn, int32_t attn_every_block, int64_t in_chans, int64_t num_classes, double drop_rate, sk_module **out)
+     * }
+     */
+    public static MemorySegment sk_vovnet_new$address() {
+        return sk_vovnet_new.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_vovnet_new(const int64_t *stem_chs, const int64_t *stage_conv_chs, const int64_t *stage_out_chs, const int64_t *block_per_stage, int64_t layer_per_block, int32_t residual, int32_t depthwise, int32_t attn, int32_t attn_every_block, int64_t in_chans, int64_t num_classes, double drop_rate, sk_module **out)
+     * }
+     */
+    public static MemorySegment sk_vovnet_new(MemorySegment stem_chs, MemorySegment stage_conv_chs, MemorySegment stage_out_chs, MemorySegment block_per_stage, long layer_per_block, int residual, int depthwise, int attn, int attn_every_block, long in_chans, long num_classes, double drop_rate, MemorySegment out) {
+        var mh$ = sk_vovnet_new.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_vovnet_new", stem_chs, stage_conv_chs, stage_out_chs, block_per_stage, layer_per_block, residual, depthwise, attn, attn_every_block, in_chans, num_classes, drop_rate, out);
+            }
+            return (MemorySegment)mh$.invokeExact(stem_chs, stage_conv_chs, stage_out_chs, block_per_stage, layer_per_block, residual, depthwise, attn, attn_every_block, in_chans, num_classes, drop_rate, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_vovnet_forward_stages {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_INT,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_vovnet_forward_stages");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_vovnet_forward_stages(sk_module *m, const sk_tensor *x, int32_t record_grad, sk_tensor **out)
+     * }
+     */
+    public static FunctionDescriptor sk_vovnet_forward_stages$descriptor() {
+        return sk_vovnet_forward_stages.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_vovnet_forward_stages(sk_module *m, const sk_tensor *x, int32_t record_grad, sk_tensor **out)
+     * }
+     */
+    public static MethodHandle sk_vovnet_forward_stages$handle() {
+        return sk_vovnet_forward_stages.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_vovnet_forward_stages(sk_module *m, const sk_tensor *x, int32_t record_grad, sk_tensor **out)
+     * }
+     */
+    public static MemorySegment sk_vovnet_forward_stages$address() {
+        return sk_vovnet_forward_stages.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_vovnet_forward_stages(sk_module *m, const sk_tensor *x, int32_t record_grad, sk_tensor **out)
+     * }
+     */
+    public static MemorySegment sk_vovnet_forward_stages(MemorySegment m, MemorySegment x, int record_grad, MemorySegment out) {
+        var mh$ = sk_vovnet_forward_stages.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_vovnet_forward_stages", m, x, record_grad, out);
+            }
+            return (MemorySegment)mh$.invokeExact(m, x, record_grad, out);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {

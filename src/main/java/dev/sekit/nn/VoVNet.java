@@ -1,0 +1,243 @@
+package dev.sekit.nn;
+
+import static dev.sekit.internal.Native.check;
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+import dev.sekit.Tensor;
+import dev.sekit.internal.TensorAccess;
+import dev.sekit.internal.ffi.sekit_h;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+
+/**
+ * VoVNet backbones (V1 and V2/eSE), as timm's VovNet: a stem of three ConvNormAct (stride
+ * 4), four OSA stages (strides 4, 8, 16, 32), and a classifier head (global average pool →
+ * dropout → {@code head.fc}). State-dict keys and parameter counts equal timm's, so a timm
+ * checkpoint loads with {@link #loadStateDict}.
+ *
+ * <pre>{@code
+ * VoVNet net = VoVNet.create(arena, "ese_vovnet19b_dw");          // 1000 classes
+ * VoVNet backbone = VoVNet.builder("ese_vovnet39b").numClasses(0).build(arena);
+ * List<Tensor> maps = backbone.forwardStages(arena, images, false); // C2..C5 for detection
+ * }</pre>
+ */
+public final class VoVNet extends Module {
+
+  /**
+   * The architecture of a VoVNet (timm's model_cfgs).
+   *
+   * @param stemChannels 3 stem widths
+   * @param stageConvChannels 4 mid widths (the OSA layers)
+   * @param stageOutChannels 4 stage output widths
+   * @param blocksPerStage 4 block counts
+   */
+  public record Config(int[] stemChannels, int[] stageConvChannels, int[] stageOutChannels,
+      int[] blocksPerStage, int layersPerBlock, boolean residual, boolean depthwise, Attention attention) {
+    public Config {
+      stemChannels = check("stemChannels", stemChannels, 3);
+      stageConvChannels = check("stageConvChannels", stageConvChannels, 4);
+      stageOutChannels = check("stageOutChannels", stageOutChannels, 4);
+      blocksPerStage = check("blocksPerStage", blocksPerStage, 4);
+      OsaBlock.positive("layersPerBlock", layersPerBlock);
+      Objects.requireNonNull(attention, "attention");
+    }
+
+    private static int[] check(String name, int[] v, int n) {
+      Objects.requireNonNull(v, name);
+      if (v.length != n) {
+        throw new IllegalArgumentException(name + " needs " + n + " entries, got " + Arrays.toString(v));
+      }
+      for (int x : v) {
+        OsaBlock.positive(name + " entries", x);
+      }
+      return v.clone();
+    }
+
+    @Override
+    public int[] stemChannels() {
+      return stemChannels.clone();
+    }
+
+    @Override
+    public int[] stageConvChannels() {
+      return stageConvChannels.clone();
+    }
+
+    @Override
+    public int[] stageOutChannels() {
+      return stageOutChannels.clone();
+    }
+
+    @Override
+    public int[] blocksPerStage() {
+      return blocksPerStage.clone();
+    }
+  }
+
+  private static final int[] STEM = {64, 64, 128};
+  private static final int[] STEM_DW = {64, 64, 64};
+  private static final int[] CONV = {128, 160, 192, 224};
+  private static final int[] OUT = {256, 512, 768, 1024};
+  private static final int[] CONV_SLIM = {64, 80, 96, 112};
+  private static final int[] OUT_SLIM = {112, 256, 384, 512};
+
+  private static final Map<String, Config> CONFIGS = new LinkedHashMap<>();
+
+  static {
+    CONFIGS.put("vovnet39a", new Config(STEM, CONV, OUT, new int[] {1, 1, 2, 2}, 5, false, false, Attention.NONE));
+    CONFIGS.put("vovnet57a", new Config(STEM, CONV, OUT, new int[] {1, 1, 4, 3}, 5, false, false, Attention.NONE));
+    CONFIGS.put("ese_vovnet19b_slim_dw", new Config(STEM_DW, CONV_SLIM, OUT_SLIM, new int[] {1, 1, 1, 1}, 3, true, true, Attention.ESE));
+    CONFIGS.put("ese_vovnet19b_dw", new Config(STEM_DW, CONV, OUT, new int[] {1, 1, 1, 1}, 3, true, true, Attention.ESE));
+    CONFIGS.put("ese_vovnet19b_slim", new Config(STEM, CONV_SLIM, OUT_SLIM, new int[] {1, 1, 1, 1}, 3, true, false, Attention.ESE));
+    CONFIGS.put("ese_vovnet39b", new Config(STEM, CONV, OUT, new int[] {1, 1, 2, 2}, 5, true, false, Attention.ESE));
+    CONFIGS.put("ese_vovnet57b", new Config(STEM, CONV, OUT, new int[] {1, 1, 4, 3}, 5, true, false, Attention.ESE));
+    CONFIGS.put("ese_vovnet99b", new Config(STEM, CONV, OUT, new int[] {1, 3, 9, 3}, 5, true, false, Attention.ESE));
+  }
+
+  /** The timm model names this class knows. */
+  public static List<String> configNames() {
+    return List.copyOf(CONFIGS.keySet());
+  }
+
+  /** timm's configuration {@code name} (e.g. "ese_vovnet19b_dw"). */
+  public static Config config(String name) {
+    Config c = CONFIGS.get(Objects.requireNonNull(name, "name"));
+    if (c == null) {
+      throw new IllegalArgumentException("unknown VoVNet '" + name + "'; known: " + CONFIGS.keySet());
+    }
+    return c;
+  }
+
+  private final Config config;
+  private final int numClasses;
+
+  private VoVNet(Builder b, Arena arena) {
+    super(create(arena, o -> {
+      try (Arena s = Arena.ofConfined()) {
+        Config c = b.config;
+        return sekit_h.sk_vovnet_new(longs(s, c.stemChannels), longs(s, c.stageConvChannels),
+            longs(s, c.stageOutChannels), longs(s, c.blocksPerStage), c.layersPerBlock(),
+            c.residual() ? 1 : 0, c.depthwise() ? 1 : 0, c.attention().code, b.everyBlock ? 1 : 0,
+            b.inChannels, b.numClasses, b.dropRate, o);
+      }
+    }), arena);
+    this.config = b.config;
+    this.numClasses = b.numClasses;
+  }
+
+  private static MemorySegment longs(Arena a, int[] v) {
+    return a.allocateFrom(JAVA_LONG, Arrays.stream(v).asLongStream().toArray());
+  }
+
+  /** timm's model {@code name} with a 1000-class head and timm's initialisation. */
+  public static VoVNet create(Arena arena, String name) {
+    return builder(name).build(arena);
+  }
+
+  public static Builder builder(String timmName) {
+    return new Builder(config(timmName));
+  }
+
+  /** A custom architecture. */
+  public static Builder builder(Config config) {
+    return new Builder(Objects.requireNonNull(config, "config"));
+  }
+
+  public Config config() {
+    return config;
+  }
+
+  /** Classes of the head, 0 when there is none. */
+  public int numClasses() {
+    return numClasses;
+  }
+
+  /**
+   * The feature maps of the four stages (strides 4, 8, 16, 32) — what a detector such as
+   * CenterMask takes from its backbone.
+   */
+  public List<Tensor> forwardStages(Arena arena, Tensor x, boolean recordGrad) {
+    Objects.requireNonNull(arena, "arena");
+    Objects.requireNonNull(x, "x");
+    if (!arena.scope().isAlive()) {
+      throw new IllegalStateException("the arena for the result is already closed");
+    }
+    TensorAccess ta = TensorAccess.get();
+    MemorySegment xh = ta.handle(x);
+    try (Arena scratch = Arena.ofConfined()) {
+      MemorySegment out = scratch.allocate(ADDRESS, 4);
+      check(sekit_h.sk_vovnet_forward_stages(handle(), xh, recordGrad ? 1 : 0, out));
+      List<Tensor> maps = new ArrayList<>(4);
+      for (int i = 0; i < 4; i++) {
+        maps.add(ta.adopt(out.getAtIndex(ADDRESS, i), arena, ta.borrowed(x)));
+      }
+      return List.copyOf(maps);
+    }
+  }
+
+  /** The last stage's feature map (timm's forward_features), in x's arena. */
+  public Tensor forwardFeatures(Tensor x) {
+    Objects.requireNonNull(x, "x");
+    return forwardStages(x.arena(), x, true).get(3);
+  }
+
+  /** Options of a VoVNet. */
+  public static final class Builder {
+    private final Config config;
+    private int numClasses = 1000;
+    private int inChannels = 3;
+    private double dropRate;
+    private boolean everyBlock;
+
+    private Builder(Config config) {
+      this.config = config;
+    }
+
+    /** Classes of {@code head.fc}; 0 for no head (forward then gives pooled features). */
+    public Builder numClasses(int n) {
+      if (n < 0) {
+        throw new IllegalArgumentException("numClasses must be >= 0, got " + n);
+      }
+      this.numClasses = n;
+      return this;
+    }
+
+    public Builder inChannels(int n) {
+      OsaBlock.positive("inChannels", n);
+      this.inChannels = n;
+      return this;
+    }
+
+    /** Dropout before the classifier (training mode only). */
+    public Builder dropRate(double p) {
+      if (!(p >= 0 && p < 1)) {
+        throw new IllegalArgumentException("dropRate must be in [0, 1), got " + p);
+      }
+      this.dropRate = p;
+      return this;
+    }
+
+    /** Attention on every OSA block (original VoVNetV2) instead of each stage's last (timm). */
+    public Builder attentionOnEveryBlock(boolean on) {
+      this.everyBlock = on;
+      return this;
+    }
+
+    public VoVNet build(Arena arena) {
+      return new VoVNet(this, arena);
+    }
+  }
+
+  @Override
+  public String toString() {
+    return "VoVNet(" + CONFIGS.entrySet().stream().filter(e -> e.getValue() == config)
+        .map(Map.Entry::getKey).findFirst().orElse("custom") + ", " + numClasses + " classes)";
+  }
+}

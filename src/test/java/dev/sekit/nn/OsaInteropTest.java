@@ -1,0 +1,127 @@
+package dev.sekit.nn;
+
+import static dev.sekit.TestSupport.relativeError;
+import static dev.sekit.TestSupport.tolerance;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.sekit.DType;
+import dev.sekit.Tensor;
+import dev.sekit.TestSupport;
+import dev.sekit.io.SafeTensors;
+import java.lang.foreign.Arena;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * OSA blocks, stages and whole VoVNets against a PyTorch statement of timm's modules:
+ * the fixture holds the full state dict (BatchNorm statistics randomised), the input, the
+ * output, in train mode the BatchNorm buffers after the forward, and the gradients of the
+ * input and of every parameter.
+ */
+class OsaInteropTest {
+  private static final Map<String, Double> WORST = new ConcurrentHashMap<>();
+
+  static Stream<String> cases() {
+    return TestSupport.fixtureCases("osa_block", "osa_stage", "vovnet").stream();
+  }
+
+  private static boolean flag(Map<String, String> m, String k) {
+    return Boolean.parseBoolean(m.getOrDefault(k, "false"));
+  }
+
+  private static int num(Map<String, String> m, String k) {
+    return Integer.parseInt(m.get(k));
+  }
+
+  private static Attention attention(Map<String, String> m) {
+    return switch (m.getOrDefault("attn", "none")) {
+      case "ese" -> Attention.ESE;
+      case "se" -> Attention.SE;
+      default -> Attention.NONE;
+    };
+  }
+
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("cases")
+  void matchesPyTorch(String name) {
+    try (Arena arena = Arena.ofConfined()) {
+      SafeTensors f = SafeTensors.open(arena, TestSupport.fixtures().resolve(name + ".safetensors"));
+      Map<String, String> m = f.metadata();
+      DType dtype = m.get("dtype").equals("float64") ? DType.FLOAT64 : DType.FLOAT32;
+      Module module = switch (m.get("module")) {
+        case "osa_block" -> OsaBlock.builder(num(m, "in_chs"), num(m, "mid_chs"), num(m, "out_chs"), num(m, "layers"))
+            .residual(flag(m, "residual")).depthwise(flag(m, "depthwise")).attention(attention(m)).build(arena);
+        case "osa_stage" -> OsaStage.builder(num(m, "in_chs"), num(m, "mid_chs"), num(m, "out_chs"),
+                num(m, "blocks"), num(m, "layers"))
+            .downsample(flag(m, "downsample")).residual(flag(m, "residual")).depthwise(flag(m, "depthwise"))
+            .attention(attention(m)).attentionOnEveryBlock(flag(m, "attn_every_block")).build(arena);
+        case "vovnet" -> VoVNet.builder(m.get("config")).numClasses(num(m, "num_classes")).build(arena);
+        default -> throw new AssertionError("module " + m.get("module"));
+      };
+      module.to(dtype);
+      boolean train = m.get("mode").equals("train");
+      if (train) {
+        module.train();
+      } else {
+        module.eval();
+      }
+      Map<String, Tensor> state = new LinkedHashMap<>();
+      for (String k : f.entries().keySet()) {
+        if (k.startsWith("state.")) {
+          state.put(k.substring("state.".length()), f.tensor(k));
+        }
+      }
+      module.loadStateDict(state);
+
+      boolean grads = f.entries().containsKey("grad_input");
+      Tensor x = f.tensor("input");
+      if (grads) {
+        x.requiresGrad(true);
+      }
+      if (module instanceof VoVNet net && f.entries().containsKey("feature.0") && !train) {
+        List<Tensor> maps = net.forwardStages(arena, x, false);
+        for (int i = 0; i < 4; i++) {
+          check(name, "feature." + i, dtype, f.tensor("feature." + i), maps.get(i));
+        }
+      }
+      Tensor y = module.forward(x);
+      check(name, "output", dtype, f.tensor("output"), y);
+      if (train) {
+        for (String k : f.entries().keySet()) {
+          if (k.startsWith("state_after.")) {
+            String key = k.substring("state_after.".length());
+            check(name, key + " after forward", dtype, f.tensor(k), module.stateDict().get(key));
+          }
+        }
+      }
+      if (grads) {
+        y.backward(f.tensor("grad_output"));
+        check(name, "grad_input", dtype, f.tensor("grad_input"), x.grad().orElseThrow());
+        for (Map.Entry<String, Tensor> p : module.namedParameters().entrySet()) {
+          check(name, "grad." + p.getKey(), dtype, f.tensor("grad." + p.getKey()),
+              p.getValue().grad().orElseThrow(() -> new AssertionError("no grad for " + p.getKey())));
+        }
+      }
+    }
+  }
+
+  private static void check(String name, String what, DType dtype, Tensor expected, Tensor actual) {
+    double err = relativeError(expected, actual);
+    String model = name.replaceAll("_(train|eval).*", "").replaceAll("_f(32|64).*", "");
+    WORST.merge(model + " " + dtype, err, Math::max);
+    assertTrue(err <= tolerance(dtype), name + " " + what + ": relative error " + err + " > " + tolerance(dtype));
+  }
+
+  @AfterAll
+  static void report() {
+    new TreeMap<>(WORST).forEach((k, v) ->
+        System.out.printf("largest relative error vs PyTorch, %s: %.3e%n", k, v));
+  }
+}
