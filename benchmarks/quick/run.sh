@@ -4,6 +4,7 @@
 #   benchmarks/quick/run.sh [threads]
 #   1. SE forward, N=32, C=256, 56x56, f32
 #   2. ese_vovnet19b_dw forward at batch 1 and 8, 224x224, f32, eval, no grad; peak RSS
+#   3. training throughput of the Fashion-MNIST demo network (see the end of this file)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 threads="${1:-2}"
@@ -13,3 +14,6 @@ cp="target/classes:$(cat target/classpath.txt)"
 "$java" --enable-native-access=ALL-UNNAMED -cp "$cp" benchmarks/quick/SeTiming.java "$threads"
 /usr/bin/python3 benchmarks/quick/vovnet_timing.py "$threads"
 "$java" --enable-native-access=ALL-UNNAMED -cp "$cp" benchmarks/quick/VoVNetTiming.java "$threads"
+#   3. training throughput of the Fashion-MNIST demo network (200 steps, batch 128)
+/usr/bin/python3 benchmarks/quick/train_timing.py "$threads" 200 ese
+"$java" --enable-native-access=ALL-UNNAMED -cp "$cp" benchmarks/quick/TrainTiming.java "$threads" 200 ese

@@ -72,6 +72,7 @@ extern "C" {
 typedef struct sk_error sk_error;
 typedef struct sk_tensor sk_tensor;
 typedef struct sk_module sk_module;
+typedef struct sk_optimizer sk_optimizer;
 
 /* ===================================================================== */
 /* Library                                                                */
@@ -171,8 +172,16 @@ SK_API sk_error* sk_tensor_set_requires_grad(sk_tensor* t, int32_t requires_grad
 SK_API sk_error* sk_tensor_backward(sk_tensor* t, const sk_tensor* grad);
 /* t's accumulated gradient as a new handle, or *out = NULL when there is none. */
 SK_API sk_error* sk_tensor_grad(const sk_tensor* t, sk_tensor** out);
+/* Sets t's gradient to a copy of `grad` (same shape; converted to t's dtype). */
+SK_API sk_error* sk_tensor_set_grad(sk_tensor* t, const sk_tensor* grad);
 /* Drops t's gradient (like PyTorch's zero_grad(set_to_none=True)). */
 SK_API sk_error* sk_tensor_clear_grad(sk_tensor* t);
+
+/* out = t.index_select(dim, index): index is a 1-d SK_INT64 tensor. */
+SK_API sk_error* sk_tensor_index_select(const sk_tensor* t, int64_t dim, const sk_tensor* index,
+                                        sk_tensor** out);
+/* The one value of a one-element tensor, as a double. */
+SK_API sk_error* sk_tensor_item(const sk_tensor* t, double* out);
 
 /* ===================================================================== */
 /* Modules                                                                */
@@ -253,6 +262,19 @@ SK_API sk_error* sk_vovnet_new(const int64_t* stem_chs, const int64_t* stage_con
 SK_API sk_error* sk_vovnet_forward_stages(sk_module* m, const sk_tensor* x, int32_t record_grad,
                                           sk_tensor** out);
 
+/* An empty container whose children run in order and are named "0", "1", ...
+ * (nn.Sequential). */
+SK_API sk_error* sk_sequential_new(sk_module** out);
+/* Appends `child` to the Sequential `seq`. The child is shared, not moved: both
+ * handles stay valid and must each be freed; the child lives while either does. */
+SK_API sk_error* sk_sequential_append(sk_module* seq, sk_module* child);
+/* nn.MaxPool2d(kernel, stride, padding 0, ceil_mode); no parameters. */
+SK_API sk_error* sk_maxpool2d_new(int64_t kernel, int64_t stride, int32_t ceil_mode, sk_module** out);
+/* timm's ClassifierHead: global average pool -> flatten -> dropout(drop_rate) ->
+ * Linear (named "fc", zero bias). [N, C, H, W] -> [N, classes]. */
+SK_API sk_error* sk_classifier_head_new(int64_t in_chs, int64_t classes, double drop_rate,
+                                        sk_module** out);
+
 SK_API void sk_module_free(sk_module* m);
 
 /* y = m(x). x is [N,C,H,W] with the module's dtype and device. *out is a new
@@ -280,6 +302,50 @@ SK_API sk_error* sk_module_state_count(const sk_module* m, int64_t* out_count);
  * handle aliasing the entry (writes through it change the module). */
 SK_API sk_error* sk_module_state_entry(const sk_module* m, int64_t index, const char** name,
                                 int32_t* is_parameter, sk_tensor** tensor);
+
+/* ===================================================================== */
+/* Training                                                               */
+/* ===================================================================== */
+
+/* Mean cross-entropy of logits [N, K] against class indices targets [N] (SK_INT64),
+ * with label smoothing in [0, 1) as torch.nn.functional.cross_entropy. *loss is a
+ * one-element tensor, in the autograd graph when logits are. */
+SK_API sk_error* sk_cross_entropy(const sk_tensor* logits, const sk_tensor* targets,
+                                  double label_smoothing, sk_tensor** loss);
+/* Number of rows whose argmax equals the target. */
+SK_API sk_error* sk_count_correct(const sk_tensor* logits, const sk_tensor* targets,
+                                  int64_t* out_count);
+/* Scales the gradients of m's parameters so that their global L2 norm is at most
+ * max_norm (torch.nn.utils.clip_grad_norm_); *total_norm gets the norm before. */
+SK_API sk_error* sk_clip_grad_norm(sk_module* m, double max_norm, double* total_norm);
+
+/* torch.optim.SGD over m's parameters (same update, including Nesterov and
+ * dampening). The optimizer shares m's parameters; m may be freed first. */
+SK_API sk_error* sk_sgd_new(sk_module* m, double lr, double momentum, double dampening,
+                            double weight_decay, int32_t nesterov, sk_optimizer** out);
+/* torch.optim.AdamW over m's parameters (decoupled weight decay, amsgrad off). */
+SK_API sk_error* sk_adamw_new(sk_module* m, double lr, double beta1, double beta2, double eps,
+                              double weight_decay, sk_optimizer** out);
+SK_API void sk_optimizer_free(sk_optimizer* opt);
+/* One update from the parameters' current gradients (parameters without one are
+ * skipped, as PyTorch does). */
+SK_API sk_error* sk_optimizer_step(sk_optimizer* opt);
+/* Drops every parameter's gradient (set_to_none). */
+SK_API sk_error* sk_optimizer_zero_grad(sk_optimizer* opt);
+SK_API sk_error* sk_optimizer_set_lr(sk_optimizer* opt, double lr);
+SK_API double sk_optimizer_lr(const sk_optimizer* opt); /* -1 on NULL */
+/* The optimizer's state tensors, for checkpoints: "<param>.momentum_buffer" (SGD),
+ * "<param>.exp_avg", "<param>.exp_avg_sq" (AdamW) and "step" (an SK_INT64 scalar).
+ * Entries alias the live state: copying into them restores it. */
+SK_API sk_error* sk_optimizer_state_count(const sk_optimizer* opt, int64_t* out_count);
+SK_API sk_error* sk_optimizer_state_entry(const sk_optimizer* opt, int64_t index, const char** name,
+                                          sk_tensor** tensor);
+
+/* Data augmentation for a batch x [N, C, H, W]: each sample is padded by `pad` with
+ * `fill` and cropped back to H x W at a random offset, then flipped left-right with
+ * probability 1/2 when `flip`. Deterministic in `seed`. *out is a new tensor. */
+SK_API sk_error* sk_random_crop_flip(const sk_tensor* x, int64_t pad, double fill, int32_t flip,
+                                     uint64_t seed, sk_tensor** out);
 
 #ifdef __cplusplus
 }

@@ -382,6 +382,43 @@ sk_error* sk_tensor_grad(const sk_tensor* t, sk_tensor** out) {
   SK_GUARD_END
 }
 
+sk_error* sk_tensor_set_grad(sk_tensor* t, const sk_tensor* grad) {
+  SK_GUARD_BEGIN
+  const at::Tensor& x = tensor_arg(t, "t");
+  const at::Tensor& g = tensor_arg(grad, "grad");
+  if (g.sizes() != x.sizes())
+    fail("set_grad: grad has shape ", shape_str(g.sizes()), " but the tensor has shape ", shape_str(x.sizes()));
+  if (!at::isFloatingType(x.scalar_type())) fail("set_grad: only floating tensors have gradients");
+  at::NoGradGuard no_grad;
+  t->t.mutable_grad() = g.to(x.device(), x.scalar_type(), false, /*copy=*/true);
+  SK_GUARD_END
+}
+
+sk_error* sk_tensor_index_select(const sk_tensor* t, int64_t dim, const sk_tensor* index, sk_tensor** out) {
+  SK_GUARD_BEGIN
+  const at::Tensor& x = tensor_arg(t, "t");
+  const at::Tensor& i = tensor_arg(index, "index");
+  out_arg(out, "out");
+  if (dim < 0 || dim >= x.dim()) fail("index_select: dim ", dim, " out of range for a ", x.dim(), "-d tensor");
+  if (i.dim() != 1 || i.scalar_type() != at::kLong) fail("index_select: index must be a 1-d int64 tensor");
+  if (i.numel() > 0) {
+    int64_t lo = i.min().item<int64_t>(), hi = i.max().item<int64_t>();
+    if (lo < 0 || hi >= x.size(dim))
+      fail("index_select: indices span [", lo, ", ", hi, "] but dim ", dim, " has size ", x.size(dim));
+  }
+  *out = new_handle(x.index_select(dim, i));
+  SK_GUARD_END
+}
+
+sk_error* sk_tensor_item(const sk_tensor* t, double* out) {
+  SK_GUARD_BEGIN
+  const at::Tensor& x = tensor_arg(t, "t");
+  out_arg(out, "out");
+  if (x.numel() != 1) fail("item: the tensor has ", x.numel(), " elements, not one");
+  *out = x.item<double>();
+  SK_GUARD_END
+}
+
 sk_error* sk_tensor_clear_grad(sk_tensor* t) {
   SK_GUARD_BEGIN
   const at::Tensor& x = tensor_arg(t, "t");

@@ -135,12 +135,19 @@ class OsaStage : public Module {
   std::shared_ptr<Sequential> blocks_;
 };
 
+}  // namespace
+
 class ClassifierHead : public Module {
  public:
   ClassifierHead(int64_t in, int64_t classes, double drop_rate) : drop_rate_(drop_rate) {
+    if (!(drop_rate >= 0.0 && drop_rate < 1.0)) fail("drop_rate must be in [0, 1), got ", drop_rate);
     fc_ = register_module("fc", std::make_shared<Linear>(in, classes));
+    at::NoGradGuard no_grad;
+    fc_->bias()->zero_();
   }
-  at::Tensor forward(const at::Tensor& pooled) override {
+  // Takes pooled features [N, C], or maps [N, C, H, W] which it pools first.
+  at::Tensor forward(const at::Tensor& x) override {
+    at::Tensor pooled = x.dim() == 4 ? x.mean({2, 3}) : x;
     at::Tensor h = drop_rate_ > 0 ? at::dropout(pooled, drop_rate_, training_) : pooled;
     return fc_->forward(h);
   }
@@ -150,8 +157,6 @@ class ClassifierHead : public Module {
   double drop_rate_;
   std::shared_ptr<Linear> fc_;
 };
-
-}  // namespace
 
 class VoVNet : public Module {
  public:
@@ -221,6 +226,62 @@ class VoVNet : public Module {
 using namespace sekit;
 
 extern "C" {
+
+namespace sekit {
+class MaxPool2d : public Module {
+ public:
+  MaxPool2d(int64_t kernel, int64_t stride, bool ceil) : kernel_(kernel), stride_(stride), ceil_(ceil) {
+    if (kernel < 1 || stride < 1) fail("MaxPool2d kernel and stride must be >= 1, got ", kernel, " and ", stride);
+  }
+  at::Tensor forward(const at::Tensor& x) override {
+    if (x.dim() != 4) fail("MaxPool2d expects a 4-d input, got shape ", shape_str(x.sizes()));
+    return at::max_pool2d(x, {kernel_, kernel_}, {stride_, stride_}, {0, 0}, {1, 1}, ceil_);
+  }
+
+ private:
+  int64_t kernel_, stride_;
+  bool ceil_;
+};
+}  // namespace sekit
+
+sk_error* sk_sequential_new(sk_module** out) {
+  SK_GUARD_BEGIN
+  out_arg(out, "out");
+  *out = wrap_module(std::make_shared<Sequential>());
+  SK_GUARD_END
+}
+
+sk_error* sk_sequential_append(sk_module* seq, sk_module* child) {
+  SK_GUARD_BEGIN
+  if (seq == nullptr || !seq->module) fail("seq must not be NULL");
+  if (child == nullptr || !child->module) fail("child must not be NULL");
+  auto* s = dynamic_cast<Sequential*>(seq->module.get());
+  if (s == nullptr) fail("seq is not a Sequential");
+  if (child->module.get() == s) fail("a Sequential cannot contain itself");
+  bool cycle = false;
+  child->module->visit([&](Module& m) { cycle = cycle || &m == s; });
+  if (cycle) fail("appending this child would make a cycle");
+  s->push_back(child->module);
+  seq->state.clear();
+  seq->module->collect_state("", seq->state);
+  SK_GUARD_END
+}
+
+sk_error* sk_maxpool2d_new(int64_t kernel, int64_t stride, int32_t ceil_mode, sk_module** out) {
+  SK_GUARD_BEGIN
+  out_arg(out, "out");
+  *out = wrap_module(std::make_shared<MaxPool2d>(kernel, stride, ceil_mode != 0));
+  SK_GUARD_END
+}
+
+sk_error* sk_classifier_head_new(int64_t in_chs, int64_t classes, double drop_rate, sk_module** out) {
+  SK_GUARD_BEGIN
+  out_arg(out, "out");
+  check_channels("in_chs", in_chs);
+  check_channels("classes", classes);
+  *out = wrap_module(std::make_shared<ClassifierHead>(in_chs, classes, drop_rate));
+  SK_GUARD_END
+}
 
 sk_error* sk_conv_norm_act_new(int64_t in_chs, int64_t out_chs, int64_t kernel, int64_t stride,
                                int32_t separable, sk_module** out) {

@@ -546,6 +546,61 @@ def write_vovnet_configs(out_dir):
     return os.path.getsize(path)
 
 
+# --- training: optimizer steps and the loss, from torch.optim and F.cross_entropy ---
+
+OPTIM_CASES = [
+    # name, optimizer kind, kwargs (torch.optim names)
+    ("optim_sgd_nesterov_wd", "sgd", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)),
+    ("optim_sgd_dampening", "sgd", dict(lr=0.05, momentum=0.8, dampening=0.3, weight_decay=0.0)),
+    ("optim_sgd_plain_wd", "sgd", dict(lr=0.2, momentum=0.0, weight_decay=1e-2)),
+    ("optim_adamw", "adamw", dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)),
+    ("optim_adamw_betas", "adamw", dict(lr=3e-3, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)),
+]
+OPTIM_STEPS = 4
+
+
+def write_training_cases(out_dir):
+    """Optimizer trajectories on given gradients, and cross-entropy with its gradient.
+    Parameters are named like an eSE block's (fc.weight [3,3,1,1], fc.bias [3])."""
+    total = 0
+    names = []
+    for name, kind, kw in OPTIM_CASES:
+        for dtype, tag in ((torch.float64, "f64"), (torch.float32, "f32")):
+            torch.manual_seed(case_seed(name + tag))
+            params = {"fc.weight": torch.randn(3, 3, 1, 1, dtype=dtype), "fc.bias": torch.randn(3, dtype=dtype)}
+            ps = [torch.nn.Parameter(t.clone()) for t in params.values()]
+            opt = (torch.optim.SGD if kind == "sgd" else torch.optim.AdamW)(ps, **kw)
+            tensors = [("param0." + k, v) for k, v in params.items()]
+            for step in range(1, OPTIM_STEPS + 1):
+                for (k, _), p in zip(params.items(), ps):
+                    g = torch.randn_like(p)
+                    p.grad = g
+                    tensors.append(("grad%d.%s" % (step, k), g))
+                opt.step()
+                for (k, _), p in zip(params.items(), ps):
+                    tensors.append(("param%d.%s" % (step, k), p.detach().clone()))
+            meta = {"optimizer": kind, "steps": str(OPTIM_STEPS), "dtype": tag,
+                    "torch_version": torch.__version__}
+            meta.update({k: json.dumps(v) for k, v in kw.items()})
+            fname = "%s_%s" % (name, tag)
+            total += write_safetensors(os.path.join(out_dir, fname + ".safetensors"), tensors, meta)
+            names.append(fname)
+    for ls in (0.0, 0.1):
+        for dtype, tag in ((torch.float64, "f64"), (torch.float32, "f32")):
+            fname = "loss_cross_entropy_ls%g_%s" % (ls, tag)
+            torch.manual_seed(case_seed(fname))
+            logits = (torch.randn(16, 10, dtype=dtype) * 2).requires_grad_(True)
+            targets = torch.randint(0, 10, (16,))
+            loss = torch.nn.functional.cross_entropy(logits, targets, label_smoothing=ls)
+            loss.backward()
+            tensors = [("logits", logits.detach()), ("targets", targets), ("loss", loss.detach().reshape(1)),
+                       ("grad_logits", logits.grad)]
+            total += write_safetensors(os.path.join(out_dir, fname + ".safetensors"), tensors,
+                                       {"label_smoothing": str(ls), "dtype": tag})
+            names.append(fname)
+    return total, names
+
+
 def main(argv):
     args = argv[1:]
     demo = False
@@ -580,8 +635,11 @@ def main(argv):
 
     if not demo:
         total += write_vovnet_configs(out_dir)
+        training_bytes, training = write_training_cases(out_dir)
+        total += training_bytes
         manifest = {"torch_version": torch.__version__,
-                    "cases": [n for n, _ in specs]}
+                    "cases": [n for n, _ in specs],
+                    "training": training}
         tmp = os.path.join(out_dir, "manifest.json.tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=2)

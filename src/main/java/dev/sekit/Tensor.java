@@ -396,6 +396,30 @@ public final class Tensor {
     }
   }
 
+  /** The value of a one-element tensor. */
+  public double item() {
+    try (Arena scratch = Arena.ofConfined()) {
+      MemorySegment out = scratch.allocate(java.lang.foreign.ValueLayout.JAVA_DOUBLE);
+      check(sekit_h.sk_tensor_item(handle(), out));
+      return out.get(java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0);
+    }
+  }
+
+  /**
+   * The rows of dimension {@code dim} picked by {@code index} (a 1-d int64 tensor), as a new
+   * tensor owned by {@code arena} (a gather: the one copy a shuffled batch needs).
+   */
+  public Tensor indexSelect(Arena arena, int dim, Tensor index) {
+    Objects.requireNonNull(arena, "arena");
+    Objects.requireNonNull(index, "index");
+    checkArena(arena);
+    try (Arena scratch = Arena.ofConfined()) {
+      MemorySegment out = Native.outPointer(scratch);
+      check(sekit_h.sk_tensor_index_select(handle(), dim, index.handle(), out));
+      return new Tensor(Native.ownTensor(out.get(ADDRESS, 0), arena), arena, null, List.of());
+    }
+  }
+
   // ---------------------------------------------------------------- autograd
 
   /** Marks this leaf tensor as needing its gradient; returns this. */
@@ -433,6 +457,12 @@ public final class Tensor {
       }
       return Optional.of(new Tensor(Native.ownTensor(p, arena), arena, null, List.of()));
     }
+  }
+
+  /** Sets the gradient to a copy of {@code grad} (same shape; converted to this dtype). */
+  public void setGrad(Tensor grad) {
+    Objects.requireNonNull(grad, "grad");
+    check(sekit_h.sk_tensor_set_grad(handle(), grad.handle()));
   }
 
   /** Drops the accumulated gradient. */

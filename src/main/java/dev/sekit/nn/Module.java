@@ -30,6 +30,10 @@ import java.util.TreeSet;
  * and every tensor handle it gave out. Modules are not thread-safe.
  */
 public abstract class Module {
+  static {
+    dev.sekit.internal.ModuleAccess.set(Module::handle);
+  }
+
   private final MemorySegment handle;
   private final Arena arena;
   private final Map<String, Tensor> state;
@@ -184,6 +188,23 @@ public abstract class Module {
       n += t.numel();
     }
     return n;
+  }
+
+  /**
+   * Scales all parameter gradients so that their global L2 norm is at most {@code maxNorm}
+   * (torch.nn.utils.clip_grad_norm_).
+   *
+   * @return the norm before clipping
+   */
+  public double clipGradNorm(double maxNorm) {
+    if (!(maxNorm > 0)) {
+      throw new IllegalArgumentException("maxNorm must be > 0, got " + maxNorm);
+    }
+    try (Arena scratch = Arena.ofConfined()) {
+      MemorySegment out = scratch.allocate(java.lang.foreign.ValueLayout.JAVA_DOUBLE);
+      check(sekit_h.sk_clip_grad_norm(handle(), maxNorm, out));
+      return out.get(java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0);
+    }
   }
 
   /** Drops every parameter's gradient. */

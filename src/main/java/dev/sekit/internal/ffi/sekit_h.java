@@ -2301,6 +2301,67 @@ public class sekit_h extends sekit_h$shared {
         }
     }
 
+    private static class sk_tensor_set_grad {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_tensor_set_grad");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_tensor_set_grad(sk_tensor *t, const sk_tensor *grad)
+     * }
+     */
+    public static FunctionDescriptor sk_tensor_set_grad$descriptor() {
+        return sk_tensor_set_grad.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_tensor_set_grad(sk_tensor *t, const sk_tensor *grad)
+     * }
+     */
+    public static MethodHandle sk_tensor_set_grad$handle() {
+        return sk_tensor_set_grad.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_tensor_set_grad(sk_tensor *t, const sk_tensor *grad)
+     * }
+     */
+    public static MemorySegment sk_tensor_set_grad$address() {
+        return sk_tensor_set_grad.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_tensor_set_grad(sk_tensor *t, const sk_tensor *grad)
+     * }
+     */
+    public static MemorySegment sk_tensor_set_grad(MemorySegment t, MemorySegment grad) {
+        var mh$ = sk_tensor_set_grad.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_tensor_set_grad", t, grad);
+            }
+            return (MemorySegment)mh$.invokeExact(t, grad);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class sk_tensor_clear_grad {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             sekit_h.C_POINTER,
@@ -2354,6 +2415,130 @@ public class sekit_h extends sekit_h$shared {
                 traceDowncall("sk_tensor_clear_grad", t);
             }
             return (MemorySegment)mh$.invokeExact(t);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_tensor_index_select {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_LONG,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_tensor_index_select");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_tensor_index_select(const sk_tensor *t, int64_t dim, const sk_tensor *index, sk_tensor **out)
+     * }
+     */
+    public static FunctionDescriptor sk_tensor_index_select$descriptor() {
+        return sk_tensor_index_select.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_tensor_index_select(const sk_tensor *t, int64_t dim, const sk_tensor *index, sk_tensor **out)
+     * }
+     */
+    public static MethodHandle sk_tensor_index_select$handle() {
+        return sk_tensor_index_select.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_tensor_index_select(const sk_tensor *t, int64_t dim, const sk_tensor *index, sk_tensor **out)
+     * }
+     */
+    public static MemorySegment sk_tensor_index_select$address() {
+        return sk_tensor_index_select.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_tensor_index_select(const sk_tensor *t, int64_t dim, const sk_tensor *index, sk_tensor **out)
+     * }
+     */
+    public static MemorySegment sk_tensor_index_select(MemorySegment t, long dim, MemorySegment index, MemorySegment out) {
+        var mh$ = sk_tensor_index_select.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_tensor_index_select", t, dim, index, out);
+            }
+            return (MemorySegment)mh$.invokeExact(t, dim, index, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_tensor_item {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_tensor_item");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_tensor_item(const sk_tensor *t, double *out)
+     * }
+     */
+    public static FunctionDescriptor sk_tensor_item$descriptor() {
+        return sk_tensor_item.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_tensor_item(const sk_tensor *t, double *out)
+     * }
+     */
+    public static MethodHandle sk_tensor_item$handle() {
+        return sk_tensor_item.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_tensor_item(const sk_tensor *t, double *out)
+     * }
+     */
+    public static MemorySegment sk_tensor_item$address() {
+        return sk_tensor_item.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_tensor_item(const sk_tensor *t, double *out)
+     * }
+     */
+    public static MemorySegment sk_tensor_item(MemorySegment t, MemorySegment out) {
+        var mh$ = sk_tensor_item.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_tensor_item", t, out);
+            }
+            return (MemorySegment)mh$.invokeExact(t, out);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {
@@ -2830,6 +3015,253 @@ public class sekit_h extends sekit_h$shared {
         }
     }
 
+    private static class sk_sequential_new {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_sequential_new");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_sequential_new(sk_module **out)
+     * }
+     */
+    public static FunctionDescriptor sk_sequential_new$descriptor() {
+        return sk_sequential_new.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_sequential_new(sk_module **out)
+     * }
+     */
+    public static MethodHandle sk_sequential_new$handle() {
+        return sk_sequential_new.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_sequential_new(sk_module **out)
+     * }
+     */
+    public static MemorySegment sk_sequential_new$address() {
+        return sk_sequential_new.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_sequential_new(sk_module **out)
+     * }
+     */
+    public static MemorySegment sk_sequential_new(MemorySegment out) {
+        var mh$ = sk_sequential_new.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_sequential_new", out);
+            }
+            return (MemorySegment)mh$.invokeExact(out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_sequential_append {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_sequential_append");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_sequential_append(sk_module *seq, sk_module *child)
+     * }
+     */
+    public static FunctionDescriptor sk_sequential_append$descriptor() {
+        return sk_sequential_append.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_sequential_append(sk_module *seq, sk_module *child)
+     * }
+     */
+    public static MethodHandle sk_sequential_append$handle() {
+        return sk_sequential_append.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_sequential_append(sk_module *seq, sk_module *child)
+     * }
+     */
+    public static MemorySegment sk_sequential_append$address() {
+        return sk_sequential_append.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_sequential_append(sk_module *seq, sk_module *child)
+     * }
+     */
+    public static MemorySegment sk_sequential_append(MemorySegment seq, MemorySegment child) {
+        var mh$ = sk_sequential_append.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_sequential_append", seq, child);
+            }
+            return (MemorySegment)mh$.invokeExact(seq, child);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_maxpool2d_new {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_LONG,
+            sekit_h.C_LONG,
+            sekit_h.C_INT,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_maxpool2d_new");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_maxpool2d_new(int64_t kernel, int64_t stride, int32_t ceil_mode, sk_module **out)
+     * }
+     */
+    public static FunctionDescriptor sk_maxpool2d_new$descriptor() {
+        return sk_maxpool2d_new.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_maxpool2d_new(int64_t kernel, int64_t stride, int32_t ceil_mode, sk_module **out)
+     * }
+     */
+    public static MethodHandle sk_maxpool2d_new$handle() {
+        return sk_maxpool2d_new.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_maxpool2d_new(int64_t kernel, int64_t stride, int32_t ceil_mode, sk_module **out)
+     * }
+     */
+    public static MemorySegment sk_maxpool2d_new$address() {
+        return sk_maxpool2d_new.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_maxpool2d_new(int64_t kernel, int64_t stride, int32_t ceil_mode, sk_module **out)
+     * }
+     */
+    public static MemorySegment sk_maxpool2d_new(long kernel, long stride, int ceil_mode, MemorySegment out) {
+        var mh$ = sk_maxpool2d_new.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_maxpool2d_new", kernel, stride, ceil_mode, out);
+            }
+            return (MemorySegment)mh$.invokeExact(kernel, stride, ceil_mode, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_classifier_head_new {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_LONG,
+            sekit_h.C_LONG,
+            sekit_h.C_DOUBLE,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_classifier_head_new");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_classifier_head_new(int64_t in_chs, int64_t classes, double drop_rate, sk_module **out)
+     * }
+     */
+    public static FunctionDescriptor sk_classifier_head_new$descriptor() {
+        return sk_classifier_head_new.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_classifier_head_new(int64_t in_chs, int64_t classes, double drop_rate, sk_module **out)
+     * }
+     */
+    public static MethodHandle sk_classifier_head_new$handle() {
+        return sk_classifier_head_new.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_classifier_head_new(int64_t in_chs, int64_t classes, double drop_rate, sk_module **out)
+     * }
+     */
+    public static MemorySegment sk_classifier_head_new$address() {
+        return sk_classifier_head_new.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_classifier_head_new(int64_t in_chs, int64_t classes, double drop_rate, sk_module **out)
+     * }
+     */
+    public static MemorySegment sk_classifier_head_new(long in_chs, long classes, double drop_rate, MemorySegment out) {
+        var mh$ = sk_classifier_head_new.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_classifier_head_new", in_chs, classes, drop_rate, out);
+            }
+            return (MemorySegment)mh$.invokeExact(in_chs, classes, drop_rate, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class sk_module_free {
         public static final FunctionDescriptor DESC = FunctionDescriptor.ofVoid(
             sekit_h.C_POINTER
@@ -3254,6 +3686,814 @@ public class sekit_h extends sekit_h$shared {
                 traceDowncall("sk_module_state_entry", m, index, name, is_parameter, tensor);
             }
             return (MemorySegment)mh$.invokeExact(m, index, name, is_parameter, tensor);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_cross_entropy {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_DOUBLE,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_cross_entropy");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_cross_entropy(const sk_tensor *logits, const sk_tensor *targets, double label_smoothing, sk_tensor **loss)
+     * }
+     */
+    public static FunctionDescriptor sk_cross_entropy$descriptor() {
+        return sk_cross_entropy.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_cross_entropy(const sk_tensor *logits, const sk_tensor *targets, double label_smoothing, sk_tensor **loss)
+     * }
+     */
+    public static MethodHandle sk_cross_entropy$handle() {
+        return sk_cross_entropy.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_cross_entropy(const sk_tensor *logits, const sk_tensor *targets, double label_smoothing, sk_tensor **loss)
+     * }
+     */
+    public static MemorySegment sk_cross_entropy$address() {
+        return sk_cross_entropy.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_cross_entropy(const sk_tensor *logits, const sk_tensor *targets, double label_smoothing, sk_tensor **loss)
+     * }
+     */
+    public static MemorySegment sk_cross_entropy(MemorySegment logits, MemorySegment targets, double label_smoothing, MemorySegment loss) {
+        var mh$ = sk_cross_entropy.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_cross_entropy", logits, targets, label_smoothing, loss);
+            }
+            return (MemorySegment)mh$.invokeExact(logits, targets, label_smoothing, loss);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_count_correct {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_count_correct");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_count_correct(const sk_tensor *logits, const sk_tensor *targets, int64_t *out_count)
+     * }
+     */
+    public static FunctionDescriptor sk_count_correct$descriptor() {
+        return sk_count_correct.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_count_correct(const sk_tensor *logits, const sk_tensor *targets, int64_t *out_count)
+     * }
+     */
+    public static MethodHandle sk_count_correct$handle() {
+        return sk_count_correct.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_count_correct(const sk_tensor *logits, const sk_tensor *targets, int64_t *out_count)
+     * }
+     */
+    public static MemorySegment sk_count_correct$address() {
+        return sk_count_correct.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_count_correct(const sk_tensor *logits, const sk_tensor *targets, int64_t *out_count)
+     * }
+     */
+    public static MemorySegment sk_count_correct(MemorySegment logits, MemorySegment targets, MemorySegment out_count) {
+        var mh$ = sk_count_correct.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_count_correct", logits, targets, out_count);
+            }
+            return (MemorySegment)mh$.invokeExact(logits, targets, out_count);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_clip_grad_norm {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_DOUBLE,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_clip_grad_norm");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_clip_grad_norm(sk_module *m, double max_norm, double *total_norm)
+     * }
+     */
+    public static FunctionDescriptor sk_clip_grad_norm$descriptor() {
+        return sk_clip_grad_norm.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_clip_grad_norm(sk_module *m, double max_norm, double *total_norm)
+     * }
+     */
+    public static MethodHandle sk_clip_grad_norm$handle() {
+        return sk_clip_grad_norm.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_clip_grad_norm(sk_module *m, double max_norm, double *total_norm)
+     * }
+     */
+    public static MemorySegment sk_clip_grad_norm$address() {
+        return sk_clip_grad_norm.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_clip_grad_norm(sk_module *m, double max_norm, double *total_norm)
+     * }
+     */
+    public static MemorySegment sk_clip_grad_norm(MemorySegment m, double max_norm, MemorySegment total_norm) {
+        var mh$ = sk_clip_grad_norm.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_clip_grad_norm", m, max_norm, total_norm);
+            }
+            return (MemorySegment)mh$.invokeExact(m, max_norm, total_norm);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_sgd_new {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_DOUBLE,
+            sekit_h.C_DOUBLE,
+            sekit_h.C_DOUBLE,
+            sekit_h.C_DOUBLE,
+            sekit_h.C_INT,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_sgd_new");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_sgd_new(sk_module *m, double lr, double momentum, double dampening, double weight_decay, int32_t nesterov, sk_optimizer **out)
+     * }
+     */
+    public static FunctionDescriptor sk_sgd_new$descriptor() {
+        return sk_sgd_new.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_sgd_new(sk_module *m, double lr, double momentum, double dampening, double weight_decay, int32_t nesterov, sk_optimizer **out)
+     * }
+     */
+    public static MethodHandle sk_sgd_new$handle() {
+        return sk_sgd_new.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_sgd_new(sk_module *m, double lr, double momentum, double dampening, double weight_decay, int32_t nesterov, sk_optimizer **out)
+     * }
+     */
+    public static MemorySegment sk_sgd_new$address() {
+        return sk_sgd_new.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_sgd_new(sk_module *m, double lr, double momentum, double dampening, double weight_decay, int32_t nesterov, sk_optimizer **out)
+     * }
+     */
+    public static MemorySegment sk_sgd_new(MemorySegment m, double lr, double momentum, double dampening, double weight_decay, int nesterov, MemorySegment out) {
+        var mh$ = sk_sgd_new.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_sgd_new", m, lr, momentum, dampening, weight_decay, nesterov, out);
+            }
+            return (MemorySegment)mh$.invokeExact(m, lr, momentum, dampening, weight_decay, nesterov, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_adamw_new {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_DOUBLE,
+            sekit_h.C_DOUBLE,
+            sekit_h.C_DOUBLE,
+            sekit_h.C_DOUBLE,
+            sekit_h.C_DOUBLE,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_adamw_new");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_adamw_new(sk_module *m, double lr, double beta1, double beta2, double eps, double weight_decay, sk_optimizer **out)
+     * }
+     */
+    public static FunctionDescriptor sk_adamw_new$descriptor() {
+        return sk_adamw_new.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_adamw_new(sk_module *m, double lr, double beta1, double beta2, double eps, double weight_decay, sk_optimizer **out)
+     * }
+     */
+    public static MethodHandle sk_adamw_new$handle() {
+        return sk_adamw_new.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_adamw_new(sk_module *m, double lr, double beta1, double beta2, double eps, double weight_decay, sk_optimizer **out)
+     * }
+     */
+    public static MemorySegment sk_adamw_new$address() {
+        return sk_adamw_new.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_adamw_new(sk_module *m, double lr, double beta1, double beta2, double eps, double weight_decay, sk_optimizer **out)
+     * }
+     */
+    public static MemorySegment sk_adamw_new(MemorySegment m, double lr, double beta1, double beta2, double eps, double weight_decay, MemorySegment out) {
+        var mh$ = sk_adamw_new.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_adamw_new", m, lr, beta1, beta2, eps, weight_decay, out);
+            }
+            return (MemorySegment)mh$.invokeExact(m, lr, beta1, beta2, eps, weight_decay, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_optimizer_free {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.ofVoid(
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_optimizer_free");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * void sk_optimizer_free(sk_optimizer *opt)
+     * }
+     */
+    public static FunctionDescriptor sk_optimizer_free$descriptor() {
+        return sk_optimizer_free.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * void sk_optimizer_free(sk_optimizer *opt)
+     * }
+     */
+    public static MethodHandle sk_optimizer_free$handle() {
+        return sk_optimizer_free.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * void sk_optimizer_free(sk_optimizer *opt)
+     * }
+     */
+    public static MemorySegment sk_optimizer_free$address() {
+        return sk_optimizer_free.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * void sk_optimizer_free(sk_optimizer *opt)
+     * }
+     */
+    public static void sk_optimizer_free(MemorySegment opt) {
+        var mh$ = sk_optimizer_free.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_optimizer_free", opt);
+            }
+            mh$.invokeExact(opt);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_optimizer_step {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_optimizer_step");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_step(sk_optimizer *opt)
+     * }
+     */
+    public static FunctionDescriptor sk_optimizer_step$descriptor() {
+        return sk_optimizer_step.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_step(sk_optimizer *opt)
+     * }
+     */
+    public static MethodHandle sk_optimizer_step$handle() {
+        return sk_optimizer_step.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_step(sk_optimizer *opt)
+     * }
+     */
+    public static MemorySegment sk_optimizer_step$address() {
+        return sk_optimizer_step.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_step(sk_optimizer *opt)
+     * }
+     */
+    public static MemorySegment sk_optimizer_step(MemorySegment opt) {
+        var mh$ = sk_optimizer_step.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_optimizer_step", opt);
+            }
+            return (MemorySegment)mh$.invokeExact(opt);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_optimizer_zero_grad {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_optimizer_zero_grad");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_zero_grad(sk_optimizer *opt)
+     * }
+     */
+    public static FunctionDescriptor sk_optimizer_zero_grad$descriptor() {
+        return sk_optimizer_zero_grad.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_zero_grad(sk_optimizer *opt)
+     * }
+     */
+    public static MethodHandle sk_optimizer_zero_grad$handle() {
+        return sk_optimizer_zero_grad.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_zero_grad(sk_optimizer *opt)
+     * }
+     */
+    public static MemorySegment sk_optimizer_zero_grad$address() {
+        return sk_optimizer_zero_grad.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_zero_grad(sk_optimizer *opt)
+     * }
+     */
+    public static MemorySegment sk_optimizer_zero_grad(MemorySegment opt) {
+        var mh$ = sk_optimizer_zero_grad.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_optimizer_zero_grad", opt);
+            }
+            return (MemorySegment)mh$.invokeExact(opt);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_optimizer_set_lr {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_DOUBLE
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_optimizer_set_lr");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_set_lr(sk_optimizer *opt, double lr)
+     * }
+     */
+    public static FunctionDescriptor sk_optimizer_set_lr$descriptor() {
+        return sk_optimizer_set_lr.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_set_lr(sk_optimizer *opt, double lr)
+     * }
+     */
+    public static MethodHandle sk_optimizer_set_lr$handle() {
+        return sk_optimizer_set_lr.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_set_lr(sk_optimizer *opt, double lr)
+     * }
+     */
+    public static MemorySegment sk_optimizer_set_lr$address() {
+        return sk_optimizer_set_lr.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_set_lr(sk_optimizer *opt, double lr)
+     * }
+     */
+    public static MemorySegment sk_optimizer_set_lr(MemorySegment opt, double lr) {
+        var mh$ = sk_optimizer_set_lr.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_optimizer_set_lr", opt, lr);
+            }
+            return (MemorySegment)mh$.invokeExact(opt, lr);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_optimizer_lr {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_DOUBLE,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_optimizer_lr");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * double sk_optimizer_lr(const sk_optimizer *opt)
+     * }
+     */
+    public static FunctionDescriptor sk_optimizer_lr$descriptor() {
+        return sk_optimizer_lr.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * double sk_optimizer_lr(const sk_optimizer *opt)
+     * }
+     */
+    public static MethodHandle sk_optimizer_lr$handle() {
+        return sk_optimizer_lr.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * double sk_optimizer_lr(const sk_optimizer *opt)
+     * }
+     */
+    public static MemorySegment sk_optimizer_lr$address() {
+        return sk_optimizer_lr.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * double sk_optimizer_lr(const sk_optimizer *opt)
+     * }
+     */
+    public static double sk_optimizer_lr(MemorySegment opt) {
+        var mh$ = sk_optimizer_lr.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_optimizer_lr", opt);
+            }
+            return (double)mh$.invokeExact(opt);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_optimizer_state_count {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_optimizer_state_count");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_state_count(const sk_optimizer *opt, int64_t *out_count)
+     * }
+     */
+    public static FunctionDescriptor sk_optimizer_state_count$descriptor() {
+        return sk_optimizer_state_count.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_state_count(const sk_optimizer *opt, int64_t *out_count)
+     * }
+     */
+    public static MethodHandle sk_optimizer_state_count$handle() {
+        return sk_optimizer_state_count.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_state_count(const sk_optimizer *opt, int64_t *out_count)
+     * }
+     */
+    public static MemorySegment sk_optimizer_state_count$address() {
+        return sk_optimizer_state_count.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_state_count(const sk_optimizer *opt, int64_t *out_count)
+     * }
+     */
+    public static MemorySegment sk_optimizer_state_count(MemorySegment opt, MemorySegment out_count) {
+        var mh$ = sk_optimizer_state_count.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_optimizer_state_count", opt, out_count);
+            }
+            return (MemorySegment)mh$.invokeExact(opt, out_count);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_optimizer_state_entry {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_LONG,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_optimizer_state_entry");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_state_entry(const sk_optimizer *opt, int64_t index, const char **name, sk_tensor **tensor)
+     * }
+     */
+    public static FunctionDescriptor sk_optimizer_state_entry$descriptor() {
+        return sk_optimizer_state_entry.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_state_entry(const sk_optimizer *opt, int64_t index, const char **name, sk_tensor **tensor)
+     * }
+     */
+    public static MethodHandle sk_optimizer_state_entry$handle() {
+        return sk_optimizer_state_entry.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_state_entry(const sk_optimizer *opt, int64_t index, const char **name, sk_tensor **tensor)
+     * }
+     */
+    public static MemorySegment sk_optimizer_state_entry$address() {
+        return sk_optimizer_state_entry.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_state_entry(const sk_optimizer *opt, int64_t index, const char **name, sk_tensor **tensor)
+     * }
+     */
+    public static MemorySegment sk_optimizer_state_entry(MemorySegment opt, long index, MemorySegment name, MemorySegment tensor) {
+        var mh$ = sk_optimizer_state_entry.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_optimizer_state_entry", opt, index, name, tensor);
+            }
+            return (MemorySegment)mh$.invokeExact(opt, index, name, tensor);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_random_crop_flip {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_LONG,
+            sekit_h.C_DOUBLE,
+            sekit_h.C_INT,
+            sekit_h.C_LONG,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_random_crop_flip");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_random_crop_flip(const sk_tensor *x, int64_t pad, double fill, int32_t flip, uint64_t seed, sk_tensor **out)
+     * }
+     */
+    public static FunctionDescriptor sk_random_crop_flip$descriptor() {
+        return sk_random_crop_flip.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_random_crop_flip(const sk_tensor *x, int64_t pad, double fill, int32_t flip, uint64_t seed, sk_tensor **out)
+     * }
+     */
+    public static MethodHandle sk_random_crop_flip$handle() {
+        return sk_random_crop_flip.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_random_crop_flip(const sk_tensor *x, int64_t pad, double fill, int32_t flip, uint64_t seed, sk_tensor **out)
+     * }
+     */
+    public static MemorySegment sk_random_crop_flip$address() {
+        return sk_random_crop_flip.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_random_crop_flip(const sk_tensor *x, int64_t pad, double fill, int32_t flip, uint64_t seed, sk_tensor **out)
+     * }
+     */
+    public static MemorySegment sk_random_crop_flip(MemorySegment x, long pad, double fill, int flip, long seed, MemorySegment out) {
+        var mh$ = sk_random_crop_flip.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_random_crop_flip", x, pad, fill, flip, seed, out);
+            }
+            return (MemorySegment)mh$.invokeExact(x, pad, fill, flip, seed, out);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {

@@ -1,0 +1,39 @@
+package dev.sekit.app;
+
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/**
+ * The {@code sekit} command-line program: {@code train} trains a small eSE-VoVNet on
+ * Fashion-MNIST; {@code ablate} compares attention none / SE / eSE on the same budget.
+ */
+@Command(name = "sekit", mixinStandardHelpOptions = true, version = "sekit 0.1.0",
+    description = "SE / eSE / OSA blocks on libtorch, from Java.",
+    subcommands = {TrainCommand.class, AblateCommand.class, CommandLine.HelpCommand.class})
+public final class SekitCli implements Runnable {
+  @CommandLine.Spec
+  CommandLine.Model.CommandSpec spec;
+
+  @Override
+  public void run() {
+    throw new CommandLine.ParameterException(spec.commandLine(), "name a command: train or ablate");
+  }
+
+  public static void main(String[] args) {
+    System.setProperty("java.awt.headless", "true");
+    CommandLine cli = new CommandLine(new SekitCli());
+    cli.setExecutionExceptionHandler((ex, cmd, parsed) -> {
+      // Clear one-line errors for what a user can fix; stack traces for the rest.
+      if (ex instanceof IllegalArgumentException || ex instanceof IllegalStateException
+          || ex instanceof java.io.UncheckedIOException || ex instanceof dev.sekit.SekitException) {
+        cmd.getErr().println("sekit: " + ex.getMessage());
+        return 2;
+      }
+      throw ex;
+    });
+    int code = cli.execute(args);
+    if (code != TrainCommand.INTERRUPTED) {
+      System.exit(code);
+    }
+  }
+}

@@ -1,0 +1,78 @@
+package dev.sekit.app;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The training program end to end: outputs, SIGTERM writing a last checkpoint, --resume, errors. */
+class CliTest {
+  @TempDir Path dir;
+
+  private Process start(String... args) throws IOException {
+    List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+        "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
+        SekitCli.class.getName()));
+    cmd.addAll(List.of(args));
+    return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(dir.resolve("out.log").toFile()).start();
+  }
+
+  private String log() throws IOException {
+    return Files.readString(dir.resolve("out.log"));
+  }
+
+  @Test
+  void sigtermWritesACheckpointAndResumeFinishes() throws Exception {
+    Path out = dir.resolve("run");
+    String[] args = {"train", "--epochs", "3", "--batch", "64", "--limit-train", "1280", "--limit-test", "500",
+        "--no-progress", "--out", out.toString()};
+    Process p = start(args);
+    Path ckpt = out.resolve("checkpoint.safetensors");
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+    while (!Files.exists(ckpt) && p.isAlive() && System.nanoTime() < deadline) {
+      Thread.sleep(50);
+    }
+    assertTrue(Files.exists(ckpt), "no checkpoint after epoch 1: " + log());
+    p.destroy(); // SIGTERM
+    assertTrue(p.waitFor(120, TimeUnit.SECONDS));
+    String first = log();
+    assertTrue(first.contains("stopped: checkpoint written to"), first);
+    assertTrue(first.contains("epoch 1/3"), first);
+
+    Process q = start(concat(args, "--resume"));
+    assertTrue(q.waitFor(300, TimeUnit.SECONDS));
+    String second = log();
+    assertEquals(0, q.exitValue(), second);
+    assertTrue(second.contains("epoch 3/3"), second);
+    assertTrue(second.matches("(?s).*test accuracy \\d+\\.\\d+% after 3 epochs.*"), second);
+    for (String f : List.of("log.csv", "summary.json", "curves.png", "checkpoint.safetensors")) {
+      assertTrue(Files.size(out.resolve(f)) > 0, f);
+    }
+    assertEquals(4, Files.readAllLines(out.resolve("log.csv")).size(), "header + 3 epochs");
+  }
+
+  @Test
+  void clearErrors() throws Exception {
+    Process p = start("train", "--data", dir.resolve("nowhere").toString(), "--out", dir.resolve("x").toString());
+    assertTrue(p.waitFor(60, TimeUnit.SECONDS));
+    assertEquals(2, p.exitValue());
+    assertTrue(log().contains("train-images-idx3-ubyte.gz: not found; Debian's dataset-fashion-mnist provides it"), log());
+    Process q = start("train", "--attn", "cbam", "--out", dir.resolve("y").toString());
+    assertTrue(q.waitFor(60, TimeUnit.SECONDS));
+    assertEquals(2, q.exitValue());
+    assertTrue(log().contains("--attn must be ese, se or none, got 'cbam'"), log());
+  }
+
+  private static String[] concat(String[] a, String b) {
+    String[] r = java.util.Arrays.copyOf(a, a.length + 1);
+    r[a.length] = b;
+    return r;
+  }
+}
