@@ -15,5 +15,6 @@ cp="target/classes:$(cat target/classpath.txt)"
 /usr/bin/python3 benchmarks/quick/vovnet_timing.py "$threads"
 "$java" --enable-native-access=ALL-UNNAMED -cp "$cp" benchmarks/quick/VoVNetTiming.java "$threads"
 #   3. training throughput of the Fashion-MNIST demo network (200 steps, batch 128)
-/usr/bin/python3 benchmarks/quick/train_timing.py "$threads" 200 ese
+/usr/bin/python3 benchmarks/quick/train_timing.py "$threads" 200 ese nchw
+/usr/bin/python3 benchmarks/quick/train_timing.py "$threads" 200 ese cl
 "$java" --enable-native-access=ALL-UNNAMED -cp "$cp" benchmarks/quick/TrainTiming.java "$threads" 200 ese

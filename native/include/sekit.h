@@ -54,6 +54,10 @@ extern "C" {
 #define SK_DEVICE_CPU 0
 #define SK_DEVICE_CUDA 1
 
+/* ---- memory formats of 4-d tensors (stable) ---- */
+#define SK_FORMAT_CONTIGUOUS 0    /* NCHW, row-major */
+#define SK_FORMAT_CHANNELS_LAST 1 /* NHWC in memory, still indexed [N, C, H, W] */
+
 /* ---- activations and gates (stable) ---- */
 #define SK_ACT_IDENTITY 0
 #define SK_ACT_RELU 1
@@ -180,6 +184,11 @@ SK_API sk_error* sk_tensor_clear_grad(sk_tensor* t);
 /* out = t.index_select(dim, index): index is a 1-d SK_INT64 tensor. */
 SK_API sk_error* sk_tensor_index_select(const sk_tensor* t, int64_t dim, const sk_tensor* index,
                                         sk_tensor** out);
+/* t laid out in `format` (SK_FORMAT_*): t itself (another handle) when it already is,
+ * else a copy. SK_FORMAT_CHANNELS_LAST needs a 4-d tensor. */
+SK_API sk_error* sk_tensor_contiguous(const sk_tensor* t, int32_t format, sk_tensor** out);
+/* 1 when t is laid out in `format`, else 0 (-1 on NULL or an unknown format). */
+SK_API int32_t sk_tensor_is_format(const sk_tensor* t, int32_t format);
 /* The one value of a one-element tensor, as a double. */
 SK_API sk_error* sk_tensor_item(const sk_tensor* t, double* out);
 
@@ -291,6 +300,10 @@ SK_API int32_t sk_module_is_training(const sk_module* m); /* -1 on NULL */
 /* Moves/converts every floating parameter and buffer in place (handles to
  * them stay valid and see the change). */
 SK_API sk_error* sk_module_to(sk_module* m, int32_t dtype, int32_t device_type, int32_t device_index);
+
+/* Lays out every 4-d parameter and buffer in `format` (SK_FORMAT_*), in place, as
+ * PyTorch's module.to(memory_format=...). Feed such a module inputs in the same format. */
+SK_API sk_error* sk_module_to_format(sk_module* m, int32_t format);
 
 /*
  * The state dict, in PyTorch's order and with timm's names: parameters and

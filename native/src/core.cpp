@@ -101,6 +101,15 @@ std::vector<int64_t> shape_arg(const int64_t* shape, int64_t ndim, const char* n
 
 sk_tensor* new_handle(at::Tensor t) { return new sk_tensor{std::move(t)}; }
 
+at::MemoryFormat memory_format_arg(int32_t format, int64_t ndim) {
+  if (format == SK_FORMAT_CONTIGUOUS) return at::MemoryFormat::Contiguous;
+  if (format == SK_FORMAT_CHANNELS_LAST) {
+    if (ndim != 4) fail("channels_last needs a 4-d tensor, this one is ", ndim, "-d");
+    return at::MemoryFormat::ChannelsLast;
+  }
+  fail("unknown memory format ", format, " (0 contiguous, 1 channels_last)");
+}
+
 static int32_t floating_dtype_arg(int32_t dtype) {
   at::ScalarType st = to_scalar_type(dtype);
   if (!at::isFloatingType(st)) fail("dtype code ", dtype, " is not a floating dtype");
@@ -408,6 +417,22 @@ sk_error* sk_tensor_index_select(const sk_tensor* t, int64_t dim, const sk_tenso
   }
   *out = new_handle(x.index_select(dim, i));
   SK_GUARD_END
+}
+
+sk_error* sk_tensor_contiguous(const sk_tensor* t, int32_t format, sk_tensor** out) {
+  SK_GUARD_BEGIN
+  const at::Tensor& x = tensor_arg(t, "t");
+  out_arg(out, "out");
+  *out = new_handle(x.contiguous(memory_format_arg(format, x.dim())));
+  SK_GUARD_END
+}
+
+int32_t sk_tensor_is_format(const sk_tensor* t, int32_t format) {
+  if (!t || !t->t.defined()) return -1;
+  if (format == SK_FORMAT_CONTIGUOUS) return t->t.is_contiguous() ? 1 : 0;
+  if (format == SK_FORMAT_CHANNELS_LAST)
+    return t->t.dim() == 4 && t->t.is_contiguous(at::MemoryFormat::ChannelsLast) ? 1 : 0;
+  return -1;
 }
 
 sk_error* sk_tensor_item(const sk_tensor* t, double* out) {

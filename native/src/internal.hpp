@@ -59,6 +59,8 @@ T* out_arg(T* out, const char* name) {
 }
 
 sk_tensor* new_handle(at::Tensor t);
+// SK_FORMAT_* -> at::MemoryFormat (channels_last only for 4-d).
+at::MemoryFormat memory_format_arg(int32_t format, int64_t ndim);
 
 }  // namespace sekit
 

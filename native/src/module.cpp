@@ -60,6 +60,18 @@ at::Tensor Linear::forward(const at::Tensor& x) {
   return at::linear(x, *weight_, bias_ ? *bias_ : at::Tensor());
 }
 
+void Module::to_format(at::MemoryFormat format) {
+  at::NoGradGuard no_grad;
+  auto convert = [&](at::Tensor& t) {
+    if (t.dim() != 4 || t.is_contiguous(format)) return;
+    t.set_data(t.contiguous(format));
+    if (t.grad().defined()) t.mutable_grad() = t.grad().contiguous(format);
+  };
+  for (auto& p : params_) convert(p.second);
+  for (auto& b : buffers_) convert(b.second);
+  for (auto& c : children_) c.second->to_format(format);
+}
+
 at::TensorOptions Module::param_options() const {
   for (auto& p : params_)
     if (at::isFloatingType(p.second.scalar_type())) return p.second.options();
@@ -204,6 +216,12 @@ sk_error* sk_module_to(sk_module* m, int32_t dtype, int32_t device_type, int32_t
   at::ScalarType st = to_scalar_type(dtype);
   if (!at::isFloatingType(st)) fail("modules can only be converted to a floating dtype");
   mod.to(st, to_device(device_type, device_index));
+  SK_GUARD_END
+}
+
+sk_error* sk_module_to_format(sk_module* m, int32_t format) {
+  SK_GUARD_BEGIN
+  module_arg(m)->module->to_format(memory_format_arg(format, 4));
   SK_GUARD_END
 }
 

@@ -39,6 +39,8 @@ class Module {
   void collect_state(const std::string& prefix, std::vector<StateEntry>& out);
   // Moves/converts every tensor in place (handles keep seeing them).
   void to(at::ScalarType floating_dtype, at::Device device);
+  // Lays out every 4-d tensor in `format`, in place.
+  void to_format(at::MemoryFormat format);
   // dtype and device of the first floating parameter.
   at::TensorOptions param_options() const;
   // Calls f on this module and every descendant, depth first.

@@ -31,7 +31,8 @@ class ConvNormAct : public Module {
 
   at::Tensor forward(const at::Tensor& x) override {
     at::Tensor h = separable_ ? conv_pw_->forward(conv_dw_->forward(x)) : conv_->forward(x);
-    return at::relu(bn_->forward(h));
+    at::Tensor z = bn_->forward(h);
+    return at::relu_(z);  // in place, as timm's BatchNormAct2d
   }
 
  private:

@@ -5,23 +5,18 @@ namespace sekit {
 
 namespace {
 
-// mean over H, W (optionally averaged with the max, timm's add_maxpool) -> [N, C]
+// The libtorch composition, op for op what timm runs (mean with keepdim, 1x1 convs on the
+// [N, C, 1, 1] descriptor, gate, broadcast multiply): the reference path.
+// mean over H, W (optionally averaged with the max, timm's add_maxpool) -> [N, C, 1, 1]
 at::Tensor squeeze(const at::Tensor& x, bool add_maxpool) {
-  at::Tensor s = x.mean({2, 3});
-  if (add_maxpool) s = 0.5 * s + 0.5 * x.amax({2, 3});
+  at::Tensor s = x.mean({2, 3}, /*keepdim=*/true);
+  if (add_maxpool) s = 0.5 * s + 0.5 * x.amax({2, 3}, /*keepdim=*/true);
   return s;
 }
 
-// A 1x1 conv applied to a [N, C] vector is a linear layer.
-at::Tensor fc(const at::Tensor& s, Conv2d& conv) {
-  at::Tensor w = conv.weight().view({conv.out_channels(), conv.in_channels()});
-  at::Tensor* b = conv.bias();
-  return at::linear(s, w, b ? *b : at::Tensor());
-}
+at::Tensor fc(const at::Tensor& s, Conv2d& conv) { return conv.forward(s); }
 
-at::Tensor scale(const at::Tensor& x, const at::Tensor& gate) {
-  return x * gate.view({gate.size(0), gate.size(1), 1, 1});
-}
+at::Tensor scale(const at::Tensor& x, const at::Tensor& gate) { return x * gate; }
 
 }  // namespace
 

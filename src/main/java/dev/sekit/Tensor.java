@@ -420,6 +420,30 @@ public final class Tensor {
     }
   }
 
+  /**
+   * This tensor laid out in {@code format}: itself when it already is, else a copy owned by
+   * {@code arena}. Channels-last needs a 4-d tensor.
+   */
+  public Tensor contiguous(Arena arena, MemoryFormat format) {
+    Objects.requireNonNull(arena, "arena");
+    Objects.requireNonNull(format, "format");
+    if (isContiguous(format)) {
+      return this;
+    }
+    checkArena(arena);
+    try (Arena scratch = Arena.ofConfined()) {
+      MemorySegment out = Native.outPointer(scratch);
+      check(sekit_h.sk_tensor_contiguous(handle(), format.code(), out));
+      return new Tensor(Native.ownTensor(out.get(ADDRESS, 0), arena), arena, null, borrowed);
+    }
+  }
+
+  /** Whether this tensor is laid out in {@code format}. */
+  public boolean isContiguous(MemoryFormat format) {
+    Objects.requireNonNull(format, "format");
+    return sekit_h.sk_tensor_is_format(handle(), format.code()) == 1;
+  }
+
   // ---------------------------------------------------------------- autograd
 
   /** Marks this leaf tensor as needing its gradient; returns this. */

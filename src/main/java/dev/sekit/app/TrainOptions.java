@@ -49,6 +49,9 @@ final class TrainOptions {
   @Option(names = "--limit-test", description = "Evaluate on only the first N test images (for quick runs).")
   Integer limitTest;
 
+  @Option(names = "--no-channels-last", description = "Train in NCHW instead of channels-last (NHWC).")
+  boolean noChannelsLast;
+
   @Option(names = "--no-augment", description = "Disable random crop (pad 2) and horizontal flip.")
   boolean noAugment;
 
@@ -56,7 +59,7 @@ final class TrainOptions {
     Trainer.Config d = Trainer.Config.defaults();
     return new Trainer.Config(epochs, batch, optimizer, lr, optimizer.equals("sgd") ? 0.9 : 0, weightDecay,
         labelSmoothing, d.warmupEpochs(), d.clipNorm(), noAugment ? 0 : d.cropPad(), !noAugment, runSeed,
-        d.evalBatch());
+        d.evalBatch(), !noChannelsLast);
   }
 
   Device device() {

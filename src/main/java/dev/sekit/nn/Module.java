@@ -159,6 +159,16 @@ public abstract class Module {
     return this;
   }
 
+  /**
+   * Lays out every 4-d parameter and buffer in {@code format}, in place (PyTorch's
+   * {@code module.to(memory_format=...)}); feed the module inputs in the same format.
+   */
+  public Module to(dev.sekit.MemoryFormat format) {
+    Objects.requireNonNull(format, "format");
+    check(sekit_h.sk_module_to_format(handle(), format.code()));
+    return this;
+  }
+
   /** dtype of the parameters. */
   public DType dtype() {
     return parameters.values().iterator().next().dtype();

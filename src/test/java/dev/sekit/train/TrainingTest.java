@@ -29,7 +29,7 @@ class TrainingTest {
   @TempDir Path dir;
 
   private static Trainer.Config small(int epochs, long seed) {
-    return new Trainer.Config(epochs, 64, "sgd", 0.1, 0.9, 5e-4, 0.1, 0.3, 5.0, 2, true, seed, 500);
+    return new Trainer.Config(epochs, 64, "sgd", 0.1, 0.9, 5e-4, 0.1, 0.3, 5.0, 2, true, seed, 500, true);
   }
 
   @Test

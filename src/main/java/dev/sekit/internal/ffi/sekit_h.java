@@ -132,6 +132,24 @@ public class sekit_h extends sekit_h$shared {
     public static int SK_DEVICE_CUDA() {
         return SK_DEVICE_CUDA;
     }
+    private static final int SK_FORMAT_CONTIGUOUS = (int)0L;
+    /**
+     * {@snippet lang=c :
+     * #define SK_FORMAT_CONTIGUOUS 0
+     * }
+     */
+    public static int SK_FORMAT_CONTIGUOUS() {
+        return SK_FORMAT_CONTIGUOUS;
+    }
+    private static final int SK_FORMAT_CHANNELS_LAST = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * #define SK_FORMAT_CHANNELS_LAST 1
+     * }
+     */
+    public static int SK_FORMAT_CHANNELS_LAST() {
+        return SK_FORMAT_CHANNELS_LAST;
+    }
     private static final int SK_ACT_IDENTITY = (int)0L;
     /**
      * {@snippet lang=c :
@@ -2485,6 +2503,129 @@ public class sekit_h extends sekit_h$shared {
         }
     }
 
+    private static class sk_tensor_contiguous {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_INT,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_tensor_contiguous");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_tensor_contiguous(const sk_tensor *t, int32_t format, sk_tensor **out)
+     * }
+     */
+    public static FunctionDescriptor sk_tensor_contiguous$descriptor() {
+        return sk_tensor_contiguous.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_tensor_contiguous(const sk_tensor *t, int32_t format, sk_tensor **out)
+     * }
+     */
+    public static MethodHandle sk_tensor_contiguous$handle() {
+        return sk_tensor_contiguous.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_tensor_contiguous(const sk_tensor *t, int32_t format, sk_tensor **out)
+     * }
+     */
+    public static MemorySegment sk_tensor_contiguous$address() {
+        return sk_tensor_contiguous.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_tensor_contiguous(const sk_tensor *t, int32_t format, sk_tensor **out)
+     * }
+     */
+    public static MemorySegment sk_tensor_contiguous(MemorySegment t, int format, MemorySegment out) {
+        var mh$ = sk_tensor_contiguous.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_tensor_contiguous", t, format, out);
+            }
+            return (MemorySegment)mh$.invokeExact(t, format, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_tensor_is_format {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_INT,
+            sekit_h.C_POINTER,
+            sekit_h.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_tensor_is_format");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int32_t sk_tensor_is_format(const sk_tensor *t, int32_t format)
+     * }
+     */
+    public static FunctionDescriptor sk_tensor_is_format$descriptor() {
+        return sk_tensor_is_format.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int32_t sk_tensor_is_format(const sk_tensor *t, int32_t format)
+     * }
+     */
+    public static MethodHandle sk_tensor_is_format$handle() {
+        return sk_tensor_is_format.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int32_t sk_tensor_is_format(const sk_tensor *t, int32_t format)
+     * }
+     */
+    public static MemorySegment sk_tensor_is_format$address() {
+        return sk_tensor_is_format.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int32_t sk_tensor_is_format(const sk_tensor *t, int32_t format)
+     * }
+     */
+    public static int sk_tensor_is_format(MemorySegment t, int format) {
+        var mh$ = sk_tensor_is_format.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_tensor_is_format", t, format);
+            }
+            return (int)mh$.invokeExact(t, format);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class sk_tensor_item {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             sekit_h.C_POINTER,
@@ -3561,6 +3702,67 @@ public class sekit_h extends sekit_h$shared {
                 traceDowncall("sk_module_to", m, dtype, device_type, device_index);
             }
             return (MemorySegment)mh$.invokeExact(m, dtype, device_type, device_index);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_module_to_format {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_module_to_format");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_module_to_format(sk_module *m, int32_t format)
+     * }
+     */
+    public static FunctionDescriptor sk_module_to_format$descriptor() {
+        return sk_module_to_format.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_module_to_format(sk_module *m, int32_t format)
+     * }
+     */
+    public static MethodHandle sk_module_to_format$handle() {
+        return sk_module_to_format.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_module_to_format(sk_module *m, int32_t format)
+     * }
+     */
+    public static MemorySegment sk_module_to_format$address() {
+        return sk_module_to_format.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_module_to_format(sk_module *m, int32_t format)
+     * }
+     */
+    public static MemorySegment sk_module_to_format(MemorySegment m, int format) {
+        var mh$ = sk_module_to_format.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_module_to_format", m, format);
+            }
+            return (MemorySegment)mh$.invokeExact(m, format);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {

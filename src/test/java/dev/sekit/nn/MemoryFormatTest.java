@@ -1,0 +1,51 @@
+package dev.sekit.nn;
+
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.sekit.DType;
+import dev.sekit.Device;
+import dev.sekit.MemoryFormat;
+import dev.sekit.Sekit;
+import dev.sekit.Tensor;
+import dev.sekit.TestSupport;
+import java.lang.foreign.Arena;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+/** Channels-last gives the same outputs and gradients as NCHW. */
+class MemoryFormatTest {
+  @Test
+  void channelsLastMatchesNchwForwardAndBackward() {
+    try (Arena arena = Arena.ofConfined()) {
+      Sekit.manualSeed(3);
+      Module a = SmallVoVNet.build(arena, Attention.ESE, 1, 10);
+      Module b = SmallVoVNet.build(arena, Attention.ESE, 1, 10);
+      a.to(DType.FLOAT64);
+      b.to(DType.FLOAT64);
+      b.loadStateDict(a.stateDict());
+      b.to(MemoryFormat.CHANNELS_LAST);
+      assertTrue(b.stateDict().get("0.conv.weight").isContiguous(MemoryFormat.CHANNELS_LAST));
+      Tensor x = Tensor.randn(arena, DType.FLOAT64, Device.CPU, 4, 1, 28, 28);
+      Tensor xcl = x.contiguous(arena, MemoryFormat.CHANNELS_LAST);
+      Tensor rgb = Tensor.randn(arena, DType.FLOAT64, Device.CPU, 2, 3, 4, 4);
+      assertFalse(rgb.isContiguous(MemoryFormat.CHANNELS_LAST)); // (C = 1 is both layouts at once)
+      Tensor rgbCl = rgb.contiguous(arena, MemoryFormat.CHANNELS_LAST);
+      assertTrue(rgbCl.isContiguous(MemoryFormat.CHANNELS_LAST));
+      org.junit.jupiter.api.Assertions.assertArrayEquals(new long[] {48, 1, 12, 3}, rgbCl.strides());
+      org.junit.jupiter.api.Assertions.assertArrayEquals(rgb.toDoubleArray(), rgbCl.toDoubleArray(),
+          "copyTo/toArray read in logical (row-major) order");
+      Tensor ya = a.forward(x);
+      Tensor yb = b.forward(xcl);
+      assertTrue(TestSupport.relativeError(ya, yb) < 1e-12);
+      Tensor g = Tensor.randn(arena, DType.FLOAT64, Device.CPU, 4, 10);
+      ya.backward(g);
+      yb.backward(g);
+      for (Map.Entry<String, Tensor> p : a.namedParameters().entrySet()) {
+        double err = TestSupport.relativeError(p.getValue().grad().orElseThrow(),
+            b.namedParameters().get(p.getKey()).grad().orElseThrow().contiguous(arena, MemoryFormat.CONTIGUOUS));
+        assertTrue(err < 1e-10, p.getKey() + ": " + err);
+      }
+    }
+  }
+}
