@@ -301,6 +301,17 @@ SK_API int32_t sk_module_is_training(const sk_module* m); /* -1 on NULL */
  * them stay valid and see the change). */
 SK_API sk_error* sk_module_to(sk_module* m, int32_t dtype, int32_t device_type, int32_t device_index);
 
+/* SE and eSE blocks in m (m itself or inside it) run fused CPU kernels by default (one
+ * pass to squeeze, one to scale; two passes backward) for float32/float64 inputs in NCHW or
+ * channels-last; fused = 0 selects the libtorch composition (the reference) instead. */
+SK_API sk_error* sk_module_set_fused(sk_module* m, int32_t fused);
+/* Which build of the fused CPU kernels runs: 1 = AVX2+FMA, 0 = baseline x86-64. */
+SK_API int32_t sk_fused_kernels_isa(void);
+/* The fused kernels recycle their large output buffers (at most 6, each reused only once
+ * nothing else references it): a fresh large tensor costs more in page faults than the
+ * kernel. This frees the ones not in use. */
+SK_API void sk_release_cached_buffers(void);
+
 /* Lays out every 4-d parameter and buffer in `format` (SK_FORMAT_*), in place, as
  * PyTorch's module.to(memory_format=...). Feed such a module inputs in the same format. */
 SK_API sk_error* sk_module_to_format(sk_module* m, int32_t format);

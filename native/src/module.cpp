@@ -1,6 +1,8 @@
 // Module base, Conv2d, BatchNorm2d, activations, and the module part of the C ABI.
 #include "module.hpp"
 
+#include "se_fused.hpp"
+
 #include <c10/core/GradMode.h>
 
 #include <cmath>
@@ -10,6 +12,10 @@ namespace sekit {
 void Module::set_training(bool on) {
   training_ = on;
   for (auto& c : children_) c.second->set_training(on);
+}
+
+void Module::set_fused(bool on) {
+  visit([on](Module& m) { m.fused_ = on; });
 }
 
 void Module::collect_state(const std::string& prefix, std::vector<StateEntry>& out) {
@@ -217,6 +223,27 @@ sk_error* sk_module_to(sk_module* m, int32_t dtype, int32_t device_type, int32_t
   if (!at::isFloatingType(st)) fail("modules can only be converted to a floating dtype");
   mod.to(st, to_device(device_type, device_index));
   SK_GUARD_END
+}
+
+sk_error* sk_module_set_fused(sk_module* m, int32_t fused) {
+  SK_GUARD_BEGIN
+  module_arg(m)->module->set_fused(fused != 0);
+  SK_GUARD_END
+}
+
+void sk_release_cached_buffers(void) {
+  try {
+    release_cached_buffers();
+  } catch (...) {
+  }
+}
+
+int32_t sk_fused_kernels_isa(void) {
+  try {
+    return fused_kernels_use_avx2() ? 1 : 0;
+  } catch (...) {
+    return 0;
+  }
 }
 
 sk_error* sk_module_to_format(sk_module* m, int32_t format) {

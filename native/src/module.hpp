@@ -32,6 +32,9 @@ class Module {
   virtual at::Tensor forward(const at::Tensor& x) = 0;
 
   void set_training(bool on);
+  // Fused SE/eSE kernels (default) or the libtorch composition, for this module and below.
+  void set_fused(bool on);
+  bool fused() const { return fused_; }
   bool training() const { return training_; }
 
   // Parameters and buffers in PyTorch's state_dict order: a module's own
@@ -58,6 +61,7 @@ class Module {
   void check_input(const at::Tensor& x, int64_t channels, const char* what) const;
 
   bool training_ = true;
+  bool fused_ = true;
 
  private:
   // deques keep element addresses stable as entries are added.

@@ -1,5 +1,6 @@
 // SE (timm SEModule) and eSE (timm EffectiveSEModule) on libtorch ops.
 #include "module.hpp"
+#include "se_fused.hpp"
 
 namespace sekit {
 
@@ -32,6 +33,13 @@ class SqueezeExcitation : public Module {
 
   at::Tensor forward(const at::Tensor& x) override {
     check_input(x, channels_, "SqueezeExcitation");
+    if (fused_ && !bn_ && fused_applicable(x)) {
+      std::vector<at::Tensor> p{fc1_->weight()};
+      if (fc1_->bias()) p.push_back(*fc1_->bias());
+      p.push_back(fc2_->weight());
+      if (fc2_->bias()) p.push_back(*fc2_->bias());
+      return fused_squeeze_excite(x, p, {true, act_, gate_, fc1_->bias() != nullptr, add_maxpool_});
+    }
     at::Tensor s = fc(squeeze(x, add_maxpool_), *fc1_);
     if (bn_) s = bn_->forward(s);
     s = fc(apply_activation(act_, s), *fc2_);
@@ -55,6 +63,8 @@ class EffectiveSqueezeExcitation : public Module {
 
   at::Tensor forward(const at::Tensor& x) override {
     check_input(x, channels_, "EffectiveSqueezeExcitation");
+    if (fused_ && fused_applicable(x))
+      return fused_squeeze_excite(x, {fc_->weight(), *fc_->bias()}, {false, 0, gate_, true, add_maxpool_});
     return scale(x, apply_activation(gate_, fc(squeeze(x, add_maxpool_), *fc_)));
   }
 

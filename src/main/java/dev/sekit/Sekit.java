@@ -44,6 +44,19 @@ public final class Sekit {
     return sekit_h.sk_get_num_threads();
   }
 
+  /**
+   * Frees the output buffers the fused SE/eSE kernels keep for reuse (at most six; a buffer
+   * is reused only once nothing references it). Call after a large workload to return memory.
+   */
+  public static void releaseCachedBuffers() {
+    sekit_h.sk_release_cached_buffers();
+  }
+
+  /** Whether the fused CPU kernels run their AVX2+FMA build (else the baseline x86-64 one). */
+  public static boolean fusedKernelsUseAvx2() {
+    return sekit_h.sk_fused_kernels_isa() == 1;
+  }
+
   /** Seeds libtorch's default generators (parameter initialisation, randn, rand). */
   public static void manualSeed(long seed) {
     Native.check(sekit_h.sk_manual_seed(seed));

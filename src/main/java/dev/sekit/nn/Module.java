@@ -169,6 +169,16 @@ public abstract class Module {
     return this;
   }
 
+  /**
+   * SE and eSE blocks in this module run fused CPU kernels by default (float32/float64,
+   * NCHW or channels-last): one pass over the input to squeeze and one to scale, two passes
+   * backward. {@code false} selects the libtorch composition, the reference.
+   */
+  public Module useFusedKernels(boolean on) {
+    check(sekit_h.sk_module_set_fused(handle(), on ? 1 : 0));
+    return this;
+  }
+
   /** dtype of the parameters. */
   public DType dtype() {
     return parameters.values().iterator().next().dtype();

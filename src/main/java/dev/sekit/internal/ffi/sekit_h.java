@@ -3709,6 +3709,182 @@ public class sekit_h extends sekit_h$shared {
         }
     }
 
+    private static class sk_module_set_fused {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_module_set_fused");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_module_set_fused(sk_module *m, int32_t fused)
+     * }
+     */
+    public static FunctionDescriptor sk_module_set_fused$descriptor() {
+        return sk_module_set_fused.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_module_set_fused(sk_module *m, int32_t fused)
+     * }
+     */
+    public static MethodHandle sk_module_set_fused$handle() {
+        return sk_module_set_fused.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_module_set_fused(sk_module *m, int32_t fused)
+     * }
+     */
+    public static MemorySegment sk_module_set_fused$address() {
+        return sk_module_set_fused.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_module_set_fused(sk_module *m, int32_t fused)
+     * }
+     */
+    public static MemorySegment sk_module_set_fused(MemorySegment m, int fused) {
+        var mh$ = sk_module_set_fused.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_module_set_fused", m, fused);
+            }
+            return (MemorySegment)mh$.invokeExact(m, fused);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_fused_kernels_isa {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_INT    );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_fused_kernels_isa");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int32_t sk_fused_kernels_isa()
+     * }
+     */
+    public static FunctionDescriptor sk_fused_kernels_isa$descriptor() {
+        return sk_fused_kernels_isa.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int32_t sk_fused_kernels_isa()
+     * }
+     */
+    public static MethodHandle sk_fused_kernels_isa$handle() {
+        return sk_fused_kernels_isa.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int32_t sk_fused_kernels_isa()
+     * }
+     */
+    public static MemorySegment sk_fused_kernels_isa$address() {
+        return sk_fused_kernels_isa.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int32_t sk_fused_kernels_isa()
+     * }
+     */
+    public static int sk_fused_kernels_isa() {
+        var mh$ = sk_fused_kernels_isa.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_fused_kernels_isa");
+            }
+            return (int)mh$.invokeExact();
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_release_cached_buffers {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.ofVoid(    );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_release_cached_buffers");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * void sk_release_cached_buffers()
+     * }
+     */
+    public static FunctionDescriptor sk_release_cached_buffers$descriptor() {
+        return sk_release_cached_buffers.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * void sk_release_cached_buffers()
+     * }
+     */
+    public static MethodHandle sk_release_cached_buffers$handle() {
+        return sk_release_cached_buffers.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * void sk_release_cached_buffers()
+     * }
+     */
+    public static MemorySegment sk_release_cached_buffers$address() {
+        return sk_release_cached_buffers.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * void sk_release_cached_buffers()
+     * }
+     */
+    public static void sk_release_cached_buffers() {
+        var mh$ = sk_release_cached_buffers.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_release_cached_buffers");
+            }
+            mh$.invokeExact();
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class sk_module_to_format {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             sekit_h.C_POINTER,

@@ -1,0 +1,391 @@
+// Fused SE / eSE on the CPU: a custom autograd Function around the raw kernels of
+// se_kernels.cpp. Forward: one pass squeezes, the excitation runs on the [N, C]
+// descriptor, one pass scales (3|X| bytes). Backward: one pass for dL/dgate = sum(gy * x),
+// the excitation's backward by autograd on the [N, C] descriptor, one pass for gx (4|X|).
+#include "se_fused.hpp"
+
+#define SEKIT_KERNEL_NS base
+#include "se_kernels.hpp"
+#undef SEKIT_KERNEL_NS
+#define SEKIT_KERNEL_NS avx2
+#include "se_kernels.hpp"
+#undef SEKIT_KERNEL_NS
+
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include <limits>
+#include <mutex>
+#include <vector>
+
+namespace sekit {
+namespace {
+
+namespace kb = kernels::base;
+namespace ka = kernels::avx2;
+
+bool use_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+}
+
+#define SEKIT_DISPATCH(fn, ...) (use_avx2() ? ka::fn(__VA_ARGS__) : kb::fn(__VA_ARGS__))
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// z = s W^T + b on our own small kernels: libtorch's BLAS may be a slow reference one, and
+// these layers are tiny (a few hundred KB of weights) next to the feature maps.
+at::Tensor linear_raw(const at::Tensor& s, const at::Tensor& w, const at::Tensor& b) {
+    const int64_t n = s.size(0), in = s.size(1), out = w.size(0);
+    at::Tensor z = at::empty({n, out}, s.options());
+    AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "sekit_small_linear", [&] {
+      const scalar_t* sp = s.data_ptr<scalar_t>();
+      const scalar_t* wp = w.data_ptr<scalar_t>();
+      const scalar_t* bp = b.defined() ? b.data_ptr<scalar_t>() : nullptr;
+      scalar_t* zp = z.data_ptr<scalar_t>();
+      at::parallel_for(0, n * out, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, in)), [&](int64_t r0, int64_t r1) {
+        SEKIT_DISPATCH(linear_forward<scalar_t>, sp, wp, bp, zp, r0, r1, in, out);
+      });
+    });
+    return z;
+}
+
+struct SmallLinear : public torch::autograd::Function<SmallLinear> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& s_in, const at::Tensor& w_in,
+                            const c10::optional<at::Tensor>& b_in) {
+    at::Tensor s = s_in.contiguous(), w = w_in.contiguous();
+    at::Tensor b = b_in.has_value() && b_in->defined() ? b_in->contiguous() : at::Tensor();
+    at::Tensor z = linear_raw(s, w, b);
+    ctx->save_for_backward({s, w});
+    ctx->saved_data["bias"] = b.defined();
+    return z;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor& s = saved[0];
+    const at::Tensor& w = saved[1];
+    const bool bias = ctx->saved_data["bias"].toBool();
+    at::Tensor dz = grads[0].contiguous();
+    const int64_t n = s.size(0), in = s.size(1), out = w.size(0);
+    at::Tensor ds = at::empty_like(s), dw = at::empty_like(w);
+    at::Tensor db = bias ? at::empty({out}, w.options()) : at::Tensor();
+    AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "sekit_small_linear_backward", [&] {
+      const scalar_t* dzp = dz.data_ptr<scalar_t>();
+      at::parallel_for(0, n, 1, [&](int64_t a, int64_t e) {
+        SEKIT_DISPATCH(linear_grad_input<scalar_t>, dzp, w.data_ptr<scalar_t>(), ds.data_ptr<scalar_t>(), a, e, in, out);
+      });
+      at::parallel_for(0, out, 1, [&](int64_t a, int64_t e) {
+        SEKIT_DISPATCH(linear_grad_weight<scalar_t>, dzp, s.data_ptr<scalar_t>(), dw.data_ptr<scalar_t>(),
+                       bias ? db.data_ptr<scalar_t>() : nullptr, a, e, n, in, out);
+      });
+    });
+    return {ds, dw, db};
+  }
+};
+
+// Excitation of the descriptor s [N, C] -> gate [N, C]; autograd-able when `graph`.
+at::Tensor excite(const at::Tensor& s, const std::vector<at::Tensor>& p, const FusedConfig& c, bool graph = true) {
+  auto fc = [graph](const at::Tensor& v, const at::Tensor& w, const at::Tensor& b) {
+    at::Tensor w2 = w.reshape({w.size(0), w.size(1)});
+    if (graph) return SmallLinear::apply(v, w2, b.defined() ? c10::optional<at::Tensor>(b) : c10::nullopt);
+    return linear_raw(v.contiguous(), w2.contiguous(), b.defined() ? b.contiguous() : b);
+  };
+  if (!c.se) return apply_activation(c.gate, fc(s, p[0], p[1]));
+  size_t i = 0;
+  const at::Tensor& w1 = p[i++];
+  at::Tensor b1 = c.bias ? p[i++] : at::Tensor();
+  const at::Tensor& w2 = p[i++];
+  at::Tensor b2 = c.bias ? p[i++] : at::Tensor();
+  return apply_activation(c.gate, fc(apply_activation(c.act, fc(s, w1, b1)), w2, b2));
+}
+
+struct Geometry {
+  int64_t n, c, hw;
+  bool cl;
+};
+
+Geometry geometry(const at::Tensor& x) {
+  return {x.size(0), x.size(1), x.size(2) * x.size(3),
+          !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast)};
+}
+
+// Row chunks for channels-last reductions: enough tasks for the threads, 16+ rows each.
+int64_t row_chunks(const Geometry& g) {
+  const int64_t want = std::max<int64_t>(1, 2 * at::get_num_threads() / std::max<int64_t>(1, g.n));
+  return std::max<int64_t>(1, std::min<int64_t>(want, g.hw / 16));
+}
+
+int64_t grain(int64_t hw) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, hw)); }
+
+// mean (and max) over H, W of each (n, c) -> [N, C] tensors of x's dtype.
+template <typename T>
+void squeeze(const at::Tensor& x, const Geometry& g, at::Tensor& mean, at::Tensor& max) {
+  const T* xp = x.data_ptr<T>();
+  T* mp = mean.data_ptr<T>();
+  T* xm = max.defined() ? max.data_ptr<T>() : nullptr;
+  if (!g.cl) {
+    at::parallel_for(0, g.n * g.c, grain(g.hw), [&](int64_t b, int64_t e) {
+      SEKIT_DISPATCH(squeeze_planes<T>, xp, b, e, g.hw, mp, xm);
+    });
+    return;
+  }
+  const int64_t chunks = row_chunks(g);
+  std::vector<double> sums(static_cast<size_t>(g.n * chunks * g.c), 0.0);
+  std::vector<T> maxs(xm ? static_cast<size_t>(g.n * chunks * g.c) : 0, -std::numeric_limits<T>::infinity());
+  at::parallel_for(0, g.n * chunks, 1, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t n = t / chunks, k = t % chunks;
+      const int64_t r0 = g.hw * k / chunks, r1 = g.hw * (k + 1) / chunks;
+      SEKIT_DISPATCH(squeeze_rows<T>, xp, n, r0, r1, g.hw, g.c, sums.data() + t * g.c,
+                     xm ? maxs.data() + t * g.c : nullptr);
+    }
+  });
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t ch = 0; ch < g.c; ++ch) {
+      double s = 0;
+      T m = -std::numeric_limits<T>::infinity();
+      for (int64_t k = 0; k < chunks; ++k) {
+        s += sums[(n * chunks + k) * g.c + ch];
+        if (xm) m = std::max(m, maxs[(n * chunks + k) * g.c + ch]);
+      }
+      mp[n * g.c + ch] = static_cast<T>(s / static_cast<double>(g.hw));
+      if (xm) xm[n * g.c + ch] = m;
+    }
+}
+
+template <typename T>
+void scale(const at::Tensor& x, const at::Tensor& gate, at::Tensor& y, const Geometry& g) {
+  const T* xp = x.data_ptr<T>();
+  const T* gp = gate.data_ptr<T>();
+  T* yp = y.data_ptr<T>();
+  if (!g.cl) {
+    at::parallel_for(0, g.n * g.c, grain(g.hw), [&](int64_t b, int64_t e) {
+      SEKIT_DISPATCH(scale_planes<T>, xp, gp, yp, b, e, g.hw);
+    });
+    return;
+  }
+  at::parallel_for(0, g.n * g.hw, std::max<int64_t>(1, 16384 / g.c), [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e;) {
+      const int64_t n = t / g.hw, r = t % g.hw, r1 = std::min(g.hw, r + (e - t));
+      SEKIT_DISPATCH(scale_rows<T>, xp, gp, yp, n, r, r1, g.hw, g.c);
+      t += r1 - r;
+    }
+  });
+}
+
+template <typename T>
+void dot(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& max, const Geometry& g, at::Tensor& dg,
+         at::Tensor& ties) {
+  const T* a = gy.data_ptr<T>();
+  const T* b = x.data_ptr<T>();
+  T* d = dg.data_ptr<T>();
+  const T* mp = max.defined() ? max.data_ptr<T>() : nullptr;
+  int64_t* tp = ties.defined() ? ties.data_ptr<int64_t>() : nullptr;
+  if (!g.cl) {
+    at::parallel_for(0, g.n * g.c, grain(g.hw), [&](int64_t s, int64_t e) {
+      SEKIT_DISPATCH(dot_planes<T>, a, b, s, e, g.hw, d, mp, tp);
+    });
+    return;
+  }
+  const int64_t chunks = row_chunks(g);
+  std::vector<double> sums(static_cast<size_t>(g.n * chunks * g.c), 0.0);
+  std::vector<int64_t> cnt(mp ? static_cast<size_t>(g.n * chunks * g.c) : 0, 0);
+  at::parallel_for(0, g.n * chunks, 1, [&](int64_t s, int64_t e) {
+    for (int64_t t = s; t < e; ++t) {
+      const int64_t n = t / chunks, k = t % chunks;
+      const int64_t r0 = g.hw * k / chunks, r1 = g.hw * (k + 1) / chunks;
+      SEKIT_DISPATCH(dot_rows<T>, a, b, n, r0, r1, g.hw, g.c, sums.data() + t * g.c, mp,
+                     mp ? cnt.data() + t * g.c : nullptr);
+    }
+  });
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t ch = 0; ch < g.c; ++ch) {
+      double s = 0;
+      int64_t c = 0;
+      for (int64_t k = 0; k < chunks; ++k) {
+        s += sums[(n * chunks + k) * g.c + ch];
+        if (mp) c += cnt[(n * chunks + k) * g.c + ch];
+      }
+      d[n * g.c + ch] = static_cast<T>(s);
+      if (tp) tp[n * g.c + ch] = c;
+    }
+}
+
+template <typename T>
+void grad_x(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& gate, const at::Tensor& dmean,
+            const at::Tensor& max, const at::Tensor& dmax, at::Tensor& gx, const Geometry& g) {
+  const T* a = gy.data_ptr<T>();
+  const T* b = x.data_ptr<T>();
+  const T* gp = gate.data_ptr<T>();
+  const T* dm = dmean.data_ptr<T>();
+  const T* mp = max.defined() ? max.data_ptr<T>() : nullptr;
+  const T* dx = dmax.defined() ? dmax.data_ptr<T>() : nullptr;
+  T* o = gx.data_ptr<T>();
+  if (!g.cl) {
+    at::parallel_for(0, g.n * g.c, grain(g.hw), [&](int64_t s, int64_t e) {
+      SEKIT_DISPATCH(grad_planes<T>, a, b, gp, dm, mp, dx, o, s, e, g.hw);
+    });
+    return;
+  }
+  at::parallel_for(0, g.n * g.hw, std::max<int64_t>(1, 16384 / g.c), [&](int64_t s, int64_t e) {
+    for (int64_t t = s; t < e;) {
+      const int64_t n = t / g.hw, r = t % g.hw, r1 = std::min(g.hw, r + (e - t));
+      SEKIT_DISPATCH(grad_rows<T>, a, b, gp, dm, mp, dx, o, n, r, r1, g.hw, g.c);
+      t += r1 - r;
+    }
+  });
+}
+
+// Large outputs of the fused kernels are recycled: a fresh 100 MB tensor costs more in
+// first-touch page faults than the kernel itself. A buffer is handed out again only when
+// the pool holds the last reference to it (no handle, no view, no autograd save).
+class BufferPool {
+ public:
+  at::Tensor like(const at::Tensor& x) {
+    if (x.nbytes() < kMinBytes) return at::empty_like(x);
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& t : free_) {
+      if (t.use_count() == 1 && t.storage().use_count() == 1 && t.sizes() == x.sizes() &&
+          t.strides() == x.strides() && t.scalar_type() == x.scalar_type())
+        return t;
+    }
+    at::Tensor t = at::empty_like(x);
+    if (free_.size() >= kMaxBuffers) {
+      for (auto it = free_.begin(); it != free_.end(); ++it)
+        if (it->use_count() == 1 && it->storage().use_count() == 1) {
+          free_.erase(it);
+          break;
+        }
+    }
+    if (free_.size() < kMaxBuffers) free_.push_back(t);
+    return t;
+  }
+
+  void clear() {
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.clear();
+  }
+
+ private:
+  static constexpr size_t kMinBytes = 1 << 20;
+  static constexpr size_t kMaxBuffers = 6;
+  std::mutex mu_;
+  std::vector<at::Tensor> free_;
+};
+
+BufferPool& pool() {
+  static BufferPool* p = new BufferPool();  // never destroyed: outlives every tensor
+  return *p;
+}
+
+struct FusedSqueezeExcite : public torch::autograd::Function<FusedSqueezeExcite> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, at::TensorList params, int64_t se,
+                            int64_t act, int64_t gate_act, int64_t bias, int64_t add_maxpool) {
+    const FusedConfig cfg{se != 0, static_cast<int32_t>(act), static_cast<int32_t>(gate_act), bias != 0,
+                          add_maxpool != 0};
+    const Geometry g = geometry(x);
+    at::Tensor mean = at::empty({g.n, g.c}, x.options().memory_format(at::MemoryFormat::Contiguous));
+    at::Tensor max = cfg.add_maxpool ? at::empty_like(mean) : at::Tensor();
+    at::Tensor gate, y = pool().like(x);
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sekit_se_forward", [&] {
+      squeeze<scalar_t>(x, g, mean, max);
+      at::Tensor s = cfg.add_maxpool ? (mean + max).mul_(0.5) : mean;
+      gate = excite(s, params.vec(), cfg).contiguous();
+      scale<scalar_t>(x, gate, y, g);
+      ctx->saved_data["s"] = s;
+    });
+    std::vector<at::Tensor> saved{x, gate};
+    if (cfg.add_maxpool) saved.push_back(max);
+    for (const auto& p : params) saved.push_back(p);
+    ctx->save_for_backward(saved);
+    ctx->saved_data["cfg"] = std::vector<int64_t>{se, act, gate_act, bias, add_maxpool,
+                                                  static_cast<int64_t>(params.size())};
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    auto c = ctx->saved_data["cfg"].toIntVector();
+    const FusedConfig cfg{c[0] != 0, static_cast<int32_t>(c[1]), static_cast<int32_t>(c[2]), c[3] != 0, c[4] != 0};
+    const size_t nparams = static_cast<size_t>(c[5]);
+    const at::Tensor& x = saved[0];
+    const at::Tensor& gate = saved[1];
+    at::Tensor max = cfg.add_maxpool ? saved[2] : at::Tensor();
+    std::vector<at::Tensor> params(saved.begin() + (cfg.add_maxpool ? 3 : 2), saved.end());
+    at::Tensor s = ctx->saved_data["s"].toTensor();
+    const Geometry g = geometry(x);
+    at::Tensor gy = grads[0].contiguous(g.cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+
+    at::Tensor dg = at::empty({g.n, g.c}, x.options().memory_format(at::MemoryFormat::Contiguous));
+    at::Tensor ties = cfg.add_maxpool ? at::empty({g.n, g.c}, x.options().dtype(at::kLong)) : at::Tensor();
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sekit_se_dot", [&] { dot<scalar_t>(gy, x, max, g, dg, ties); });
+
+    // The excitation's backward: autograd on the small [N, C] graph, recomputed.
+    std::vector<at::Tensor> inputs;
+    at::Tensor s_leaf = s.detach().requires_grad_(true);
+    inputs.push_back(s_leaf);
+    std::vector<at::Tensor> p_leaf;
+    for (const auto& p : params) {
+      p_leaf.push_back(p.detach().requires_grad_(p.requires_grad()));
+      if (p.requires_grad()) inputs.push_back(p_leaf.back());
+    }
+    variable_list d;
+    {
+      at::AutoGradMode enable(true);
+      at::Tensor gate2 = excite(s_leaf, p_leaf, cfg);
+      d = torch::autograd::grad({gate2}, inputs, {dg}, /*retain_graph=*/false, /*create_graph=*/false,
+                                /*allow_unused=*/true);
+    }
+    at::Tensor ds = d[0].defined() ? d[0] : at::zeros_like(s);
+    at::Tensor dmean = (cfg.add_maxpool ? ds * 0.5 : ds) / static_cast<double>(g.hw);
+    at::Tensor dmax = cfg.add_maxpool ? (ds * 0.5) / ties.to(ds.scalar_type()) : at::Tensor();
+    dmean = dmean.contiguous();
+    if (dmax.defined()) dmax = dmax.contiguous();
+
+    at::Tensor gx = pool().like(x);
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sekit_se_grad",
+                               [&] { grad_x<scalar_t>(gy, x, gate, dmean, max, dmax, gx, g); });
+    variable_list out{gx};
+    size_t k = 1;
+    for (size_t i = 0; i < nparams; ++i) out.push_back(params[i].requires_grad() ? d[k++] : at::Tensor());
+    for (int i = 0; i < 5; ++i) out.emplace_back();  // the non-tensor arguments
+    return out;
+  }
+};
+
+}  // namespace
+
+bool fused_applicable(const at::Tensor& x) {
+  if (!x.device().is_cpu() || x.dim() != 4) return false;
+  if (x.scalar_type() != at::kFloat && x.scalar_type() != at::kDouble) return false;
+  return x.is_contiguous() || x.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+at::Tensor fused_squeeze_excite(const at::Tensor& x, const std::vector<at::Tensor>& params, const FusedConfig& c) {
+  bool graph = at::GradMode::is_enabled() && x.requires_grad();
+  for (const auto& p : params) graph = graph || (at::GradMode::is_enabled() && p.requires_grad());
+  if (!graph) {  // inference: the same kernels without the autograd bookkeeping
+    at::NoGradGuard no_grad;
+    const Geometry g = geometry(x);
+    at::Tensor mean = at::empty({g.n, g.c}, x.options().memory_format(at::MemoryFormat::Contiguous));
+    at::Tensor max = c.add_maxpool ? at::empty_like(mean) : at::Tensor();
+    at::Tensor y = pool().like(x);
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sekit_se_infer", [&] {
+      squeeze<scalar_t>(x, g, mean, max);
+      at::Tensor s = c.add_maxpool ? (mean + max).mul_(0.5) : mean;
+      scale<scalar_t>(x, excite(s, params, c, /*graph=*/false).contiguous(), y, g);
+    });
+    return y;
+  }
+  return FusedSqueezeExcite::apply(x, at::TensorList(params), c.se ? 1 : 0, c.act, c.gate, c.bias ? 1 : 0,
+                                   c.add_maxpool ? 1 : 0);
+}
+
+bool fused_kernels_use_avx2() { return use_avx2(); }
+
+void release_cached_buffers() { pool().clear(); }
+
+}  // namespace sekit
