@@ -93,6 +93,8 @@ SK_API int32_t sk_cuda_device_count(void);
 /* Intra-op threads libtorch uses (process-wide). n >= 1. */
 SK_API sk_error* sk_set_num_threads(int32_t n);
 SK_API int32_t sk_get_num_threads(void);
+/* Does nothing and returns x: measures the cost of a call into the library. */
+SK_API int32_t sk_noop(int32_t x);
 /* Seeds libtorch's default generators (CPU, and CUDA when present). */
 SK_API sk_error* sk_manual_seed(uint64_t seed);
 

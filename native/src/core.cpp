@@ -139,6 +139,8 @@ int32_t sk_abi_version(void) { return SK_ABI_VERSION; }
 
 const char* sk_torch_version(void) { return TORCH_VERSION; }
 
+int32_t sk_noop(int32_t x) { return x; }
+
 int32_t sk_cuda_available(void) {
   try {
     return at::hasCUDA() && at::detail::getCUDAHooks().getNumGPUs() > 0 ? 1 : 0;

@@ -600,6 +600,66 @@ public class sekit_h extends sekit_h$shared {
         }
     }
 
+    private static class sk_noop {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_INT,
+            sekit_h.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_noop");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int32_t sk_noop(int32_t x)
+     * }
+     */
+    public static FunctionDescriptor sk_noop$descriptor() {
+        return sk_noop.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int32_t sk_noop(int32_t x)
+     * }
+     */
+    public static MethodHandle sk_noop$handle() {
+        return sk_noop.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int32_t sk_noop(int32_t x)
+     * }
+     */
+    public static MemorySegment sk_noop$address() {
+        return sk_noop.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int32_t sk_noop(int32_t x)
+     * }
+     */
+    public static int sk_noop(int x) {
+        var mh$ = sk_noop.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_noop", x);
+            }
+            return (int)mh$.invokeExact(x);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class sk_manual_seed {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             sekit_h.C_POINTER,
