@@ -90,6 +90,17 @@ SK_API const char* sk_torch_version(void);
 SK_API int32_t sk_cuda_available(void);
 /* Number of CUDA devices (0 without CUDA). */
 SK_API int32_t sk_cuda_device_count(void);
+/* Page-locks caller host memory in place (cudaHostRegister) so copies between it and a
+ * GPU are fast and can be asynchronous. Expensive: do it once per buffer, and undo it with
+ * sk_cuda_host_unregister before freeing the memory. A build without CUDA returns
+ * SK_ERR_DEVICE. `data` is borrowed. */
+SK_API sk_error* sk_cuda_host_register(void* data, size_t bytes);
+SK_API sk_error* sk_cuda_host_unregister(void* data);
+/* Waits until all work queued on CUDA device `device_index` has finished. Every call of
+ * this header that computes on a CUDA tensor only queues the work on the calling thread's
+ * current stream, except those that return values to the host (copy_to_host, item,
+ * count_correct, clip_grad_norm, optimizer steps), which wait for it. */
+SK_API sk_error* sk_cuda_synchronize(int32_t device_index);
 /* Intra-op threads libtorch uses (process-wide). n >= 1. */
 SK_API sk_error* sk_set_num_threads(int32_t n);
 SK_API int32_t sk_get_num_threads(void);

@@ -40,6 +40,15 @@ class SqueezeExcitation : public Module {
       if (fc2_->bias()) p.push_back(*fc2_->bias());
       return fused_squeeze_excite(x, p, {true, act_, gate_, fc1_->bias() != nullptr, add_maxpool_});
     }
+#ifdef SEKIT_WITH_CUDA
+    if (fused_ && !bn_ && fused_cuda_applicable(x)) {
+      std::vector<at::Tensor> p{fc1_->weight()};
+      if (fc1_->bias()) p.push_back(*fc1_->bias());
+      p.push_back(fc2_->weight());
+      if (fc2_->bias()) p.push_back(*fc2_->bias());
+      return fused_squeeze_excite_cuda(x, p, {true, act_, gate_, fc1_->bias() != nullptr, add_maxpool_});
+    }
+#endif
     at::Tensor s = fc(squeeze(x, add_maxpool_), *fc1_);
     if (bn_) s = bn_->forward(s);
     s = fc(apply_activation(act_, s), *fc2_);
@@ -65,6 +74,10 @@ class EffectiveSqueezeExcitation : public Module {
     check_input(x, channels_, "EffectiveSqueezeExcitation");
     if (fused_ && fused_applicable(x))
       return fused_squeeze_excite(x, {fc_->weight(), *fc_->bias()}, {false, 0, gate_, true, add_maxpool_});
+#ifdef SEKIT_WITH_CUDA
+    if (fused_ && fused_cuda_applicable(x))
+      return fused_squeeze_excite_cuda(x, {fc_->weight(), *fc_->bias()}, {false, 0, gate_, true, add_maxpool_});
+#endif
     return scale(x, apply_activation(gate_, fc(squeeze(x, add_maxpool_), *fc_)));
   }
 

@@ -18,6 +18,10 @@ struct FusedConfig {
 bool fused_applicable(const at::Tensor& x);
 at::Tensor fused_squeeze_excite(const at::Tensor& x, const std::vector<at::Tensor>& params, const FusedConfig& c);
 bool fused_kernels_use_avx2();
+#ifdef SEKIT_WITH_CUDA
+bool fused_cuda_applicable(const at::Tensor& x);
+at::Tensor fused_squeeze_excite_cuda(const at::Tensor& x, const std::vector<at::Tensor>& params, const FusedConfig& c);
+#endif
 // Drops the recycled output buffers of the fused kernels.
 void release_cached_buffers();
 

@@ -482,6 +482,187 @@ public class sekit_h extends sekit_h$shared {
         }
     }
 
+    private static class sk_cuda_host_register {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_LONG
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_cuda_host_register");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_cuda_host_register(void *data, size_t bytes)
+     * }
+     */
+    public static FunctionDescriptor sk_cuda_host_register$descriptor() {
+        return sk_cuda_host_register.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_cuda_host_register(void *data, size_t bytes)
+     * }
+     */
+    public static MethodHandle sk_cuda_host_register$handle() {
+        return sk_cuda_host_register.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_cuda_host_register(void *data, size_t bytes)
+     * }
+     */
+    public static MemorySegment sk_cuda_host_register$address() {
+        return sk_cuda_host_register.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_cuda_host_register(void *data, size_t bytes)
+     * }
+     */
+    public static MemorySegment sk_cuda_host_register(MemorySegment data, long bytes) {
+        var mh$ = sk_cuda_host_register.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_cuda_host_register", data, bytes);
+            }
+            return (MemorySegment)mh$.invokeExact(data, bytes);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_cuda_host_unregister {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_cuda_host_unregister");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_cuda_host_unregister(void *data)
+     * }
+     */
+    public static FunctionDescriptor sk_cuda_host_unregister$descriptor() {
+        return sk_cuda_host_unregister.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_cuda_host_unregister(void *data)
+     * }
+     */
+    public static MethodHandle sk_cuda_host_unregister$handle() {
+        return sk_cuda_host_unregister.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_cuda_host_unregister(void *data)
+     * }
+     */
+    public static MemorySegment sk_cuda_host_unregister$address() {
+        return sk_cuda_host_unregister.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_cuda_host_unregister(void *data)
+     * }
+     */
+    public static MemorySegment sk_cuda_host_unregister(MemorySegment data) {
+        var mh$ = sk_cuda_host_unregister.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_cuda_host_unregister", data);
+            }
+            return (MemorySegment)mh$.invokeExact(data);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_cuda_synchronize {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_cuda_synchronize");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_cuda_synchronize(int32_t device_index)
+     * }
+     */
+    public static FunctionDescriptor sk_cuda_synchronize$descriptor() {
+        return sk_cuda_synchronize.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_cuda_synchronize(int32_t device_index)
+     * }
+     */
+    public static MethodHandle sk_cuda_synchronize$handle() {
+        return sk_cuda_synchronize.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_cuda_synchronize(int32_t device_index)
+     * }
+     */
+    public static MemorySegment sk_cuda_synchronize$address() {
+        return sk_cuda_synchronize.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_cuda_synchronize(int32_t device_index)
+     * }
+     */
+    public static MemorySegment sk_cuda_synchronize(int device_index) {
+        var mh$ = sk_cuda_synchronize.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_cuda_synchronize", device_index);
+            }
+            return (MemorySegment)mh$.invokeExact(device_index);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class sk_set_num_threads {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             sekit_h.C_POINTER,

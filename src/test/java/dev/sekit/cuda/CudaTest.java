@@ -1,0 +1,122 @@
+package dev.sekit.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import dev.sekit.Cuda;
+import dev.sekit.DType;
+import dev.sekit.Device;
+import dev.sekit.MemoryFormat;
+import dev.sekit.Sekit;
+import dev.sekit.Tensor;
+import dev.sekit.TestSupport;
+import dev.sekit.nn.EffectiveSqueezeExcitation;
+import dev.sekit.nn.Module;
+import dev.sekit.nn.SqueezeExcitation;
+import dev.sekit.nn.VoVNet;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.Map;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+
+/**
+ * GPU tests: skipped, with the reason shown, where no CUDA device is usable. On a GPU they
+ * compare CUDA against the CPU, and the fused CUDA kernels against the libtorch
+ * composition on fresh random inputs.
+ */
+@Tag("cuda")
+class CudaTest {
+  @BeforeEach
+  void requireGpu() {
+    assumeTrue(Sekit.cudaAvailable(), "no CUDA device usable by this libsekit (CPU libtorch or no GPU): "
+        + "CUDA tests skipped");
+  }
+
+  @Test
+  void blocksOnCudaMatchTheCpu() {
+    for (DType dtype : new DType[] {DType.FLOAT32, DType.FLOAT16, DType.BFLOAT16}) {
+      for (MemoryFormat format : MemoryFormat.values()) {
+        for (boolean ese : new boolean[] {true, false}) {
+          try (Arena arena = Arena.ofConfined()) {
+            Module cpu = ese ? EffectiveSqueezeExcitation.of(arena, 96) : SqueezeExcitation.of(arena, 96);
+            Module gpu = ese ? EffectiveSqueezeExcitation.of(arena, 96) : SqueezeExcitation.of(arena, 96);
+            gpu.loadStateDict(cpu.stateDict());
+            gpu.to(Device.cuda(0), dtype);
+            Tensor x = Tensor.randn(arena, DType.FLOAT32, Device.CPU, 4, 96, 13, 11).contiguous(arena, format);
+            Tensor xg = x.to(arena, dtype, Device.cuda(0)).contiguous(arena, format);
+            Tensor y = gpu.forward(xg).to(arena, DType.FLOAT32, Device.CPU);
+            double err = TestSupport.relativeError(cpu.forward(x), y);
+            assertTrue(err < TestSupport.tolerance(dtype), dtype + " " + format + ": " + err);
+          }
+        }
+      }
+    }
+  }
+
+  @Test
+  void fusedCudaKernelsMatchTheComposition() {
+    try (Arena arena = Arena.ofConfined()) {
+      for (boolean pool : new boolean[] {false, true}) {
+        Module fused = EffectiveSqueezeExcitation.builder(256).addMaxPool(pool).build(arena);
+        Module ref = EffectiveSqueezeExcitation.builder(256).addMaxPool(pool).build(arena);
+        ref.loadStateDict(fused.stateDict());
+        fused.to(Device.cuda(0));
+        ref.to(Device.cuda(0));
+        ref.useFusedKernels(false);
+        Tensor x = Tensor.randn(arena, DType.FLOAT32, Device.cuda(0), 8, 256, 28, 28).requiresGrad(true);
+        Tensor x2 = Tensor.randn(arena, DType.FLOAT32, Device.cuda(0), 8, 256, 28, 28);
+        x2.copyFrom(x);
+        x2.requiresGrad(true);
+        Tensor g = Tensor.randn(arena, DType.FLOAT32, Device.cuda(0), 8, 256, 28, 28);
+        Tensor yf = fused.forward(x);
+        Tensor yr = ref.forward(x2);
+        assertTrue(TestSupport.relativeError(yr.to(Device.CPU), yf.to(Device.CPU)) < 1e-5);
+        yf.backward(g);
+        yr.backward(g);
+        assertTrue(TestSupport.relativeError(x2.grad().orElseThrow().to(Device.CPU),
+            x.grad().orElseThrow().to(Device.CPU)) < 1e-5);
+        for (Map.Entry<String, Tensor> p : fused.namedParameters().entrySet()) {
+          assertTrue(TestSupport.relativeError(ref.namedParameters().get(p.getKey()).grad().orElseThrow().to(Device.CPU),
+              p.getValue().grad().orElseThrow().to(Device.CPU)) < 1e-4, p.getKey());
+        }
+      }
+    }
+  }
+
+  @Test
+  void eseVovnet19bDwOnCudaMatchesTheCpu() {
+    try (Arena arena = Arena.ofConfined()) {
+      VoVNet cpu = VoVNet.create(arena, "ese_vovnet19b_dw");
+      VoVNet gpu = VoVNet.create(arena, "ese_vovnet19b_dw");
+      gpu.loadStateDict(cpu.stateDict());
+      cpu.eval();
+      gpu.eval();
+      gpu.to(Device.cuda(0));
+      Tensor x = Tensor.randn(arena, DType.FLOAT32, Device.CPU, 2, 3, 224, 224);
+      Tensor y = gpu.forward(arena, x.to(Device.cuda(0)), false).to(Device.CPU);
+      assertTrue(TestSupport.relativeError(cpu.forward(arena, x, false), y) < 1e-4);
+    }
+  }
+
+  @Test
+  void pinnedSegmentsCopyBothWays() {
+    try (Arena arena = Arena.ofConfined()) {
+      MemorySegment host = arena.allocate(ValueLayout.JAVA_FLOAT, 1 << 20);
+      Cuda.pin(arena, host);
+      for (int i = 0; i < 1 << 20; i++) {
+        host.setAtIndex(ValueLayout.JAVA_FLOAT, i, i);
+      }
+      Tensor t = Tensor.wrap(arena, host, DType.FLOAT32, 1 << 20);
+      Tensor d = t.to(Device.cuda(0));
+      Cuda.synchronize(Device.cuda(0));
+      float[] back = d.toFloatArray();
+      assertEquals(12345f, back[12345]);
+      assertArrayEquals(t.toFloatArray(), back);
+    }
+  }
+}
