@@ -133,6 +133,7 @@ final class TrainCommand implements Callable<Integer> {
     private final int epochs;
     private final boolean bar;
     private ProgressBar pb;
+    private int steps;
 
     Listener(int epochs, boolean bar) {
       this.epochs = epochs;
@@ -141,6 +142,7 @@ final class TrainCommand implements Callable<Integer> {
 
     @Override
     public void onEpochStart(int epoch, int steps) {
+      this.steps = steps;
       if (bar) {
         pb = new ProgressBarBuilder().setTaskName(String.format(Locale.ROOT, "epoch %d/%d", epoch + 1, epochs))
             .setInitialMax(steps).setStyle(ProgressBarStyle.ASCII).setUpdateIntervalMillis(1000).setMaxRenderedLength(100)
@@ -154,6 +156,10 @@ final class TrainCommand implements Callable<Integer> {
         pb.stepTo(stepInEpoch + 1);
         pb.setExtraMessage(String.format(Locale.ROOT, "loss %.3f acc %.1f%% %.0f/s", loss, 100 * accuracy,
             samplesPerSecond));
+        if (stepInEpoch + 1 == steps) { // done: evaluation follows, without the bar
+          pb.close();
+          pb = null;
+        }
       }
     }
 
