@@ -86,20 +86,12 @@ struct SmallLinear : public torch::autograd::Function<SmallLinear> {
   }
 };
 
-// Excitation of the descriptor s [N, C] -> gate [N, C]; autograd-able when `graph`.
+// Excitation on our own small linear kernels; autograd-able when `graph`.
 at::Tensor excite(const at::Tensor& s, const std::vector<at::Tensor>& p, const FusedConfig& c, bool graph = true) {
-  auto fc = [graph](const at::Tensor& v, const at::Tensor& w, const at::Tensor& b) {
-    at::Tensor w2 = w.reshape({w.size(0), w.size(1)});
+  return excitation(s, p, c, [graph](const at::Tensor& v, const at::Tensor& w2, const at::Tensor& b) {
     if (graph) return SmallLinear::apply(v, w2, b.defined() ? c10::optional<at::Tensor>(b) : c10::nullopt);
     return linear_raw(v.contiguous(), w2.contiguous(), b.defined() ? b.contiguous() : b);
-  };
-  if (!c.se) return apply_activation(c.gate, fc(s, p[0], p[1]));
-  size_t i = 0;
-  const at::Tensor& w1 = p[i++];
-  at::Tensor b1 = c.bias ? p[i++] : at::Tensor();
-  const at::Tensor& w2 = p[i++];
-  at::Tensor b2 = c.bias ? p[i++] : at::Tensor();
-  return apply_activation(c.gate, fc(apply_activation(c.act, fc(s, w1, b1)), w2, b2));
+  });
 }
 
 struct Geometry {

@@ -13,6 +13,23 @@ struct FusedConfig {
   bool add_maxpool;
 };
 
+// The excitation of the descriptor s [N, C] -> gate [N, C] (before the gate's dtype is
+// chosen): SE's fc1 -> act -> fc2 -> gate, or eSE's fc -> gate; `fc(v, w2d, b)` is the
+// fully connected layer to use (w2d is the [out, in] view of a 1x1 conv weight).
+template <typename Fc>
+at::Tensor excitation(const at::Tensor& s, const std::vector<at::Tensor>& p, const FusedConfig& c, Fc fc) {
+  auto layer = [&fc](const at::Tensor& v, const at::Tensor& w, const at::Tensor& b) {
+    return fc(v, w.reshape({w.size(0), w.size(1)}), b);
+  };
+  if (!c.se) return apply_activation(c.gate, layer(s, p[0], p[1]));
+  size_t i = 0;
+  const at::Tensor& w1 = p[i++];
+  at::Tensor b1 = c.bias ? p[i++] : at::Tensor();
+  const at::Tensor& w2 = p[i++];
+  at::Tensor b2 = c.bias ? p[i++] : at::Tensor();
+  return apply_activation(c.gate, layer(apply_activation(c.act, layer(s, w1, b1)), w2, b2));
+}
+
 // Whether the fused kernels take x: a float32/float64 CPU [N, C, H, W] tensor, NCHW or
 // channels-last contiguous.
 bool fused_applicable(const at::Tensor& x);

@@ -36,17 +36,11 @@ void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e));
 }
 
+// Excitation through libtorch (cuBLAS), in the parameters' dtype.
 at::Tensor excite(const at::Tensor& s, const std::vector<at::Tensor>& p, const FusedConfig& c) {
-  auto fc = [](const at::Tensor& v, const at::Tensor& w, const at::Tensor& b) {
-    return at::linear(v.to(w.scalar_type()), w.reshape({w.size(0), w.size(1)}), b);
-  };
-  if (!c.se) return apply_activation(c.gate, fc(s, p[0], p[1]));
-  size_t i = 0;
-  const at::Tensor& w1 = p[i++];
-  at::Tensor b1 = c.bias ? p[i++] : at::Tensor();
-  const at::Tensor& w2 = p[i++];
-  at::Tensor b2 = c.bias ? p[i++] : at::Tensor();
-  return apply_activation(c.gate, fc(apply_activation(c.act, fc(s, w1, b1)), w2, b2));
+  return excitation(s, p, c, [](const at::Tensor& v, const at::Tensor& w2, const at::Tensor& b) {
+    return at::linear(v.to(w2.scalar_type()), w2, b);
+  });
 }
 
 struct FusedCuda : public torch::autograd::Function<FusedCuda> {

@@ -102,6 +102,23 @@ public final class TestSupport {
     };
   }
 
+  /**
+   * Asserts {@code actual} is within the dtype's tolerance of {@code expected} and records the
+   * error under {@code group} in {@code worst} (largest per group).
+   */
+  public static void assertClose(java.util.Map<String, Double> worst, String group, String what, DType dtype,
+      Tensor expected, Tensor actual) {
+    double err = relativeError(expected, actual);
+    worst.merge(group, err, Math::max);
+    assertTrue(err <= tolerance(dtype), what + ": relative error " + err + " > " + tolerance(dtype));
+  }
+
+  /** Prints the largest error of each group, for the reports. */
+  public static void printWorst(java.util.Map<String, Double> worst) {
+    new java.util.TreeMap<>(worst).forEach((k, v) ->
+        System.out.printf("largest relative error vs PyTorch, %s: %.3e%n", k, v));
+  }
+
   /** Resident set size of this process in bytes (Linux). */
   public static long rssBytes() {
     try {

@@ -1,8 +1,5 @@
 package dev.sekit.nn;
 
-import static dev.sekit.TestSupport.relativeError;
-import static dev.sekit.TestSupport.tolerance;
-import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.sekit.DType;
 import dev.sekit.Tensor;
@@ -12,7 +9,6 @@ import java.lang.foreign.Arena;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterAll;
@@ -113,15 +109,12 @@ class OsaInteropTest {
   }
 
   private static void check(String name, String what, DType dtype, Tensor expected, Tensor actual) {
-    double err = relativeError(expected, actual);
     String model = name.replaceAll("_(train|eval).*", "").replaceAll("_f(32|64).*", "");
-    WORST.merge(model + " " + dtype, err, Math::max);
-    assertTrue(err <= tolerance(dtype), name + " " + what + ": relative error " + err + " > " + tolerance(dtype));
+    TestSupport.assertClose(WORST, model + " " + dtype, name + " " + what, dtype, expected, actual);
   }
 
   @AfterAll
   static void report() {
-    new TreeMap<>(WORST).forEach((k, v) ->
-        System.out.printf("largest relative error vs PyTorch, %s: %.3e%n", k, v));
+    TestSupport.printWorst(WORST);
   }
 }

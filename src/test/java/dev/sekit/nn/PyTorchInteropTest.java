@@ -1,9 +1,6 @@
 package dev.sekit.nn;
 
-import static dev.sekit.TestSupport.relativeError;
-import static dev.sekit.TestSupport.tolerance;
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.sekit.DType;
 import dev.sekit.Tensor;
@@ -80,15 +77,12 @@ class PyTorchInteropTest {
 
   private static void check(String name, String what, DType dtype, Tensor expected, Tensor actual) {
     assertEquals(dtype, actual.dtype(), what + " dtype");
-    double err = relativeError(expected, actual);
-    WORST.merge(dtype + " " + (what.startsWith("grad") ? "gradients" : "outputs"), err, Math::max);
-    assertTrue(err <= tolerance(dtype),
-        name + " " + what + ": relative error " + err + " > " + tolerance(dtype));
+    TestSupport.assertClose(WORST, dtype + " " + (what.startsWith("grad") ? "gradients" : "outputs"),
+        name + " " + what, dtype, expected, actual);
   }
 
   @AfterAll
   static void report() {
-    new java.util.TreeMap<>(WORST).forEach((k, v) ->
-        System.out.printf("largest relative error vs PyTorch, %s: %.3e%n", k, v));
+    TestSupport.printWorst(WORST);
   }
 }

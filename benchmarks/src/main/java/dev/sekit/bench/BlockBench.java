@@ -1,38 +1,12 @@
 package dev.sekit.bench;
 
-import dev.sekit.DType;
-import dev.sekit.Device;
-import dev.sekit.Sekit;
-import dev.sekit.Tensor;
-import dev.sekit.nn.Attention;
-import dev.sekit.nn.EffectiveSqueezeExcitation;
-import dev.sekit.nn.Module;
-import dev.sekit.nn.OsaBlock;
-import dev.sekit.nn.SqueezeExcitation;
-import java.lang.foreign.Arena;
-import java.util.Arrays;
-import java.util.concurrent.TimeUnit;
-import org.openjdk.jmh.annotations.Benchmark;
-import org.openjdk.jmh.annotations.BenchmarkMode;
-import org.openjdk.jmh.annotations.Level;
-import org.openjdk.jmh.annotations.Mode;
-import org.openjdk.jmh.annotations.OutputTimeUnit;
 import org.openjdk.jmh.annotations.Param;
-import org.openjdk.jmh.annotations.Scope;
-import org.openjdk.jmh.annotations.Setup;
-import org.openjdk.jmh.annotations.State;
-import org.openjdk.jmh.annotations.TearDown;
 
 /**
  * SE and eSE blocks, forward (no graph) and forward+backward, fused kernels vs the libtorch
- * composition, at the shapes of spec.md. Shapes are N,C,H,W. {@link OsaBench} does the
- * same for OSA blocks at batch 1.
+ * composition, at the shapes of spec.md. Shapes are N,C,H,W.
  */
-@State(Scope.Thread)
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.MILLISECONDS)
-public class BlockBench {
-
+public class BlockBench extends BlockBenchBase {
   @Param({"se", "ese"})
   public String block;
 
@@ -42,50 +16,18 @@ public class BlockBench {
   @Param({"fused", "composition"})
   public String impl;
 
-  Arena arena;
-  Module module;
-  Tensor x;
-  Tensor xg;
-  Tensor g;
-
-  @Setup(Level.Trial)
-  public void setup() {
-    Sekit.setNumThreads(Integer.getInteger("sekit.threads", 2));
-    Sekit.manualSeed(0);
-    arena = Arena.ofConfined();
-    long[] s = Arrays.stream(shape.split(",")).mapToLong(Long::parseLong).toArray();
-    int c = (int) s[1];
-    module = switch (block) {
-      case "se" -> SqueezeExcitation.of(arena, c);
-      case "ese" -> EffectiveSqueezeExcitation.of(arena, c);
-      default -> OsaBlock.builder(c, c / 2, c, 3).residual(true).attention(Attention.ESE).build(arena);
-    };
-    module.useFusedKernels(impl.equals("fused"));
-    module.eval();
-    x = Tensor.randn(arena, DType.FLOAT32, Device.CPU, s);
-    xg = Tensor.randn(arena, DType.FLOAT32, Device.CPU, s).requiresGrad(true);
-    g = Tensor.randn(arena, DType.FLOAT32, Device.CPU, s);
+  @Override
+  protected String block() {
+    return block;
   }
 
-  @TearDown(Level.Trial)
-  public void tearDown() {
-    arena.close();
-    Sekit.releaseCachedBuffers();
+  @Override
+  protected String shape() {
+    return shape;
   }
 
-  @Benchmark
-  public long forward() {
-    try (Arena a = Arena.ofConfined()) {
-      return module.forward(a, x, false).dataAddress();
-    }
-  }
-
-  @Benchmark
-  public void forwardBackward() {
-    try (Arena a = Arena.ofConfined()) {
-      module.forward(a, xg, true).backward(g);
-    }
-    xg.clearGrad();
-    module.zeroGrad();
+  @Override
+  protected String impl() {
+    return impl;
   }
 }
