@@ -344,7 +344,11 @@ int32_t sk_tensor_requires_grad(const sk_tensor* t) {
 }
 
 void* sk_tensor_data_ptr(const sk_tensor* t) {
-  return t && t->t.defined() ? t->t.data_ptr() : nullptr;
+  try {  // data_ptr() throws for a tensor without storage; nothing may reach the caller
+    return t && t->t.defined() ? t->t.data_ptr() : nullptr;
+  } catch (...) {
+    return nullptr;
+  }
 }
 
 int64_t sk_tensor_span_bytes(const sk_tensor* t) {

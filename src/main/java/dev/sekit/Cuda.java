@@ -42,8 +42,14 @@ public final class Cuda {
     Native.check(sekit_h.sk_cuda_host_register(segment, segment.byteSize()));
     long address = segment.address();
     try {
-      // The cleanup runs when the arena closes.
-      MemorySegment.ofAddress(address).reinterpret(arena, s -> Native.check(sekit_h.sk_cuda_host_unregister(s)));
+      // The cleanup runs when the arena closes; it must not throw there, so a failure to
+      // unregister (nothing the caller could do about it) is dropped.
+      MemorySegment.ofAddress(address).reinterpret(arena, s -> {
+        MemorySegment err = sekit_h.sk_cuda_host_unregister(s);
+        if (err.address() != 0) {
+          sekit_h.sk_error_free(err);
+        }
+      });
     } catch (RuntimeException e) {
       Native.check(sekit_h.sk_cuda_host_unregister(segment));
       throw e;

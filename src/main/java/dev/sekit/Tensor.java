@@ -2,6 +2,7 @@ package dev.sekit;
 
 import static dev.sekit.internal.Native.check;
 import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 import dev.sekit.internal.Native;
@@ -42,6 +43,11 @@ public final class Tensor {
       @Override
       public Tensor adopt(MemorySegment ptr, Arena arena, List<MemorySegment.Scope> borrowed) {
         return new Tensor(Native.ownTensor(ptr, arena), arena, null, borrowed);
+      }
+
+      @Override
+      public Tensor wrapOwned(MemorySegment owned, Arena arena, List<MemorySegment.Scope> borrowed) {
+        return new Tensor(owned, arena, null, borrowed);
       }
 
       @Override
@@ -213,9 +219,7 @@ public final class Tensor {
   }
 
   private static void checkArena(Arena arena) {
-    if (!arena.scope().isAlive()) {
-      throw new IllegalStateException("the arena is already closed");
-    }
+    Native.requireOpen(arena, "the arena");
   }
 
   // ---------------------------------------------------------------- access
@@ -399,9 +403,9 @@ public final class Tensor {
   /** The value of a one-element tensor. */
   public double item() {
     try (Arena scratch = Arena.ofConfined()) {
-      MemorySegment out = scratch.allocate(java.lang.foreign.ValueLayout.JAVA_DOUBLE);
+      MemorySegment out = scratch.allocate(JAVA_DOUBLE);
       check(sekit_h.sk_tensor_item(handle(), out));
-      return out.get(java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0);
+      return out.get(JAVA_DOUBLE, 0);
     }
   }
 
@@ -416,7 +420,9 @@ public final class Tensor {
     try (Arena scratch = Arena.ofConfined()) {
       MemorySegment out = Native.outPointer(scratch);
       check(sekit_h.sk_tensor_index_select(handle(), dim, index.handle(), out));
-      return new Tensor(Native.ownTensor(out.get(ADDRESS, 0), arena), arena, null, List.of());
+      // autograd keeps `index` (and reads this tensor's history) for the backward
+      return new Tensor(Native.ownTensor(out.get(ADDRESS, 0), arena), arena, null,
+          TensorAccess.union(borrowed, index.borrowed));
     }
   }
 

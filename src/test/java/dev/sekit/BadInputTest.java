@@ -170,6 +170,15 @@ class BadInputTest {
   }
 
   @Test
+  void modulesWithoutParameters() {
+    Module pool = dev.sekit.nn.MaxPool2d.of(arena, 3, 2, true);
+    pool.to(DType.FLOAT64); // nothing to convert: a no-op, not an error
+    pool.to(Device.CPU);
+    expect(IllegalStateException.class, "MaxPool2d has no parameters", pool::dtype);
+    assertEquals(2, pool.forward(Tensor.randn(arena, DType.FLOAT32, Device.CPU, 1, 2, 5, 5)).size(2));
+  }
+
+  @Test
   void cudaWithoutCudaIsAClearError() {
     if (Sekit.cudaAvailable()) {
       return; // covered by the CUDA tests

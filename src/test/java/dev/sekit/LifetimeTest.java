@@ -72,6 +72,36 @@ class LifetimeTest {
   }
 
   @Test
+  void aGatherKeepsItsIndexSegmentAliveForBackward() {
+    try (Arena handles = Arena.ofConfined()) {
+      Tensor x = Tensor.randn(handles, DType.FLOAT32, Device.CPU, 8, 3).requiresGrad(true);
+      Tensor picked;
+      try (Arena data = Arena.ofConfined()) {
+        MemorySegment idx = data.allocate(java.lang.foreign.ValueLayout.JAVA_LONG, 2);
+        idx.setAtIndex(java.lang.foreign.ValueLayout.JAVA_LONG, 1, 5);
+        picked = x.indexSelect(handles, 0, Tensor.wrap(handles, idx, DType.INT64, 2));
+      }
+      Tensor g = Tensor.zeros(handles, DType.FLOAT32, Device.CPU, 2, 3);
+      assertThrows(IllegalStateException.class, () -> picked.backward(g),
+          "index_select's backward reads the index, whose memory is gone");
+    }
+  }
+
+  @Test
+  void aSequentialOfAClosedChildIsRefused() {
+    Module child;
+    try (Arena other = Arena.ofConfined()) {
+      child = EffectiveSqueezeExcitation.of(other, 4);
+    }
+    try (Arena arena = Arena.ofConfined()) {
+      Module alive = EffectiveSqueezeExcitation.of(arena, 4);
+      IllegalStateException e = assertThrows(IllegalStateException.class,
+          () -> dev.sekit.nn.Sequential.of(arena, alive, child));
+      assertTrue(e.getMessage().contains("module was closed"), e.getMessage());
+    }
+  }
+
+  @Test
   void wrongThreadIsRefusedByFfm() throws Exception {
     try (Arena arena = Arena.ofConfined();
         ExecutorService ex = Executors.newSingleThreadExecutor()) {

@@ -55,6 +55,7 @@ public final class Native {
 
   private static final Consumer<MemorySegment> FREE_TENSOR = sekit_h::sk_tensor_free;
   private static final Consumer<MemorySegment> FREE_MODULE = sekit_h::sk_module_free;
+  private static final Consumer<MemorySegment> FREE_OPTIMIZER = sekit_h::sk_optimizer_free;
 
   /**
    * Ties a freshly returned native tensor to {@code arena}: closing the arena frees it.
@@ -67,6 +68,37 @@ public final class Native {
   /** Same as {@link #ownTensor} for a module handle. */
   public static MemorySegment ownModule(MemorySegment ptr, Arena arena) {
     return own(ptr, arena, FREE_MODULE);
+  }
+
+  /** Same as {@link #ownTensor} for an optimizer handle. */
+  public static MemorySegment ownOptimizer(MemorySegment ptr, Arena arena) {
+    return own(ptr, arena, FREE_OPTIMIZER);
+  }
+
+  /**
+   * Ties each of {@code ptrs} (fresh native tensors) to {@code arena}; if one cannot be, the
+   * ones not yet tied are freed before the error propagates.
+   */
+  public static MemorySegment[] ownTensors(MemorySegment[] ptrs, Arena arena) {
+    MemorySegment[] owned = new MemorySegment[ptrs.length];
+    for (int i = 0; i < ptrs.length; i++) {
+      try {
+        owned[i] = ownTensor(ptrs[i], arena); // frees ptrs[i] itself on failure
+      } catch (RuntimeException e) {
+        for (int j = i + 1; j < ptrs.length; j++) {
+          FREE_TENSOR.accept(ptrs[j]);
+        }
+        throw e;
+      }
+    }
+    return owned;
+  }
+
+  /** Throws a clear IllegalStateException when {@code arena} is closed. */
+  public static void requireOpen(Arena arena, String what) {
+    if (!arena.scope().isAlive()) {
+      throw new IllegalStateException(what + " is already closed");
+    }
   }
 
   private static MemorySegment own(MemorySegment ptr, Arena arena, Consumer<MemorySegment> free) {

@@ -13,6 +13,9 @@ public interface TensorAccess {
   /** Wraps a native tensor pointer just returned by the shim; {@code arena} will free it. */
   Tensor adopt(MemorySegment ptr, Arena arena, List<MemorySegment.Scope> borrowed);
 
+  /** Wraps a handle already tied to {@code arena} by {@link Native#ownTensors}. */
+  Tensor wrapOwned(MemorySegment owned, Arena arena, List<MemorySegment.Scope> borrowed);
+
   /** Scopes of caller memory this tensor reads (directly or through its autograd graph). */
   List<MemorySegment.Scope> borrowed(Tensor t);
 

@@ -2,6 +2,7 @@ package dev.sekit.nn;
 
 import static dev.sekit.internal.Native.check;
 import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
@@ -69,9 +70,7 @@ public abstract class Module {
   static MemorySegment create(Arena arena, java.util.function.Function<MemorySegment, MemorySegment> ctor) {
     Objects.requireNonNull(arena, "arena");
     Native.init();
-    if (!arena.scope().isAlive()) {
-      throw new IllegalStateException("the arena is already closed");
-    }
+    Native.requireOpen(arena, "the arena");
     try (Arena scratch = Arena.ofConfined()) {
       MemorySegment out = Native.outPointer(scratch);
       check(ctor.apply(out));
@@ -109,9 +108,7 @@ public abstract class Module {
   public Tensor forward(Arena arena, Tensor x, boolean recordGrad) {
     Objects.requireNonNull(arena, "arena");
     Objects.requireNonNull(x, "x");
-    if (!arena.scope().isAlive()) {
-      throw new IllegalStateException("the arena for the result is already closed");
-    }
+    Native.requireOpen(arena, "the arena for the result");
     TensorAccess ta = TensorAccess.get();
     MemorySegment xh = ta.handle(x);
     try (Arena scratch = Arena.ofConfined()) {
@@ -139,12 +136,12 @@ public abstract class Module {
 
   /** Converts every floating parameter and buffer to {@code dtype}, in place. */
   public Module to(DType dtype) {
-    return to(device(), dtype);
+    return to(parameters.isEmpty() ? Device.CPU : device(), dtype);
   }
 
   /** Moves every parameter and buffer to {@code device}, in place. */
   public Module to(Device device) {
-    return to(device, dtype());
+    return to(device, parameters.isEmpty() ? DType.FLOAT32 : dtype());
   }
 
   /** Moves and converts every parameter and buffer in place; handles stay valid. */
@@ -181,12 +178,19 @@ public abstract class Module {
 
   /** dtype of the parameters. */
   public DType dtype() {
-    return parameters.values().iterator().next().dtype();
+    return firstParameter().dtype();
   }
 
   /** Device of the parameters. */
   public Device device() {
-    return parameters.values().iterator().next().device();
+    return firstParameter().device();
+  }
+
+  private Tensor firstParameter() {
+    if (namedParameters().isEmpty()) {
+      throw new IllegalStateException(getClass().getSimpleName() + " has no parameters");
+    }
+    return parameters.values().iterator().next();
   }
 
   /** Parameters by timm name, in PyTorch's order. The tensors alias the module's. */
@@ -221,9 +225,9 @@ public abstract class Module {
       throw new IllegalArgumentException("maxNorm must be > 0, got " + maxNorm);
     }
     try (Arena scratch = Arena.ofConfined()) {
-      MemorySegment out = scratch.allocate(java.lang.foreign.ValueLayout.JAVA_DOUBLE);
+      MemorySegment out = scratch.allocate(JAVA_DOUBLE);
       check(sekit_h.sk_clip_grad_norm(handle(), maxNorm, out));
-      return out.get(java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0);
+      return out.get(JAVA_DOUBLE, 0);
     }
   }
 

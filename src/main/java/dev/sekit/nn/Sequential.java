@@ -22,15 +22,15 @@ import java.util.Objects;
 public final class Sequential extends Module {
   private final List<Module> children;
 
-  private Sequential(Arena arena, List<Module> children) {
+  private Sequential(Arena arena, List<Module> children, List<MemorySegment> handles) {
     super(create(arena, out -> {
       MemorySegment err = sekit_h.sk_sequential_new(out);
       if (err.address() != 0) {
         return err;
       }
       MemorySegment seq = out.get(java.lang.foreign.ValueLayout.ADDRESS, 0);
-      for (Module m : children) {
-        err = sekit_h.sk_sequential_append(seq, m.handle());
+      for (MemorySegment child : handles) {
+        err = sekit_h.sk_sequential_append(seq, child);
         if (err.address() != 0) {
           sekit_h.sk_module_free(seq);
           out.set(java.lang.foreign.ValueLayout.ADDRESS, 0, MemorySegment.NULL);
@@ -49,7 +49,9 @@ public final class Sequential extends Module {
     if (list.isEmpty()) {
       throw new IllegalArgumentException("a Sequential needs at least one module");
     }
-    return new Sequential(arena, list);
+    // Every child handle is checked (alive, right thread) before the native Sequential exists.
+    List<MemorySegment> handles = list.stream().map(Module::handle).toList();
+    return new Sequential(arena, list, handles);
   }
 
   /** The children, in order. */

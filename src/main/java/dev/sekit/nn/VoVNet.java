@@ -5,6 +5,7 @@ import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 import dev.sekit.Tensor;
+import dev.sekit.internal.Native;
 import dev.sekit.internal.TensorAccess;
 import dev.sekit.internal.ffi.sekit_h;
 import java.lang.foreign.Arena;
@@ -166,17 +167,19 @@ public final class VoVNet extends Module {
   public List<Tensor> forwardStages(Arena arena, Tensor x, boolean recordGrad) {
     Objects.requireNonNull(arena, "arena");
     Objects.requireNonNull(x, "x");
-    if (!arena.scope().isAlive()) {
-      throw new IllegalStateException("the arena for the result is already closed");
-    }
+    Native.requireOpen(arena, "the arena for the result");
     TensorAccess ta = TensorAccess.get();
     MemorySegment xh = ta.handle(x);
     try (Arena scratch = Arena.ofConfined()) {
       MemorySegment out = scratch.allocate(ADDRESS, 4);
       check(sekit_h.sk_vovnet_forward_stages(handle(), xh, recordGrad ? 1 : 0, out));
-      List<Tensor> maps = new ArrayList<>(4);
+      MemorySegment[] ptrs = new MemorySegment[4];
       for (int i = 0; i < 4; i++) {
-        maps.add(ta.adopt(out.getAtIndex(ADDRESS, i), arena, ta.borrowed(x)));
+        ptrs[i] = out.getAtIndex(ADDRESS, i);
+      }
+      List<Tensor> maps = new ArrayList<>(4);
+      for (MemorySegment owned : Native.ownTensors(ptrs, arena)) {
+        maps.add(ta.wrapOwned(owned, arena, ta.borrowed(x)));
       }
       return List.copyOf(maps);
     }

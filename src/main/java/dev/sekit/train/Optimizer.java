@@ -18,7 +18,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
-import java.util.function.Consumer;
 
 /**
  * An optimizer over a module's parameters, running in libsekit with the same updates as
@@ -48,25 +47,13 @@ public final class Optimizer {
     this.state = Collections.unmodifiableMap(s);
   }
 
-  private static final Consumer<MemorySegment> FREE = sekit_h::sk_optimizer_free;
-
   private static Optimizer create(Arena arena, java.util.function.Function<MemorySegment, MemorySegment> ctor) {
     Objects.requireNonNull(arena, "arena");
-    if (!arena.scope().isAlive()) {
-      throw new IllegalStateException("the arena is already closed");
-    }
+    Native.requireOpen(arena, "the arena");
     try (Arena scratch = Arena.ofConfined()) {
       MemorySegment out = Native.outPointer(scratch);
       check(ctor.apply(out));
-      MemorySegment p = out.get(ADDRESS, 0);
-      MemorySegment h;
-      try {
-        h = p.reinterpret(arena, FREE);
-      } catch (RuntimeException e) {
-        FREE.accept(p);
-        throw e;
-      }
-      return new Optimizer(h, arena);
+      return new Optimizer(Native.ownOptimizer(out.get(ADDRESS, 0), arena), arena);
     }
   }
 
