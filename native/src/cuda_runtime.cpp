@@ -8,12 +8,14 @@
 
 using namespace sekit;
 
+#ifndef SEKIT_WITH_CUDA
 namespace {
 [[noreturn]] void no_cuda(const char* what) {
   throw std::runtime_error(std::string(what) + ": this libsekit was built against a libtorch without CUDA; "
                            "rebuild against a CUDA libtorch (see the README's GPU section)");
 }
 }  // namespace
+#endif
 
 #define SK_DEVICE_GUARD_END                                                           \
   return nullptr;                                                                     \

@@ -6,18 +6,13 @@ namespace sekit {
 
 namespace {
 
-// The libtorch composition, op for op what timm runs (mean with keepdim, 1x1 convs on the
-// [N, C, 1, 1] descriptor, gate, broadcast multiply): the reference path.
-// mean over H, W (optionally averaged with the max, timm's add_maxpool) -> [N, C, 1, 1]
+// The reference path: op for op what timm runs — mean with keepdim (averaged with the max
+// for add_maxpool), 1x1 convs on the [N, C, 1, 1] descriptor, gate, broadcast multiply.
 at::Tensor squeeze(const at::Tensor& x, bool add_maxpool) {
   at::Tensor s = x.mean({2, 3}, /*keepdim=*/true);
   if (add_maxpool) s = 0.5 * s + 0.5 * x.amax({2, 3}, /*keepdim=*/true);
   return s;
 }
-
-at::Tensor fc(const at::Tensor& s, Conv2d& conv) { return conv.forward(s); }
-
-at::Tensor scale(const at::Tensor& x, const at::Tensor& gate) { return x * gate; }
 
 }  // namespace
 
@@ -33,26 +28,18 @@ class SqueezeExcitation : public Module {
 
   at::Tensor forward(const at::Tensor& x) override {
     check_input(x, channels_, "SqueezeExcitation");
-    if (fused_ && !bn_ && fused_applicable(x)) {
+    if (fused_ && !bn_) {  // BatchNorm inside the excitation stays on the composition
       std::vector<at::Tensor> p{fc1_->weight()};
       if (fc1_->bias()) p.push_back(*fc1_->bias());
       p.push_back(fc2_->weight());
       if (fc2_->bias()) p.push_back(*fc2_->bias());
-      return fused_squeeze_excite(x, p, {true, act_, gate_, fc1_->bias() != nullptr, add_maxpool_});
+      at::Tensor y = fused_squeeze_excite(x, p, {true, act_, gate_, fc1_->bias() != nullptr, add_maxpool_});
+      if (y.defined()) return y;
     }
-#ifdef SEKIT_WITH_CUDA
-    if (fused_ && !bn_ && fused_cuda_applicable(x)) {
-      std::vector<at::Tensor> p{fc1_->weight()};
-      if (fc1_->bias()) p.push_back(*fc1_->bias());
-      p.push_back(fc2_->weight());
-      if (fc2_->bias()) p.push_back(*fc2_->bias());
-      return fused_squeeze_excite_cuda(x, p, {true, act_, gate_, fc1_->bias() != nullptr, add_maxpool_});
-    }
-#endif
-    at::Tensor s = fc(squeeze(x, add_maxpool_), *fc1_);
+    at::Tensor s = fc1_->forward(squeeze(x, add_maxpool_));
     if (bn_) s = bn_->forward(s);
-    s = fc(apply_activation(act_, s), *fc2_);
-    return scale(x, apply_activation(gate_, s));
+    s = fc2_->forward(apply_activation(act_, s));
+    return x * apply_activation(gate_, s);
   }
 
  private:
@@ -72,13 +59,11 @@ class EffectiveSqueezeExcitation : public Module {
 
   at::Tensor forward(const at::Tensor& x) override {
     check_input(x, channels_, "EffectiveSqueezeExcitation");
-    if (fused_ && fused_applicable(x))
-      return fused_squeeze_excite(x, {fc_->weight(), *fc_->bias()}, {false, 0, gate_, true, add_maxpool_});
-#ifdef SEKIT_WITH_CUDA
-    if (fused_ && fused_cuda_applicable(x))
-      return fused_squeeze_excite_cuda(x, {fc_->weight(), *fc_->bias()}, {false, 0, gate_, true, add_maxpool_});
-#endif
-    return scale(x, apply_activation(gate_, fc(squeeze(x, add_maxpool_), *fc_)));
+    if (fused_) {
+      at::Tensor y = fused_squeeze_excite(x, {fc_->weight(), *fc_->bias()}, {false, 0, gate_, true, add_maxpool_});
+      if (y.defined()) return y;
+    }
+    return x * apply_activation(gate_, fc_->forward(squeeze(x, add_maxpool_)));
   }
 
  private:

@@ -13,7 +13,6 @@
 
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
-#include <torch/csrc/autograd/autograd.h>
 
 #include <limits>
 #include <mutex>
@@ -273,104 +272,82 @@ BufferPool& pool() {
   return *p;
 }
 
+struct ForwardPass {
+  at::Tensor y, s, gate, max;
+};
+
+// squeeze -> excitation -> scale; the excitation without autograd (the Function recomputes
+// it in backward).
+ForwardPass forward_pass(const at::Tensor& x, const std::vector<at::Tensor>& params, const FusedConfig& cfg) {
+  const Geometry g = geometry(x);
+  ForwardPass r;
+  at::Tensor mean = at::empty({g.n, g.c}, x.options().memory_format(at::MemoryFormat::Contiguous));
+  if (cfg.add_maxpool) r.max = at::empty_like(mean);
+  r.y = pool().like(x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sekit_se_forward", [&] {
+    squeeze<scalar_t>(x, g, mean, r.max);
+    r.s = cfg.add_maxpool ? (mean + r.max).mul_(0.5) : mean;
+    r.gate = excite(r.s, params, cfg, /*graph=*/false).contiguous();
+    scale<scalar_t>(x, r.gate, r.y, g);
+  });
+  return r;
+}
+
 struct FusedSqueezeExcite : public torch::autograd::Function<FusedSqueezeExcite> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, at::TensorList params, int64_t se,
                             int64_t act, int64_t gate_act, int64_t bias, int64_t add_maxpool) {
-    const FusedConfig cfg{se != 0, static_cast<int32_t>(act), static_cast<int32_t>(gate_act), bias != 0,
-                          add_maxpool != 0};
-    const Geometry g = geometry(x);
-    at::Tensor mean = at::empty({g.n, g.c}, x.options().memory_format(at::MemoryFormat::Contiguous));
-    at::Tensor max = cfg.add_maxpool ? at::empty_like(mean) : at::Tensor();
-    at::Tensor gate, y = pool().like(x);
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sekit_se_forward", [&] {
-      squeeze<scalar_t>(x, g, mean, max);
-      at::Tensor s = cfg.add_maxpool ? (mean + max).mul_(0.5) : mean;
-      gate = excite(s, params.vec(), cfg).contiguous();
-      scale<scalar_t>(x, gate, y, g);
-      ctx->saved_data["s"] = s;
-    });
-    std::vector<at::Tensor> saved{x, gate};
-    if (cfg.add_maxpool) saved.push_back(max);
-    for (const auto& p : params) saved.push_back(p);
+    const FusedConfig cfg = decode({se, act, gate_act, bias, add_maxpool});
+    ForwardPass r = forward_pass(x, params.vec(), cfg);
+    std::vector<at::Tensor> saved{x, r.gate, r.s};
+    if (cfg.add_maxpool) saved.push_back(r.max);
+    saved.insert(saved.end(), params.begin(), params.end());
     ctx->save_for_backward(saved);
-    ctx->saved_data["cfg"] = std::vector<int64_t>{se, act, gate_act, bias, add_maxpool,
-                                                  static_cast<int64_t>(params.size())};
-    return y;
+    ctx->saved_data["cfg"] = encode(cfg, params.size());
+    return r.y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
-    auto c = ctx->saved_data["cfg"].toIntVector();
-    const FusedConfig cfg{c[0] != 0, static_cast<int32_t>(c[1]), static_cast<int32_t>(c[2]), c[3] != 0, c[4] != 0};
-    const size_t nparams = static_cast<size_t>(c[5]);
+    const FusedConfig cfg = decode(ctx->saved_data["cfg"].toIntVector());
     const at::Tensor& x = saved[0];
     const at::Tensor& gate = saved[1];
-    at::Tensor max = cfg.add_maxpool ? saved[2] : at::Tensor();
-    std::vector<at::Tensor> params(saved.begin() + (cfg.add_maxpool ? 3 : 2), saved.end());
-    at::Tensor s = ctx->saved_data["s"].toTensor();
+    const at::Tensor& s = saved[2];
+    at::Tensor max = cfg.add_maxpool ? saved[3] : at::Tensor();
+    std::vector<at::Tensor> params(saved.begin() + (cfg.add_maxpool ? 4 : 3), saved.end());
     const Geometry g = geometry(x);
     at::Tensor gy = grads[0].contiguous(g.cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
 
     at::Tensor dg = at::empty({g.n, g.c}, x.options().memory_format(at::MemoryFormat::Contiguous));
     at::Tensor ties = cfg.add_maxpool ? at::empty({g.n, g.c}, x.options().dtype(at::kLong)) : at::Tensor();
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sekit_se_dot", [&] { dot<scalar_t>(gy, x, max, g, dg, ties); });
-
-    // The excitation's backward: autograd on the small [N, C] graph, recomputed.
-    std::vector<at::Tensor> inputs;
-    at::Tensor s_leaf = s.detach().requires_grad_(true);
-    inputs.push_back(s_leaf);
-    std::vector<at::Tensor> p_leaf;
-    for (const auto& p : params) {
-      p_leaf.push_back(p.detach().requires_grad_(p.requires_grad()));
-      if (p.requires_grad()) inputs.push_back(p_leaf.back());
-    }
-    variable_list d;
-    {
-      at::AutoGradMode enable(true);
-      at::Tensor gate2 = excite(s_leaf, p_leaf, cfg);
-      d = torch::autograd::grad({gate2}, inputs, {dg}, /*retain_graph=*/false, /*create_graph=*/false,
-                                /*allow_unused=*/true);
-    }
-    at::Tensor ds = d[0].defined() ? d[0] : at::zeros_like(s);
-    at::Tensor dmean = (cfg.add_maxpool ? ds * 0.5 : ds) / static_cast<double>(g.hw);
-    at::Tensor dmax = cfg.add_maxpool ? (ds * 0.5) / ties.to(ds.scalar_type()) : at::Tensor();
-    dmean = dmean.contiguous();
-    if (dmax.defined()) dmax = dmax.contiguous();
+    ExcitationGrads e = excitation_backward(s, params, dg, ties, g.hw, x.scalar_type(),
+        [&cfg](const at::Tensor& s_leaf, const std::vector<at::Tensor>& p) { return excite(s_leaf, p, cfg); });
 
     at::Tensor gx = pool().like(x);
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sekit_se_grad",
-                               [&] { grad_x<scalar_t>(gy, x, gate, dmean, max, dmax, gx, g); });
-    variable_list out{gx};
-    size_t k = 1;
-    for (size_t i = 0; i < nparams; ++i) out.push_back(params[i].requires_grad() ? d[k++] : at::Tensor());
-    for (int i = 0; i < 5; ++i) out.emplace_back();  // the non-tensor arguments
-    return out;
+                               [&] { grad_x<scalar_t>(gy, x, gate, e.dmean, max, e.dmax, gx, g); });
+    return function_grads(gx, e.dparams);
   }
 };
 
-}  // namespace
-
-bool fused_applicable(const at::Tensor& x) {
+bool fused_cpu_applicable(const at::Tensor& x) {
   if (!x.device().is_cpu() || x.dim() != 4) return false;
   if (x.scalar_type() != at::kFloat && x.scalar_type() != at::kDouble) return false;
   return x.is_contiguous() || x.is_contiguous(at::MemoryFormat::ChannelsLast);
 }
 
+}  // namespace
+
 at::Tensor fused_squeeze_excite(const at::Tensor& x, const std::vector<at::Tensor>& params, const FusedConfig& c) {
-  bool graph = at::GradMode::is_enabled() && x.requires_grad();
-  for (const auto& p : params) graph = graph || (at::GradMode::is_enabled() && p.requires_grad());
-  if (!graph) {  // inference: the same kernels without the autograd bookkeeping
+#ifdef SEKIT_WITH_CUDA
+  if (fused_cuda_applicable(x)) return fused_squeeze_excite_cuda(x, params, c);
+#endif
+  if (!fused_cpu_applicable(x)) return at::Tensor();
+  bool graph = x.requires_grad();
+  for (const auto& p : params) graph = graph || p.requires_grad();
+  if (!graph || !at::GradMode::is_enabled()) {  // inference: no autograd bookkeeping
     at::NoGradGuard no_grad;
-    const Geometry g = geometry(x);
-    at::Tensor mean = at::empty({g.n, g.c}, x.options().memory_format(at::MemoryFormat::Contiguous));
-    at::Tensor max = c.add_maxpool ? at::empty_like(mean) : at::Tensor();
-    at::Tensor y = pool().like(x);
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sekit_se_infer", [&] {
-      squeeze<scalar_t>(x, g, mean, max);
-      at::Tensor s = c.add_maxpool ? (mean + max).mul_(0.5) : mean;
-      scale<scalar_t>(x, excite(s, params, c, /*graph=*/false).contiguous(), y, g);
-    });
-    return y;
+    return forward_pass(x, params, c).y;
   }
   return FusedSqueezeExcite::apply(x, at::TensorList(params), c.se ? 1 : 0, c.act, c.gate, c.bias ? 1 : 0,
                                    c.add_maxpool ? 1 : 0);

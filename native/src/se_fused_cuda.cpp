@@ -7,8 +7,7 @@
 
 #include "../cuda/se_kernels.cuh"
 
-#include <ATen/cuda/CUDAContext.h>
-#include <torch/csrc/autograd/autograd.h>
+#include <c10/cuda/CUDAStream.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 namespace sekit {
@@ -46,10 +45,9 @@ at::Tensor excite(const at::Tensor& s, const std::vector<at::Tensor>& p, const F
 struct FusedCuda : public torch::autograd::Function<FusedCuda> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, at::TensorList params, int64_t se,
                             int64_t act, int64_t gate_act, int64_t bias, int64_t add_maxpool) {
-    const FusedConfig cfg{se != 0, static_cast<int32_t>(act), static_cast<int32_t>(gate_act), bias != 0,
-                          add_maxpool != 0};
+    const FusedConfig cfg = decode({se, act, gate_act, bias, add_maxpool});
     const cuda::Geometry g = geometry(x);
-    auto stream = at::cuda::getCurrentCUDAStream(x.device().index()).stream();
+    auto stream = c10::cuda::getCurrentCUDAStream(x.device().index()).stream();
     auto f32 = x.options().dtype(at::kFloat).memory_format(at::MemoryFormat::Contiguous);
     at::Tensor mean = at::empty({g.n, g.c}, f32);
     at::Tensor max = cfg.add_maxpool ? at::empty({g.n, g.c}, f32) : at::Tensor();
@@ -61,24 +59,22 @@ struct FusedCuda : public torch::autograd::Function<FusedCuda> {
     check(cuda::scale(x.data_ptr(), gate.data_ptr<float>(), y.data_ptr(), code(x.scalar_type()), g, stream), "scale");
     std::vector<at::Tensor> saved{x, gate, s};
     if (cfg.add_maxpool) saved.push_back(max);
-    for (const auto& p : params) saved.push_back(p);
+    saved.insert(saved.end(), params.begin(), params.end());
     ctx->save_for_backward(saved);
-    ctx->saved_data["cfg"] = std::vector<int64_t>{se, act, gate_act, bias, add_maxpool,
-                                                  static_cast<int64_t>(params.size())};
+    ctx->saved_data["cfg"] = encode(cfg, params.size());
     return y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
-    auto c = ctx->saved_data["cfg"].toIntVector();
-    const FusedConfig cfg{c[0] != 0, static_cast<int32_t>(c[1]), static_cast<int32_t>(c[2]), c[3] != 0, c[4] != 0};
+    const FusedConfig cfg = decode(ctx->saved_data["cfg"].toIntVector());
     const at::Tensor& x = saved[0];
     const at::Tensor& gate = saved[1];
     const at::Tensor& s = saved[2];
     at::Tensor max = cfg.add_maxpool ? saved[3] : at::Tensor();
     std::vector<at::Tensor> params(saved.begin() + (cfg.add_maxpool ? 4 : 3), saved.end());
     const cuda::Geometry g = geometry(x);
-    auto stream = at::cuda::getCurrentCUDAStream(x.device().index()).stream();
+    auto stream = c10::cuda::getCurrentCUDAStream(x.device().index()).stream();
     at::Tensor gy = grads[0].contiguous(g.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
     auto f32 = x.options().dtype(at::kFloat).memory_format(at::MemoryFormat::Contiguous);
     at::Tensor dg = at::empty({g.n, g.c}, f32);
@@ -86,33 +82,14 @@ struct FusedCuda : public torch::autograd::Function<FusedCuda> {
     check(cuda::gate_grad(gy.data_ptr(), x.data_ptr(), code(x.scalar_type()), g, dg.data_ptr<float>(),
                           max.defined() ? max.data_ptr<float>() : nullptr,
                           ties.defined() ? ties.data_ptr<float>() : nullptr, stream), "gate_grad");
-    std::vector<at::Tensor> inputs;
-    at::Tensor s_leaf = s.detach().requires_grad_(true);
-    inputs.push_back(s_leaf);
-    std::vector<at::Tensor> p_leaf;
-    for (const auto& p : params) {
-      p_leaf.push_back(p.detach().requires_grad_(p.requires_grad()));
-      if (p.requires_grad()) inputs.push_back(p_leaf.back());
-    }
-    variable_list d;
-    {
-      at::AutoGradMode enable(true);
-      at::Tensor gate2 = excite(s_leaf, p_leaf, cfg).to(at::kFloat);
-      d = torch::autograd::grad({gate2}, inputs, {dg}, false, false, true);
-    }
-    at::Tensor ds = (d[0].defined() ? d[0] : at::zeros_like(s)).to(at::kFloat);
-    at::Tensor dmean = ((cfg.add_maxpool ? ds * 0.5 : ds) / static_cast<double>(g.hw)).contiguous();
-    at::Tensor dmax = cfg.add_maxpool ? ((ds * 0.5) / ties).contiguous() : at::Tensor();
+    ExcitationGrads e = excitation_backward(s, params, dg, ties, g.hw, at::kFloat,
+        [&cfg](const at::Tensor& s_leaf, const std::vector<at::Tensor>& p) { return excite(s_leaf, p, cfg).to(at::kFloat); });
     at::Tensor gx = at::empty_like(x);
-    check(cuda::input_grad(gy.data_ptr(), x.data_ptr(), gate.data_ptr<float>(), dmean.data_ptr<float>(),
+    check(cuda::input_grad(gy.data_ptr(), x.data_ptr(), gate.data_ptr<float>(), e.dmean.data_ptr<float>(),
                            max.defined() ? max.data_ptr<float>() : nullptr,
-                           dmax.defined() ? dmax.data_ptr<float>() : nullptr, gx.data_ptr(), code(x.scalar_type()),
-                           g, stream), "input_grad");
-    variable_list out{gx};
-    size_t k = 1;
-    for (size_t i = 0; i < params.size(); ++i) out.push_back(params[i].requires_grad() ? d[k++] : at::Tensor());
-    for (int i = 0; i < 5; ++i) out.emplace_back();
-    return out;
+                           e.dmax.defined() ? e.dmax.data_ptr<float>() : nullptr, gx.data_ptr(),
+                           code(x.scalar_type()), g, stream), "input_grad");
+    return function_grads(gx, e.dparams);
   }
 };
 
