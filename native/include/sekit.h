@@ -202,6 +202,10 @@ SK_API sk_error* sk_tensor_index_select(const sk_tensor* t, int64_t dim, const s
 SK_API sk_error* sk_tensor_contiguous(const sk_tensor* t, int32_t format, sk_tensor** out);
 /* 1 when t is laid out in `format`, else 0 (-1 on NULL or an unknown format). */
 SK_API int32_t sk_tensor_is_format(const sk_tensor* t, int32_t format);
+/* out = t.narrow(dim, start, length): a view of `length` rows of `dim` from `start`
+ * (no copy; it shares t's storage, borrowed memory included). */
+SK_API sk_error* sk_tensor_narrow(const sk_tensor* t, int64_t dim, int64_t start, int64_t length,
+                                  sk_tensor** out);
 /* The one value of a one-element tensor, as a double. */
 SK_API sk_error* sk_tensor_item(const sk_tensor* t, double* out);
 

@@ -441,6 +441,17 @@ int32_t sk_tensor_is_format(const sk_tensor* t, int32_t format) {
   return -1;
 }
 
+sk_error* sk_tensor_narrow(const sk_tensor* t, int64_t dim, int64_t start, int64_t length, sk_tensor** out) {
+  SK_GUARD_BEGIN
+  const at::Tensor& x = tensor_arg(t, "t");
+  out_arg(out, "out");
+  if (dim < 0 || dim >= x.dim()) fail("narrow: dim ", dim, " out of range for a ", x.dim(), "-d tensor");
+  if (start < 0 || length < 1 || start > x.size(dim) - length)
+    fail("narrow: rows [", start, ", ", start + length, ") do not fit dim ", dim, " of size ", x.size(dim));
+  *out = new_handle(x.narrow(dim, start, length));
+  SK_GUARD_END
+}
+
 sk_error* sk_tensor_item(const sk_tensor* t, double* out) {
   SK_GUARD_BEGIN
   const at::Tensor& x = tensor_arg(t, "t");

@@ -310,8 +310,9 @@ public final class Tensor {
     }
     long bytes = sekit_h.sk_tensor_span_bytes(h);
     MemorySegment ptr = sekit_h.sk_tensor_data_ptr(h);
-    if (wrapped != null && ptr.address() == wrapped.address() && bytes <= wrapped.byteSize()) {
-      return wrapped.asSlice(0, bytes);
+    long offset = wrapped == null ? -1 : ptr.address() - wrapped.address();
+    if (offset >= 0 && offset + bytes <= wrapped.byteSize()) {
+      return wrapped.asSlice(offset, bytes); // a view of the wrapped segment: bound by its arena
     }
     return ptr.reinterpret(bytes, arena, null);
   }
@@ -423,6 +424,21 @@ public final class Tensor {
       // autograd keeps `index` (and reads this tensor's history) for the backward
       return new Tensor(Native.ownTensor(out.get(ADDRESS, 0), arena), arena, null,
           TensorAccess.union(borrowed, index.borrowed));
+    }
+  }
+
+  /**
+   * Rows {@code [start, start + length)} of dimension {@code dim} as a view: no copy, the same
+   * memory (so it is bound by the same segments as this tensor). The handle belongs to
+   * {@code arena}.
+   */
+  public Tensor narrow(Arena arena, int dim, long start, long length) {
+    Objects.requireNonNull(arena, "arena");
+    checkArena(arena);
+    try (Arena scratch = Arena.ofConfined()) {
+      MemorySegment out = Native.outPointer(scratch);
+      check(sekit_h.sk_tensor_narrow(handle(), dim, start, length, out));
+      return new Tensor(Native.ownTensor(out.get(ADDRESS, 0), arena), arena, wrapped, borrowed);
     }
   }
 

@@ -69,6 +69,26 @@ class TensorTest {
   }
 
   @Test
+  void narrowIsAViewOfTheSameMemory() {
+    try (Arena arena = Arena.ofConfined()) {
+      MemorySegment seg = arena.allocate(JAVA_FLOAT, 12);
+      for (int i = 0; i < 12; i++) {
+        seg.setAtIndex(JAVA_FLOAT, i, i);
+      }
+      Tensor t = Tensor.wrap(arena, seg, DType.FLOAT32, 4, 3);
+      Tensor rows = t.narrow(arena, 0, 1, 2);
+      assertArrayEquals(new long[] {2, 3}, rows.shape());
+      assertEquals(seg.address() + 3 * 4, rows.dataAddress(), "no copy: it points into the segment");
+      assertArrayEquals(new float[] {3, 4, 5, 6, 7, 8}, rows.toFloatArray());
+      seg.setAtIndex(JAVA_FLOAT, 4, 40f);
+      assertEquals(40f, rows.toFloatArray()[1]);
+      assertEquals(seg.scope(), rows.data().scope(), "data() of the view is a slice of the segment");
+      SekitException e = assertThrows(SekitException.class, () -> t.narrow(arena, 0, 3, 2));
+      assertTrue(e.getMessage().contains("rows [3, 5) do not fit dim 0 of size 4"), e.getMessage());
+    }
+  }
+
+  @Test
   void copiesHappenOnlyWhereAsked() {
     try (Arena arena = Arena.ofConfined()) {
       double[] values = {1, 2, 3, 4, 5, 6};

@@ -247,17 +247,13 @@ public final class Trainer {
     model.eval();
     double loss = 0;
     long correct = 0;
-    try (Arena a = Arena.ofConfined()) {
-      MemorySegment idx = a.allocate(JAVA_LONG, cfg.evalBatch());
+    try {
       for (int start = 0; start < split.size(); start += cfg.evalBatch()) {
         int n = Math.min(cfg.evalBatch(), split.size() - start);
-        for (int i = 0; i < n; i++) {
-          idx.setAtIndex(JAVA_LONG, i, start + i);
-        }
         try (Arena b = Arena.ofConfined()) {
-          Tensor ix = Tensor.wrap(b, idx, DType.INT64, n);
-          Tensor x = split.images().indexSelect(b, 0, ix);
-          Tensor y = split.labels().indexSelect(b, 0, ix);
+          // evaluation batches are consecutive rows: views, not gathers
+          Tensor x = split.images().narrow(b, 0, start, n);
+          Tensor y = split.labels().narrow(b, 0, start, n);
           Tensor logits = model.forward(b, layout(b, x), false);
           loss += Losses.crossEntropy(logits, y, 0).item() * n;
           correct += Losses.countCorrect(logits, y);

@@ -2867,6 +2867,70 @@ public class sekit_h extends sekit_h$shared {
         }
     }
 
+    private static class sk_tensor_narrow {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_LONG,
+            sekit_h.C_LONG,
+            sekit_h.C_LONG,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_tensor_narrow");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_tensor_narrow(const sk_tensor *t, int64_t dim, int64_t start, int64_t length, sk_tensor **out)
+     * }
+     */
+    public static FunctionDescriptor sk_tensor_narrow$descriptor() {
+        return sk_tensor_narrow.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_tensor_narrow(const sk_tensor *t, int64_t dim, int64_t start, int64_t length, sk_tensor **out)
+     * }
+     */
+    public static MethodHandle sk_tensor_narrow$handle() {
+        return sk_tensor_narrow.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_tensor_narrow(const sk_tensor *t, int64_t dim, int64_t start, int64_t length, sk_tensor **out)
+     * }
+     */
+    public static MemorySegment sk_tensor_narrow$address() {
+        return sk_tensor_narrow.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_tensor_narrow(const sk_tensor *t, int64_t dim, int64_t start, int64_t length, sk_tensor **out)
+     * }
+     */
+    public static MemorySegment sk_tensor_narrow(MemorySegment t, long dim, long start, long length, MemorySegment out) {
+        var mh$ = sk_tensor_narrow.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_tensor_narrow", t, dim, start, length, out);
+            }
+            return (MemorySegment)mh$.invokeExact(t, dim, start, length, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class sk_tensor_item {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             sekit_h.C_POINTER,
