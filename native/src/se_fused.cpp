@@ -298,22 +298,16 @@ struct FusedSqueezeExcite : public torch::autograd::Function<FusedSqueezeExcite>
                             int64_t act, int64_t gate_act, int64_t bias, int64_t add_maxpool) {
     const FusedConfig cfg = decode({se, act, gate_act, bias, add_maxpool});
     ForwardPass r = forward_pass(x, params.vec(), cfg);
-    std::vector<at::Tensor> saved{x, r.gate, r.s};
-    if (cfg.add_maxpool) saved.push_back(r.max);
-    saved.insert(saved.end(), params.begin(), params.end());
-    ctx->save_for_backward(saved);
+    ctx->save_for_backward(pack({x, r.gate, r.s, r.max, params.vec()}));
     ctx->saved_data["cfg"] = encode(cfg, params.size());
     return r.y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    auto saved = ctx->get_saved_variables();
     const FusedConfig cfg = decode(ctx->saved_data["cfg"].toIntVector());
-    const at::Tensor& x = saved[0];
-    const at::Tensor& gate = saved[1];
-    const at::Tensor& s = saved[2];
-    at::Tensor max = cfg.add_maxpool ? saved[3] : at::Tensor();
-    std::vector<at::Tensor> params(saved.begin() + (cfg.add_maxpool ? 4 : 3), saved.end());
+    const Saved v = unpack(ctx->get_saved_variables(), cfg);
+    const at::Tensor &x = v.x, &gate = v.gate, &s = v.s, &max = v.max;
+    const std::vector<at::Tensor>& params = v.params;
     const Geometry g = geometry(x);
     at::Tensor gy = grads[0].contiguous(g.cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
 

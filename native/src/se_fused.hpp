@@ -40,6 +40,23 @@ inline FusedConfig decode(const std::vector<int64_t>& v) {
   return {v[0] != 0, static_cast<int32_t>(v[1]), static_cast<int32_t>(v[2]), v[3] != 0, v[4] != 0};
 }
 
+// What a fused Function saves for backward, in this order: x, gate, s, [max], parameters.
+struct Saved {
+  at::Tensor x, gate, s, max;
+  std::vector<at::Tensor> params;
+};
+inline std::vector<at::Tensor> pack(const Saved& v) {
+  std::vector<at::Tensor> out{v.x, v.gate, v.s};
+  if (v.max.defined()) out.push_back(v.max);
+  out.insert(out.end(), v.params.begin(), v.params.end());
+  return out;
+}
+inline Saved unpack(const std::vector<at::Tensor>& saved, const FusedConfig& c) {
+  const size_t first = c.add_maxpool ? 4 : 3;
+  return {saved[0], saved[1], saved[2], c.add_maxpool ? saved[3] : at::Tensor(),
+          std::vector<at::Tensor>(saved.begin() + static_cast<std::ptrdiff_t>(first), saved.end())};
+}
+
 struct ExcitationGrads {
   at::Tensor dmean;                 // added to dL/dx at every pixel of (n, c): ds_mean / HW
   at::Tensor dmax;                  // added where x == max (add_maxpool), else undefined

@@ -57,22 +57,16 @@ struct FusedCuda : public torch::autograd::Function<FusedCuda> {
     at::Tensor gate = excite(s, params.vec(), cfg).to(at::kFloat).contiguous();
     at::Tensor y = at::empty_like(x);
     check(cuda::scale(x.data_ptr(), gate.data_ptr<float>(), y.data_ptr(), code(x.scalar_type()), g, stream), "scale");
-    std::vector<at::Tensor> saved{x, gate, s};
-    if (cfg.add_maxpool) saved.push_back(max);
-    saved.insert(saved.end(), params.begin(), params.end());
-    ctx->save_for_backward(saved);
+    ctx->save_for_backward(pack({x, gate, s, max, params.vec()}));
     ctx->saved_data["cfg"] = encode(cfg, params.size());
     return y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    auto saved = ctx->get_saved_variables();
     const FusedConfig cfg = decode(ctx->saved_data["cfg"].toIntVector());
-    const at::Tensor& x = saved[0];
-    const at::Tensor& gate = saved[1];
-    const at::Tensor& s = saved[2];
-    at::Tensor max = cfg.add_maxpool ? saved[3] : at::Tensor();
-    std::vector<at::Tensor> params(saved.begin() + (cfg.add_maxpool ? 4 : 3), saved.end());
+    const Saved v = unpack(ctx->get_saved_variables(), cfg);
+    const at::Tensor &x = v.x, &gate = v.gate, &s = v.s, &max = v.max;
+    const std::vector<at::Tensor>& params = v.params;
     const cuda::Geometry g = geometry(x);
     auto stream = c10::cuda::getCurrentCUDAStream(x.device().index()).stream();
     at::Tensor gy = grads[0].contiguous(g.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);

@@ -10,7 +10,6 @@ import dev.sekit.nn.SqueezeExcitation;
 import java.lang.foreign.Arena;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.LinkedHashMap;
 import java.util.Locale;
 import java.util.Map;
 
@@ -53,10 +52,7 @@ public final class ParityDemo {
       Module block = meta.get("module").equals("se")
           ? SqueezeExcitation.builder(channels).rdChannels(Integer.parseInt(meta.get("rd_channels"))).build(arena)
           : EffectiveSqueezeExcitation.of(arena, channels);
-      Map<String, Tensor> weights = new LinkedHashMap<>();
-      f.entries().keySet().stream().filter(k -> k.startsWith("param."))
-          .forEach(k -> weights.put(k.substring(6), f.tensor(k)));
-      block.loadStateDict(weights);
+      block.loadStateDict(f.tensors("param."));
 
       Tensor x = f.tensor("input").requiresGrad(true); // a view of the file's bytes: no copy
       long t0 = System.nanoTime();

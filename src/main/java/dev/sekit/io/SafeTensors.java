@@ -299,6 +299,21 @@ public final class SafeTensors {
     return r;
   }
 
+  /**
+   * The tensors whose names start with {@code prefix}, keyed by the rest of the name (e.g.
+   * {@code tensors("model.")} for a model's state dict inside a training checkpoint).
+   */
+  public Map<String, Tensor> tensors(String prefix) {
+    Objects.requireNonNull(prefix, "prefix");
+    Map<String, Tensor> r = new LinkedHashMap<>();
+    for (String n : entries.keySet()) {
+      if (n.startsWith(prefix)) {
+        r.put(n.substring(prefix.length()), tensor(n));
+      }
+    }
+    return r;
+  }
+
   // ------------------------------------------------------------------ writing
 
   /**

@@ -37,15 +37,8 @@ public final class Checkpoint {
     Objects.requireNonNull(model, "model");
     try (Arena arena = Arena.ofConfined()) {
       SafeTensors st = SafeTensors.open(arena, file);
-      Map<String, Tensor> m = new LinkedHashMap<>();
-      Map<String, Tensor> o = new LinkedHashMap<>();
-      for (String k : st.entries().keySet()) {
-        if (k.startsWith("model.")) {
-          m.put(k.substring(6), st.tensor(k));
-        } else if (k.startsWith("optim.")) {
-          o.put(k.substring(6), st.tensor(k));
-        }
-      }
+      Map<String, Tensor> m = st.tensors("model.");
+      Map<String, Tensor> o = st.tensors("optim.");
       model.loadStateDict(m);
       if (optimizer != null) {
         optimizer.loadStateDict(o);

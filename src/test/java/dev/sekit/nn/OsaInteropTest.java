@@ -6,7 +6,6 @@ import dev.sekit.Tensor;
 import dev.sekit.TestSupport;
 import dev.sekit.io.SafeTensors;
 import java.lang.foreign.Arena;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
@@ -68,13 +67,7 @@ class OsaInteropTest {
       } else {
         module.eval();
       }
-      Map<String, Tensor> state = new LinkedHashMap<>();
-      for (String k : f.entries().keySet()) {
-        if (k.startsWith("state.")) {
-          state.put(k.substring("state.".length()), f.tensor(k));
-        }
-      }
-      module.loadStateDict(state);
+      module.loadStateDict(f.tensors("state."));
 
       boolean grads = f.entries().containsKey("grad_input");
       Tensor x = f.tensor("input");
@@ -90,11 +83,9 @@ class OsaInteropTest {
       Tensor y = module.forward(x);
       check(name, "output", dtype, f.tensor("output"), y);
       if (train) {
-        for (String k : f.entries().keySet()) {
-          if (k.startsWith("state_after.")) {
-            String key = k.substring("state_after.".length());
-            check(name, key + " after forward", dtype, f.tensor(k), module.stateDict().get(key));
-          }
+        for (Map.Entry<String, Tensor> after : f.tensors("state_after.").entrySet()) {
+          check(name, after.getKey() + " after forward", dtype, after.getValue(),
+              module.stateDict().get(after.getKey()));
         }
       }
       if (grads) {

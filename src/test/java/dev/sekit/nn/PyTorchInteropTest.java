@@ -7,7 +7,6 @@ import dev.sekit.Tensor;
 import dev.sekit.TestSupport;
 import dev.sekit.io.SafeTensors;
 import java.lang.foreign.Arena;
-import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.stream.Stream;
@@ -54,13 +53,7 @@ class PyTorchInteropTest {
       }
       module.to(dtype);
 
-      Map<String, Tensor> weights = new LinkedHashMap<>();
-      for (String key : f.entries().keySet()) {
-        if (key.startsWith("param.")) {
-          weights.put(key.substring("param.".length()), f.tensor(key));
-        }
-      }
-      module.loadStateDict(weights); // strict: the names must be timm's
+      module.loadStateDict(f.tensors("param.")); // strict: the names must be timm's
 
       Tensor x = f.tensor("input").requiresGrad(true);
       Tensor y = module.forward(x);

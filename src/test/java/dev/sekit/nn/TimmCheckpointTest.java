@@ -9,7 +9,6 @@ import dev.sekit.TestSupport;
 import dev.sekit.io.SafeTensors;
 import java.lang.foreign.Arena;
 import java.nio.file.Path;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
@@ -28,10 +27,7 @@ class TimmCheckpointTest {
     SafeTensors fixture;
     try (Arena arena = Arena.ofConfined()) {
       fixture = SafeTensors.open(arena, TestSupport.fixtures().resolve("vovnet_ese_vovnet19b_dw_eval_224.safetensors"));
-      Map<String, Tensor> stateDict = new LinkedHashMap<>();
-      fixture.entries().keySet().stream().filter(k -> k.startsWith("state."))
-          .forEach(k -> stateDict.put(k.substring(6), fixture.tensor(k)));
-      SafeTensors.write(ckpt, stateDict, Map.of("format", "pt")); // what save_file(state_dict) writes
+      SafeTensors.write(ckpt, fixture.tensors("state."), Map.of("format", "pt")); // what save_file(state_dict) writes
     }
     try (Arena arena = Arena.ofConfined()) {
       SafeTensors ref = SafeTensors.open(arena, TestSupport.fixtures().resolve("vovnet_ese_vovnet19b_dw_eval_224.safetensors"));
