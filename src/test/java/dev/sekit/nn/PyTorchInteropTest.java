@@ -12,6 +12,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
@@ -26,9 +27,14 @@ class PyTorchInteropTest {
     return TestSupport.fixtureCases("se", "ese").stream();
   }
 
-  @ParameterizedTest(name = "{0}")
-  @MethodSource("cases")
-  void matchesPyTorch(String name) {
+  /** Every case through the fused kernels (the default) and through the libtorch composition. */
+  static Stream<Arguments> casesAndPaths() {
+    return cases().flatMap(c -> Stream.of(Arguments.of(c, true), Arguments.of(c, false)));
+  }
+
+  @ParameterizedTest(name = "{0} fused={1}")
+  @MethodSource("casesAndPaths")
+  void matchesPyTorch(String name, boolean fused) {
     try (Arena arena = Arena.ofConfined()) {
       SafeTensors f = SafeTensors.open(arena, TestSupport.fixtures().resolve(name + ".safetensors"));
       Map<String, String> meta = f.metadata();
@@ -52,17 +58,19 @@ class PyTorchInteropTest {
         module = EffectiveSqueezeExcitation.builder(channels).gate(gate).addMaxPool(addMaxPool).build(arena);
       }
       module.to(dtype);
+      module.useFusedKernels(fused);
+      String path = fused ? "" : "composition ";
 
       module.loadStateDict(f.tensors("param.")); // strict: the names must be timm's
 
       Tensor x = f.tensor("input").requiresGrad(true);
       Tensor y = module.forward(x);
-      check(name, "output", dtype, f.tensor("output"), y);
+      check(path + name, "output", dtype, f.tensor("output"), y);
 
       y.backward(f.tensor("grad_output"));
-      check(name, "grad_input", dtype, f.tensor("grad_input"), x.grad().orElseThrow());
+      check(path + name, "grad_input", dtype, f.tensor("grad_input"), x.grad().orElseThrow());
       for (Map.Entry<String, Tensor> p : module.namedParameters().entrySet()) {
-        check(name, "grad." + p.getKey(), dtype, f.tensor("grad." + p.getKey()),
+        check(path + name, "grad." + p.getKey(), dtype, f.tensor("grad." + p.getKey()),
             p.getValue().grad().orElseThrow(() -> new AssertionError("no grad for " + p.getKey())));
       }
     }
@@ -70,7 +78,8 @@ class PyTorchInteropTest {
 
   private static void check(String name, String what, DType dtype, Tensor expected, Tensor actual) {
     assertEquals(dtype, actual.dtype(), what + " dtype");
-    TestSupport.assertClose(WORST, dtype + " " + (what.startsWith("grad") ? "gradients" : "outputs"),
+    TestSupport.assertClose(WORST, (name.startsWith("composition ") ? "composition " : "") + dtype + " "
+        + (what.startsWith("grad") ? "gradients" : "outputs"),
         name + " " + what, dtype, expected, actual);
   }
 
