@@ -15,7 +15,9 @@
  *    the call only) unless the comment says otherwise.
  *  - Sizes and dimensions are int64_t; byte counts are size_t; booleans are
  *    int32_t (0 = false, anything else = true); strings are UTF-8, NUL-ended.
- *  - A handle may be used from any thread, but not from two threads at once.
+ *  - A handle may be used from any thread, but not from two threads at once, and
+ *    neither may two handles that share state (a module and its parameters, a
+ *    Sequential and its children, a tensor and the modules its graph went through).
  *
  * Incompatible changes bump SK_ABI_VERSION; callers check sk_abi_version().
  */
@@ -101,9 +103,11 @@ SK_API sk_error* sk_cuda_host_unregister(void* data);
  * current stream, except those that return values to the host (copy_to_host, item,
  * count_correct, clip_grad_norm, optimizer steps), which wait for it. */
 SK_API sk_error* sk_cuda_synchronize(int32_t device_index);
-/* Intra-op threads libtorch uses (process-wide). n >= 1. */
+/* Intra-op threads libtorch uses (process-wide): 1 <= n <= sk_max_num_threads(). */
 SK_API sk_error* sk_set_num_threads(int32_t n);
 SK_API int32_t sk_get_num_threads(void);
+/* The largest thread count sk_set_num_threads accepts: 4 per core, at least 8. */
+SK_API int32_t sk_max_num_threads(void);
 /* Does nothing and returns x: measures the cost of a call into the library. */
 SK_API int32_t sk_noop(int32_t x);
 /* Seeds libtorch's default generators (CPU, and CUDA when present). */
@@ -151,6 +155,10 @@ SK_API sk_error* sk_tensor_rand(const int64_t* shape, int64_t ndim, double low, 
 
 /* Another handle to the same tensor (same storage, same autograd identity). */
 SK_API sk_error* sk_tensor_alias(const sk_tensor* t, sk_tensor** out);
+/* A new tensor over t's current memory, outside autograd: it keeps that memory alive even
+ * when t's storage is later replaced (sk_module_to, optimizer state conversion), so a
+ * caller's view of the memory stays valid for as long as this handle lives. */
+SK_API sk_error* sk_tensor_detach(const sk_tensor* t, sk_tensor** out);
 /* A contiguous copy with the given dtype on the given device (always a copy). */
 SK_API sk_error* sk_tensor_to(const sk_tensor* t, int32_t dtype, int32_t device_type,
                        int32_t device_index, sk_tensor** out);

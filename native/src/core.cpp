@@ -6,36 +6,90 @@
 #include <c10/core/GradMode.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <cstring>
+#include <thread>
 
 namespace sekit {
+
+namespace {
+
+// Returned when even the error object cannot be allocated; sk_error_free knows it by its
+// address.
+sk_error static_oom{SK_ERR_OUT_OF_MEMORY, "out of memory (while reporting an error)"};
+
+// libtorch's text without what only a C++ developer can use: the C++ backtrace, the
+// "Exception raised from ..." trailer and the "[enforce fail at file.cpp:75] " prefix.
+std::string plain_message(const c10::Error& e) {
+  std::string msg = e.what_without_backtrace();
+  auto pos = msg.find("\nException raised from");
+  if (pos != std::string::npos) msg.erase(pos);
+  if (msg.rfind("[enforce fail at ", 0) == 0) {
+    auto close = msg.find("] ");
+    if (close != std::string::npos) msg.erase(0, close + 2);
+  }
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  return msg;
+}
+
+bool contains(const std::string& s, const char* needle) { return s.find(needle) != std::string::npos; }
+
+// The code of a libtorch error. Out-of-memory errors are recognised by type (CUDA) or by
+// the CPU allocator's message, CUDA runtime failures by the prefix libtorch's CUDA checks
+// give them; everything else libtorch refuses is a shape, dtype or device mistake.
+int32_t classify(const c10::Error& e, const std::string& msg) {
+  if (dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr) return SK_ERR_OUT_OF_MEMORY;
+  if (contains(msg, "DefaultCPUAllocator") || contains(msg, "out of memory")) return SK_ERR_OUT_OF_MEMORY;
+  if (msg.rfind("CUDA error", 0) == 0 || msg.rfind("CUDA driver error", 0) == 0 ||
+      contains(msg, "CUBLAS_STATUS") || contains(msg, "cuDNN error"))
+    return SK_ERR_DEVICE;
+  return SK_ERR_INVALID_ARGUMENT;
+}
+
+// "err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes.
+// Error code 12 (...)" -> a plain sentence that says what failed.
+std::string oom_message(const std::string& msg) {
+  const char* key = "you tried to allocate ";
+  auto pos = msg.find(key);
+  if (pos == std::string::npos) return "out of memory: " + msg;
+  std::string bytes = msg.substr(pos + std::strlen(key));
+  auto end = bytes.find(' ');
+  return "out of memory: could not allocate " + bytes.substr(0, end) + " bytes of host memory";
+}
+
+}  // namespace
 
 sk_error* make_error(int32_t code, std::string message) noexcept {
   try {
     return new sk_error{code, std::move(message)};
   } catch (...) {
-    // Allocation of the error itself failed: return a static error instead.
-    static sk_error oom{SK_ERR_OUT_OF_MEMORY, "out of memory (while reporting an error)"};
-    return &oom;
+    return &static_oom;
   }
 }
 
-std::string torch_message(const c10::Error& e) {
-  std::string msg = e.what_without_backtrace();
-  // Drop libtorch's "Exception raised from ..." trailer: it names C++ files.
-  auto pos = msg.find("\nException raised from");
-  if (pos != std::string::npos) msg.erase(pos);
-  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-  return msg;
-}
-
-int32_t classify_torch_error(const c10::Error& e) {
-  std::string msg = e.what_without_backtrace();
-  if (msg.find("CUDA") != std::string::npos || msg.find("cuda") != std::string::npos)
-    return SK_ERR_DEVICE;
-  if (msg.find("out of memory") != std::string::npos) return SK_ERR_OUT_OF_MEMORY;
-  // libtorch reports shape/dtype mismatches as plain c10::Error.
-  return SK_ERR_INVALID_ARGUMENT;
+sk_error* error_from_current_exception() noexcept {
+  try {
+    throw;
+  } catch (const InvalidArgument& e) {
+    return make_error(SK_ERR_INVALID_ARGUMENT, e.what());
+  } catch (const DeviceError& e) {
+    return make_error(SK_ERR_DEVICE, e.what());
+  } catch (const c10::Error& e) {
+    try {
+      std::string msg = plain_message(e);
+      int32_t code = classify(e, msg);
+      if (code == SK_ERR_OUT_OF_MEMORY && !dynamic_cast<const c10::OutOfMemoryError*>(&e)) msg = oom_message(msg);
+      return make_error(code, std::move(msg));
+    } catch (...) {
+      return &static_oom;
+    }
+  } catch (const std::bad_alloc&) {
+    return make_error(SK_ERR_OUT_OF_MEMORY, "out of memory");
+  } catch (const std::exception& e) {
+    return make_error(SK_ERR_INTERNAL, e.what());
+  } catch (...) {
+    return make_error(SK_ERR_INTERNAL, "unknown C++ exception in libsekit");
+  }
 }
 
 at::ScalarType to_scalar_type(int32_t dtype) {
@@ -157,9 +211,16 @@ int32_t sk_cuda_device_count(void) {
   }
 }
 
+int32_t sk_max_num_threads(void) {
+  const unsigned cores = std::thread::hardware_concurrency();
+  return static_cast<int32_t>(std::max(8u, 4u * (cores == 0 ? 1u : cores)));
+}
+
 sk_error* sk_set_num_threads(int32_t n) {
   SK_GUARD_BEGIN
-  if (n < 1) fail("number of threads must be >= 1, got ", n);
+  const int32_t max = sk_max_num_threads();
+  if (n < 1 || n > max)
+    fail("number of threads must be in [1, ", max, "] (4 per core of this machine), got ", n);
   at::set_num_threads(n);
   SK_GUARD_END
 }
@@ -183,10 +244,7 @@ int32_t sk_error_code(const sk_error* err) { return err ? err->code : 0; }
 const char* sk_error_message(const sk_error* err) { return err ? err->message.c_str() : ""; }
 
 void sk_error_free(sk_error* err) {
-  if (err != nullptr && err->code == SK_ERR_OUT_OF_MEMORY &&
-      err->message == "out of memory (while reporting an error)")
-    return;  // the static fallback error
-  delete err;
+  if (err != &static_oom) delete err;
 }
 
 sk_error* sk_tensor_from_blob(void* data, size_t data_bytes, const int64_t* shape,
@@ -265,6 +323,14 @@ sk_error* sk_tensor_alias(const sk_tensor* t, sk_tensor** out) {
   const at::Tensor& x = tensor_arg(t, "t");
   out_arg(out, "out");
   *out = new_handle(x);
+  SK_GUARD_END
+}
+
+sk_error* sk_tensor_detach(const sk_tensor* t, sk_tensor** out) {
+  SK_GUARD_BEGIN
+  const at::Tensor& x = tensor_arg(t, "t");
+  out_arg(out, "out");
+  *out = new_handle(x.detach());
   SK_GUARD_END
 }
 

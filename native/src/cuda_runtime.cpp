@@ -3,7 +3,7 @@
 #include "internal.hpp"
 
 #ifdef SEKIT_WITH_CUDA
-#include <cuda_runtime.h>
+#include "cuda_check.hpp"
 #endif
 
 using namespace sekit;
@@ -11,24 +11,11 @@ using namespace sekit;
 #ifndef SEKIT_WITH_CUDA
 namespace {
 [[noreturn]] void no_cuda(const char* what) {
-  throw std::runtime_error(std::string(what) + ": this libsekit was built against a libtorch without CUDA; "
-                           "rebuild against a CUDA libtorch (see the README's GPU section)");
+  throw DeviceError(std::string(what) + ": this libsekit was built against a libtorch without CUDA; "
+                    "rebuild against a CUDA libtorch (see the README's GPU section)");
 }
 }  // namespace
 #endif
-
-#define SK_DEVICE_GUARD_END                                                           \
-  return nullptr;                                                                     \
-  }                                                                                   \
-  catch (const sekit::InvalidArgument& e) {                                           \
-    return sekit::make_error(SK_ERR_INVALID_ARGUMENT, e.what());                      \
-  }                                                                                   \
-  catch (const std::exception& e) {                                                   \
-    return sekit::make_error(SK_ERR_DEVICE, e.what());                                \
-  }                                                                                   \
-  catch (...) {                                                                       \
-    return sekit::make_error(SK_ERR_INTERNAL, "unknown C++ exception in libsekit");   \
-  }
 
 extern "C" {
 
@@ -37,24 +24,22 @@ sk_error* sk_cuda_host_register(void* data, size_t bytes) {
   if (data == nullptr) fail("data must not be NULL");
   if (bytes == 0) fail("bytes must be > 0");
 #ifdef SEKIT_WITH_CUDA
-  cudaError_t e = cudaHostRegister(data, bytes, cudaHostRegisterDefault);
-  if (e != cudaSuccess) throw std::runtime_error(std::string("cudaHostRegister: ") + cudaGetErrorString(e));
+  check_cuda(cudaHostRegister(data, bytes, cudaHostRegisterDefault), "cudaHostRegister");
 #else
   no_cuda("sk_cuda_host_register");
 #endif
-  SK_DEVICE_GUARD_END
+  SK_GUARD_END
 }
 
 sk_error* sk_cuda_host_unregister(void* data) {
   SK_GUARD_BEGIN
   if (data == nullptr) fail("data must not be NULL");
 #ifdef SEKIT_WITH_CUDA
-  cudaError_t e = cudaHostUnregister(data);
-  if (e != cudaSuccess) throw std::runtime_error(std::string("cudaHostUnregister: ") + cudaGetErrorString(e));
+  check_cuda(cudaHostUnregister(data), "cudaHostUnregister");
 #else
   no_cuda("sk_cuda_host_unregister");
 #endif
-  SK_DEVICE_GUARD_END
+  SK_GUARD_END
 }
 
 sk_error* sk_cuda_synchronize(int32_t device_index) {
@@ -62,18 +47,18 @@ sk_error* sk_cuda_synchronize(int32_t device_index) {
   if (device_index < 0) fail("device_index must be >= 0, got ", device_index);
 #ifdef SEKIT_WITH_CUDA
   int count = 0;
-  cudaGetDeviceCount(&count);
+  check_cuda(cudaGetDeviceCount(&count), "cudaGetDeviceCount");
   if (device_index >= count) fail("CUDA device index ", device_index, " out of range (", count, " device(s))");
   int current = 0;
-  cudaGetDevice(&current);
-  cudaSetDevice(device_index);
+  check_cuda(cudaGetDevice(&current), "cudaGetDevice");
+  check_cuda(cudaSetDevice(device_index), "cudaSetDevice");
   cudaError_t e = cudaDeviceSynchronize();
   cudaSetDevice(current);
-  if (e != cudaSuccess) throw std::runtime_error(std::string("cudaDeviceSynchronize: ") + cudaGetErrorString(e));
+  check_cuda(e, "cudaDeviceSynchronize");
 #else
   no_cuda("sk_cuda_synchronize");
 #endif
-  SK_DEVICE_GUARD_END
+  SK_GUARD_END
 }
 
 }  // extern "C"

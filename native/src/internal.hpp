@@ -25,17 +25,21 @@ struct sk_tensor {
 
 namespace sekit {
 
-class Module;
-
 // Raised by the shim's own argument checks; becomes SK_ERR_INVALID_ARGUMENT.
 struct InvalidArgument : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A failure of the CUDA runtime or driver; becomes SK_ERR_DEVICE.
+struct DeviceError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 sk_error* make_error(int32_t code, std::string message) noexcept;
 
-// libtorch's messages end with a C++ backtrace on some builds; keep the text.
-std::string torch_message(const c10::Error& e);
+// The one error the guard returns for every exception: its code and a message without
+// libtorch's C++ backtrace and source locations. Never throws.
+sk_error* error_from_current_exception() noexcept;
 
 template <typename... Parts>
 [[noreturn]] void fail(const Parts&... parts) {
@@ -64,39 +68,12 @@ at::MemoryFormat memory_format_arg(int32_t format, int64_t ndim);
 
 }  // namespace sekit
 
-// One guard for every fallible entry point: no C++ exception crosses the ABI.
+// The one guard of every fallible entry point: no C++ exception crosses the ABI.
+//   sk_error* sk_x(...) { SK_GUARD_BEGIN ... SK_GUARD_END }
 #define SK_GUARD_BEGIN try {
-#define SK_GUARD_END                                                             \
-  return nullptr;                                                                \
-  }                                                                              \
-  catch (const sekit::InvalidArgument& e) {                                      \
-    return sekit::make_error(SK_ERR_INVALID_ARGUMENT, e.what());                 \
-  }                                                                              \
-  catch (const c10::OutOfMemoryError& e) {                                       \
-    return sekit::make_error(SK_ERR_OUT_OF_MEMORY, sekit::torch_message(e));     \
-  }                                                                              \
-  catch (const c10::IndexError& e) {                                             \
-    return sekit::make_error(SK_ERR_INVALID_ARGUMENT, sekit::torch_message(e));  \
-  }                                                                              \
-  catch (const c10::ValueError& e) {                                             \
-    return sekit::make_error(SK_ERR_INVALID_ARGUMENT, sekit::torch_message(e));  \
-  }                                                                              \
-  catch (const c10::TypeError& e) {                                              \
-    return sekit::make_error(SK_ERR_INVALID_ARGUMENT, sekit::torch_message(e));  \
-  }                                                                              \
-  catch (const c10::Error& e) {                                                  \
-    return sekit::make_error(sekit::classify_torch_error(e), sekit::torch_message(e)); \
-  }                                                                              \
-  catch (const std::bad_alloc&) {                                                \
-    return sekit::make_error(SK_ERR_OUT_OF_MEMORY, "out of memory");             \
-  }                                                                              \
-  catch (const std::exception& e) {                                              \
-    return sekit::make_error(SK_ERR_INTERNAL, e.what());                         \
-  }                                                                              \
-  catch (...) {                                                                  \
-    return sekit::make_error(SK_ERR_INTERNAL, "unknown C++ exception in libsekit"); \
+#define SK_GUARD_END                                \
+  return nullptr;                                   \
+  }                                                 \
+  catch (...) {                                     \
+    return sekit::error_from_current_exception();   \
   }
-
-namespace sekit {
-int32_t classify_torch_error(const c10::Error& e);
-}

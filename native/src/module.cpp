@@ -42,6 +42,64 @@ void Module::visit(const std::function<void(Module&)>& f) {
   for (auto& c : children_) c.second->visit(f);
 }
 
+MaxPool2d::MaxPool2d(int64_t kernel, int64_t stride, bool ceil) : kernel_(kernel), stride_(stride), ceil_(ceil) {
+  if (kernel < 1 || stride < 1) fail("MaxPool2d kernel and stride must be >= 1, got ", kernel, " and ", stride);
+}
+
+at::Tensor MaxPool2d::forward(const at::Tensor& x) {
+  if (x.dim() != 4) fail("MaxPool2d expects a 4-d input, got shape ", shape_str(x.sizes()));
+  return at::max_pool2d(x, {kernel_, kernel_}, {stride_, stride_}, {0, 0}, {1, 1}, ceil_);
+}
+
+// timm's get_padding for dilation 1: ((stride - 1) + (kernel - 1)) / 2
+static int64_t same_padding(int64_t kernel, int64_t stride) { return ((stride - 1) + (kernel - 1)) / 2; }
+
+ConvNormAct::ConvNormAct(int64_t in, int64_t out, int64_t kernel, int64_t stride, bool separable)
+    : separable_(separable) {
+  positive_arg("in_chs", in);
+  positive_arg("out_chs", out);
+  if (kernel < 1 || stride < 1) fail("kernel and stride must be >= 1, got ", kernel, " and ", stride);
+  const int64_t pad = same_padding(kernel, stride);
+  if (separable) {
+    conv_dw_ = register_module("conv_dw", std::make_shared<Conv2d>(in, in, kernel, stride, pad, in, false));
+    conv_pw_ = register_module("conv_pw", std::make_shared<Conv2d>(in, out, 1, 1, 0, 1, false));
+  } else {
+    conv_ = register_module("conv", std::make_shared<Conv2d>(in, out, kernel, stride, pad, 1, false));
+  }
+  bn_ = register_module("bn", std::make_shared<BatchNorm2d>(out));
+}
+
+at::Tensor ConvNormAct::forward(const at::Tensor& x) {
+  at::Tensor h = separable_ ? conv_pw_->forward(conv_dw_->forward(x)) : conv_->forward(x);
+  at::Tensor z = bn_->forward(h);
+  return at::relu_(z);  // in place, as timm's BatchNormAct2d
+}
+
+ClassifierHead::ClassifierHead(int64_t in, int64_t classes, double drop_rate) : drop_rate_(drop_rate) {
+  positive_arg("in_chs", in);
+  positive_arg("classes", classes);
+  if (!(drop_rate >= 0.0 && drop_rate < 1.0)) fail("drop_rate must be in [0, 1), got ", drop_rate);
+  fc_ = register_module("fc", std::make_shared<Linear>(in, classes));
+  at::NoGradGuard no_grad;
+  fc_->bias()->zero_();
+}
+
+at::Tensor ClassifierHead::forward(const at::Tensor& x) {
+  at::Tensor pooled = x.dim() == 4 ? x.mean({2, 3}) : x;
+  at::Tensor h = drop_rate_ > 0 ? at::dropout(pooled, drop_rate_, training_) : pooled;
+  return fc_->forward(h);
+}
+
+void positive_arg(const char* what, int64_t v) {
+  if (v < 1) fail(what, " must be >= 1, got ", v);
+}
+
+sk_module* wrap_module(std::shared_ptr<Module> m) {
+  auto* h = new sk_module{std::move(m), {}};
+  h->module->collect_state("", h->state);
+  return h;
+}
+
 void Sequential::push_back(std::shared_ptr<Module> m) {
   register_module(std::to_string(items_.size()), m);
   items_.push_back(std::move(m));
@@ -183,7 +241,7 @@ int64_t se_reduced_channels(int64_t channels, double rd_ratio, int64_t rd_diviso
   return std::max(rd_divisor, rounded);
 }
 
-static sk_module* module_arg(const sk_module* m) {
+sk_module* module_arg(const sk_module* m) {
   if (m == nullptr || !m->module) fail("module must not be NULL");
   return const_cast<sk_module*>(m);
 }
@@ -195,6 +253,49 @@ using namespace sekit;
 extern "C" {
 
 void sk_module_free(sk_module* m) { delete m; }
+
+sk_error* sk_sequential_new(sk_module** out) {
+  SK_GUARD_BEGIN
+  out_arg(out, "out");
+  *out = wrap_module(std::make_shared<Sequential>());
+  SK_GUARD_END
+}
+
+sk_error* sk_sequential_append(sk_module* seq, sk_module* child) {
+  SK_GUARD_BEGIN
+  auto* s = dynamic_cast<Sequential*>(module_arg(seq)->module.get());
+  if (s == nullptr) fail("seq is not a Sequential");
+  Module& c = *module_arg(child)->module;
+  bool cycle = false;
+  c.visit([&](Module& m) { cycle = cycle || &m == s; });
+  if (cycle) fail("appending this child would make a cycle (a Sequential cannot contain itself)");
+  s->push_back(child->module);
+  seq->state.clear();
+  seq->module->collect_state("", seq->state);
+  SK_GUARD_END
+}
+
+sk_error* sk_maxpool2d_new(int64_t kernel, int64_t stride, int32_t ceil_mode, sk_module** out) {
+  SK_GUARD_BEGIN
+  out_arg(out, "out");
+  *out = wrap_module(std::make_shared<MaxPool2d>(kernel, stride, ceil_mode != 0));
+  SK_GUARD_END
+}
+
+sk_error* sk_classifier_head_new(int64_t in_chs, int64_t classes, double drop_rate, sk_module** out) {
+  SK_GUARD_BEGIN
+  out_arg(out, "out");
+  *out = wrap_module(std::make_shared<ClassifierHead>(in_chs, classes, drop_rate));
+  SK_GUARD_END
+}
+
+sk_error* sk_conv_norm_act_new(int64_t in_chs, int64_t out_chs, int64_t kernel, int64_t stride,
+                               int32_t separable, sk_module** out) {
+  SK_GUARD_BEGIN
+  out_arg(out, "out");
+  *out = wrap_module(std::make_shared<ConvNormAct>(in_chs, out_chs, kernel, stride, separable != 0));
+  SK_GUARD_END
+}
 
 sk_error* sk_module_forward(sk_module* m, const sk_tensor* x, int32_t record_grad, sk_tensor** out) {
   SK_GUARD_BEGIN

@@ -110,6 +110,17 @@ class Sequential : public Module {
   std::vector<std::shared_ptr<Module>> items_;
 };
 
+// nn.MaxPool2d(kernel, stride, padding 0, ceil_mode); no parameters.
+class MaxPool2d : public Module {
+ public:
+  MaxPool2d(int64_t kernel, int64_t stride, bool ceil);
+  at::Tensor forward(const at::Tensor& x) override;
+
+ private:
+  int64_t kernel_, stride_;
+  bool ceil_;
+};
+
 // nn.Linear with PyTorch's default initialisation.
 class Linear : public Module {
  public:
@@ -123,6 +134,34 @@ class Linear : public Module {
   at::Tensor* weight_;
   at::Tensor* bias_ = nullptr;
 };
+
+// timm's ConvNormAct: Conv2d (no bias, "same" padding) -> BatchNorm2d -> ReLU; or, when
+// separable, SeparableConvNormAct: depthwise conv_dw -> pointwise conv_pw -> bn -> ReLU.
+class ConvNormAct : public Module {
+ public:
+  ConvNormAct(int64_t in, int64_t out, int64_t kernel, int64_t stride, bool separable);
+  at::Tensor forward(const at::Tensor& x) override;
+
+ private:
+  bool separable_;
+  std::shared_ptr<Conv2d> conv_, conv_dw_, conv_pw_;
+  std::shared_ptr<BatchNorm2d> bn_;
+};
+
+// timm's ClassifierHead: global average pool -> flatten -> dropout -> Linear "fc" (zero
+// bias). Takes maps [N, C, H, W] (pooled first) or pooled features [N, C].
+class ClassifierHead : public Module {
+ public:
+  ClassifierHead(int64_t in, int64_t classes, double drop_rate);
+  at::Tensor forward(const at::Tensor& x) override;
+
+ private:
+  double drop_rate_;
+  std::shared_ptr<Linear> fc_;
+};
+
+// Fails with "<what> must be >= 1, got v" unless v >= 1.
+void positive_arg(const char* what, int64_t v);
 
 std::shared_ptr<Module> make_se(int64_t channels, int64_t rd, bool bias, int32_t act, int32_t gate,
                                 bool add_maxpool, bool use_bn);
@@ -143,3 +182,8 @@ struct sk_module {
   std::shared_ptr<sekit::Module> module;
   std::vector<sekit::StateEntry> state;  // built once; names are borrowed by callers
 };
+
+namespace sekit {
+// The module behind a handle argument; fails when the handle is NULL.
+sk_module* module_arg(const sk_module* m);
+}  // namespace sekit

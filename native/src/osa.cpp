@@ -1,5 +1,5 @@
-// ConvNormAct, One-Shot-Aggregation blocks and stages, and VoVNet backbones, with
-// timm's structure and parameter names (timm/models/vovnet.py, timm/layers).
+// One-Shot-Aggregation blocks and stages, and VoVNet backbones, with timm's structure and
+// parameter names (timm/models/vovnet.py).
 #include "module.hpp"
 
 #include <ATen/ATen.h>
@@ -10,37 +10,6 @@
 namespace sekit {
 
 namespace {
-
-// timm get_padding for dilation 1: ((stride - 1) + (kernel - 1)) / 2
-int64_t same_padding(int64_t kernel, int64_t stride) { return ((stride - 1) + (kernel - 1)) / 2; }
-
-class ConvNormAct : public Module {
- public:
-  ConvNormAct(int64_t in, int64_t out, int64_t kernel, int64_t stride, bool separable)
-      : in_(in), separable_(separable) {
-    if (kernel < 1 || stride < 1) fail("kernel and stride must be >= 1, got ", kernel, " and ", stride);
-    const int64_t pad = same_padding(kernel, stride);
-    if (separable) {
-      conv_dw_ = register_module("conv_dw", std::make_shared<Conv2d>(in, in, kernel, stride, pad, in, false));
-      conv_pw_ = register_module("conv_pw", std::make_shared<Conv2d>(in, out, 1, 1, 0, 1, false));
-    } else {
-      conv_ = register_module("conv", std::make_shared<Conv2d>(in, out, kernel, stride, pad, 1, false));
-    }
-    bn_ = register_module("bn", std::make_shared<BatchNorm2d>(out));
-  }
-
-  at::Tensor forward(const at::Tensor& x) override {
-    at::Tensor h = separable_ ? conv_pw_->forward(conv_dw_->forward(x)) : conv_->forward(x);
-    at::Tensor z = bn_->forward(h);
-    return at::relu_(z);  // in place, as timm's BatchNormAct2d
-  }
-
- private:
-  int64_t in_;
-  bool separable_;
-  std::shared_ptr<Conv2d> conv_, conv_dw_, conv_pw_;
-  std::shared_ptr<BatchNorm2d> bn_;
-};
 
 std::shared_ptr<Module> make_attn(int32_t attn, int64_t channels) {
   switch (attn) {
@@ -57,19 +26,15 @@ void check_attn(int32_t attn) {
   if (attn < SK_ATTN_NONE || attn > SK_ATTN_SE) fail("unknown attention code ", attn, " (0 none, 1 eSE, 2 SE)");
 }
 
-void check_channels(const char* what, int64_t v) {
-  if (v < 1) fail(what, " must be >= 1, got ", v);
-}
-
 class OsaBlock : public Module {
  public:
   OsaBlock(int64_t in, int64_t mid, int64_t out, int64_t layers, bool residual, bool depthwise,
            int32_t attn)
       : in_(in), residual_(residual) {
-    check_channels("in_chs", in);
-    check_channels("mid_chs", mid);
-    check_channels("out_chs", out);
-    check_channels("layers", layers);
+    positive_arg("in_chs", in);
+    positive_arg("mid_chs", mid);
+    positive_arg("out_chs", out);
+    positive_arg("layers", layers);
     check_attn(attn);
     if (residual && in != out)
       fail("a residual OSA block needs in_chs == out_chs, got ", in, " and ", out);
@@ -115,7 +80,7 @@ class OsaStage : public Module {
   OsaStage(int64_t in, int64_t mid, int64_t out, int64_t blocks, int64_t layers, bool downsample,
            bool residual, bool depthwise, int32_t attn, bool attn_every_block)
       : in_(in), downsample_(downsample) {
-    check_channels("blocks", blocks);
+    positive_arg("blocks", blocks);
     blocks_ = register_module("blocks", std::make_shared<Sequential>());
     for (int64_t i = 0; i < blocks; ++i) {
       const bool last = i == blocks - 1;
@@ -138,41 +103,20 @@ class OsaStage : public Module {
 
 }  // namespace
 
-class ClassifierHead : public Module {
- public:
-  ClassifierHead(int64_t in, int64_t classes, double drop_rate) : drop_rate_(drop_rate) {
-    if (!(drop_rate >= 0.0 && drop_rate < 1.0)) fail("drop_rate must be in [0, 1), got ", drop_rate);
-    fc_ = register_module("fc", std::make_shared<Linear>(in, classes));
-    at::NoGradGuard no_grad;
-    fc_->bias()->zero_();
-  }
-  // Takes pooled features [N, C], or maps [N, C, H, W] which it pools first.
-  at::Tensor forward(const at::Tensor& x) override {
-    at::Tensor pooled = x.dim() == 4 ? x.mean({2, 3}) : x;
-    at::Tensor h = drop_rate_ > 0 ? at::dropout(pooled, drop_rate_, training_) : pooled;
-    return fc_->forward(h);
-  }
-  Linear& fc() { return *fc_; }
-
- private:
-  double drop_rate_;
-  std::shared_ptr<Linear> fc_;
-};
-
 class VoVNet : public Module {
  public:
   VoVNet(const int64_t* stem, const int64_t* conv, const int64_t* out, const int64_t* bps, int64_t layers,
          bool residual, bool depthwise, int32_t attn, bool attn_every_block, int64_t in_chans,
          int64_t num_classes, double drop_rate)
       : in_chans_(in_chans), drop_rate_(drop_rate) {
-    check_channels("in_chans", in_chans);
+    positive_arg("in_chans", in_chans);
     if (num_classes < 0) fail("num_classes must be >= 0, got ", num_classes);
     if (!(drop_rate >= 0.0 && drop_rate < 1.0)) fail("drop_rate must be in [0, 1), got ", drop_rate);
-    for (int i = 0; i < 3; ++i) check_channels("stem_chs[i]", stem[i]);
+    for (int i = 0; i < 3; ++i) positive_arg("stem_chs[i]", stem[i]);
     for (int i = 0; i < 4; ++i) {
-      check_channels("stage_conv_chs[i]", conv[i]);
-      check_channels("stage_out_chs[i]", out[i]);
-      check_channels("block_per_stage[i]", bps[i]);
+      positive_arg("stage_conv_chs[i]", conv[i]);
+      positive_arg("stage_out_chs[i]", out[i]);
+      positive_arg("block_per_stage[i]", bps[i]);
     }
     stem_ = register_module("stem", std::make_shared<Sequential>());
     stem_->push_back(std::make_shared<ConvNormAct>(in_chans, stem[0], 3, 2, false));
@@ -228,72 +172,6 @@ using namespace sekit;
 
 extern "C" {
 
-namespace sekit {
-class MaxPool2d : public Module {
- public:
-  MaxPool2d(int64_t kernel, int64_t stride, bool ceil) : kernel_(kernel), stride_(stride), ceil_(ceil) {
-    if (kernel < 1 || stride < 1) fail("MaxPool2d kernel and stride must be >= 1, got ", kernel, " and ", stride);
-  }
-  at::Tensor forward(const at::Tensor& x) override {
-    if (x.dim() != 4) fail("MaxPool2d expects a 4-d input, got shape ", shape_str(x.sizes()));
-    return at::max_pool2d(x, {kernel_, kernel_}, {stride_, stride_}, {0, 0}, {1, 1}, ceil_);
-  }
-
- private:
-  int64_t kernel_, stride_;
-  bool ceil_;
-};
-}  // namespace sekit
-
-sk_error* sk_sequential_new(sk_module** out) {
-  SK_GUARD_BEGIN
-  out_arg(out, "out");
-  *out = wrap_module(std::make_shared<Sequential>());
-  SK_GUARD_END
-}
-
-sk_error* sk_sequential_append(sk_module* seq, sk_module* child) {
-  SK_GUARD_BEGIN
-  if (seq == nullptr || !seq->module) fail("seq must not be NULL");
-  if (child == nullptr || !child->module) fail("child must not be NULL");
-  auto* s = dynamic_cast<Sequential*>(seq->module.get());
-  if (s == nullptr) fail("seq is not a Sequential");
-  if (child->module.get() == s) fail("a Sequential cannot contain itself");
-  bool cycle = false;
-  child->module->visit([&](Module& m) { cycle = cycle || &m == s; });
-  if (cycle) fail("appending this child would make a cycle");
-  s->push_back(child->module);
-  seq->state.clear();
-  seq->module->collect_state("", seq->state);
-  SK_GUARD_END
-}
-
-sk_error* sk_maxpool2d_new(int64_t kernel, int64_t stride, int32_t ceil_mode, sk_module** out) {
-  SK_GUARD_BEGIN
-  out_arg(out, "out");
-  *out = wrap_module(std::make_shared<MaxPool2d>(kernel, stride, ceil_mode != 0));
-  SK_GUARD_END
-}
-
-sk_error* sk_classifier_head_new(int64_t in_chs, int64_t classes, double drop_rate, sk_module** out) {
-  SK_GUARD_BEGIN
-  out_arg(out, "out");
-  check_channels("in_chs", in_chs);
-  check_channels("classes", classes);
-  *out = wrap_module(std::make_shared<ClassifierHead>(in_chs, classes, drop_rate));
-  SK_GUARD_END
-}
-
-sk_error* sk_conv_norm_act_new(int64_t in_chs, int64_t out_chs, int64_t kernel, int64_t stride,
-                               int32_t separable, sk_module** out) {
-  SK_GUARD_BEGIN
-  out_arg(out, "out");
-  check_channels("in_chs", in_chs);
-  check_channels("out_chs", out_chs);
-  *out = wrap_module(std::make_shared<ConvNormAct>(in_chs, out_chs, kernel, stride, separable != 0));
-  SK_GUARD_END
-}
-
 sk_error* sk_osa_block_new(int64_t in_chs, int64_t mid_chs, int64_t out_chs, int64_t layers,
                            int32_t residual, int32_t depthwise, int32_t attn, sk_module** out) {
   SK_GUARD_BEGIN
@@ -330,8 +208,7 @@ sk_error* sk_vovnet_new(const int64_t* stem_chs, const int64_t* stage_conv_chs,
 
 sk_error* sk_vovnet_forward_stages(sk_module* m, const sk_tensor* x, int32_t record_grad, sk_tensor** out) {
   SK_GUARD_BEGIN
-  if (m == nullptr || !m->module) fail("module must not be NULL");
-  auto* net = dynamic_cast<VoVNet*>(m->module.get());
+  auto* net = dynamic_cast<VoVNet*>(module_arg(m)->module.get());
   if (net == nullptr) fail("module is not a VoVNet");
   const at::Tensor& in = tensor_arg(x, "x");
   out_arg(out, "out");

@@ -82,12 +82,6 @@ std::shared_ptr<Module> make_ese(int64_t channels, int32_t gate, bool add_maxpoo
   return std::make_shared<EffectiveSqueezeExcitation>(channels, gate, add_maxpool);
 }
 
-sk_module* wrap_module(std::shared_ptr<Module> m) {
-  auto* h = new sk_module{std::move(m), {}};
-  h->module->collect_state("", h->state);
-  return h;
-}
-
 }  // namespace sekit
 
 using namespace sekit;

@@ -6,6 +6,7 @@
 #ifdef SEKIT_WITH_CUDA
 
 #include "../cuda/se_kernels.cuh"
+#include "cuda_check.hpp"
 
 #include <c10/cuda/CUDAStream.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -31,10 +32,6 @@ cuda::Geometry geometry(const at::Tensor& x) {
           !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast)};
 }
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e));
-}
-
 // Excitation through libtorch (cuBLAS), in the parameters' dtype.
 at::Tensor excite(const at::Tensor& s, const std::vector<at::Tensor>& p, const FusedConfig& c) {
   return excitation(s, p, c, [](const at::Tensor& v, const at::Tensor& w2, const at::Tensor& b) {
@@ -51,12 +48,12 @@ struct FusedCuda : public torch::autograd::Function<FusedCuda> {
     auto f32 = x.options().dtype(at::kFloat).memory_format(at::MemoryFormat::Contiguous);
     at::Tensor mean = at::empty({g.n, g.c}, f32);
     at::Tensor max = cfg.add_maxpool ? at::empty({g.n, g.c}, f32) : at::Tensor();
-    check(cuda::squeeze(x.data_ptr(), code(x.scalar_type()), g, mean.data_ptr<float>(),
+    check_cuda(cuda::squeeze(x.data_ptr(), code(x.scalar_type()), g, mean.data_ptr<float>(),
                         max.defined() ? max.data_ptr<float>() : nullptr, stream), "squeeze");
     at::Tensor s = cfg.add_maxpool ? (mean + max).mul_(0.5) : mean;
     at::Tensor gate = excite(s, params.vec(), cfg).to(at::kFloat).contiguous();
     at::Tensor y = at::empty_like(x);
-    check(cuda::scale(x.data_ptr(), gate.data_ptr<float>(), y.data_ptr(), code(x.scalar_type()), g, stream), "scale");
+    check_cuda(cuda::scale(x.data_ptr(), gate.data_ptr<float>(), y.data_ptr(), code(x.scalar_type()), g, stream), "scale");
     ctx->save_for_backward(pack({x, gate, s, max, params.vec()}));
     ctx->saved_data["cfg"] = encode(cfg, params.size());
     return y;
@@ -73,13 +70,13 @@ struct FusedCuda : public torch::autograd::Function<FusedCuda> {
     auto f32 = x.options().dtype(at::kFloat).memory_format(at::MemoryFormat::Contiguous);
     at::Tensor dg = at::empty({g.n, g.c}, f32);
     at::Tensor ties = cfg.add_maxpool ? at::empty({g.n, g.c}, f32) : at::Tensor();
-    check(cuda::gate_grad(gy.data_ptr(), x.data_ptr(), code(x.scalar_type()), g, dg.data_ptr<float>(),
+    check_cuda(cuda::gate_grad(gy.data_ptr(), x.data_ptr(), code(x.scalar_type()), g, dg.data_ptr<float>(),
                           max.defined() ? max.data_ptr<float>() : nullptr,
                           ties.defined() ? ties.data_ptr<float>() : nullptr, stream), "gate_grad");
     ExcitationGrads e = excitation_backward(s, params, dg, ties, g.hw, at::kFloat,
         [&cfg](const at::Tensor& s_leaf, const std::vector<at::Tensor>& p) { return excite(s_leaf, p, cfg).to(at::kFloat); });
     at::Tensor gx = at::empty_like(x);
-    check(cuda::input_grad(gy.data_ptr(), x.data_ptr(), gate.data_ptr<float>(), e.dmean.data_ptr<float>(),
+    check_cuda(cuda::input_grad(gy.data_ptr(), x.data_ptr(), gate.data_ptr<float>(), e.dmean.data_ptr<float>(),
                            max.defined() ? max.data_ptr<float>() : nullptr,
                            e.dmax.defined() ? e.dmax.data_ptr<float>() : nullptr, gx.data_ptr(),
                            code(x.scalar_type()), g, stream), "input_grad");

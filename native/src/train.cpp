@@ -21,8 +21,7 @@ namespace sekit {
 namespace {
 
 void collect_params(sk_optimizer& o, sk_module* m) {
-  if (m == nullptr || !m->module) fail("module must not be NULL");
-  o.module = m->module;
+  o.module = module_arg(m)->module;
   for (auto& e : m->state)
     if (e.is_parameter) o.params.emplace_back(e.name, *e.tensor);
   if (o.params.empty()) fail("the module has no parameters to optimise");
@@ -128,7 +127,7 @@ sk_error* sk_count_correct(const sk_tensor* logits, const sk_tensor* targets, in
 
 sk_error* sk_clip_grad_norm(sk_module* m, double max_norm, double* total_norm) {
   SK_GUARD_BEGIN
-  if (m == nullptr || !m->module) fail("module must not be NULL");
+  module_arg(m);
   out_arg(total_norm, "total_norm");
   if (!(max_norm > 0)) fail("max_norm must be > 0, got ", max_norm);
   at::NoGradGuard no_grad;

@@ -216,8 +216,53 @@ static void test_bad_module_input() {
   sk_module_free(m);
 }
 
+// Errors: a failed allocation is OUT_OF_MEMORY with a plain sentence, thread counts are
+// bounded, and a detached view keeps its memory alive when the module's storage moves.
+static void test_errors_and_storage() {
+  int64_t huge[2] = {int64_t(1) << 20, int64_t(1) << 20};  // 4 TiB of float32: no machine has it
+  sk_tensor* t = nullptr;
+  sk_error* e = sk_tensor_empty(huge, 2, SK_FLOAT32, SK_DEVICE_CPU, -1, &t);
+  ++checks;
+  if (e == nullptr || sk_error_code(e) != SK_ERR_OUT_OF_MEMORY ||
+      std::string(sk_error_message(e)).rfind("out of memory: could not allocate", 0) != 0 ||
+      std::string(sk_error_message(e)).find("enforce fail") != std::string::npos) {
+    ++failures;
+    std::fprintf(stderr, "allocation failure: code %d, message '%s'\n", sk_error_code(e), sk_error_message(e));
+  }
+  sk_error_free(e);
+  CHECK(t == nullptr);
+
+  const int32_t max = sk_max_num_threads();
+  CHECK(max >= 8);
+  EXPECT_ERROR(sk_set_num_threads(max + 1), SK_ERR_INVALID_ARGUMENT, "number of threads must be in [1, ");
+  EXPECT_ERROR(sk_set_num_threads(100000), SK_ERR_INVALID_ARGUMENT, "number of threads");
+  const int32_t before = sk_get_num_threads();
+  EXPECT_OK(sk_set_num_threads(before));
+
+  sk_module* m = nullptr;
+  EXPECT_OK(sk_ese_new(4, SK_ACT_HARD_SIGMOID, 0, &m));
+  const char* name = nullptr;
+  int32_t is_param = 0;
+  sk_tensor* bias = nullptr;
+  EXPECT_OK(sk_module_state_entry(m, 1, &name, &is_param, &bias));
+  sk_tensor* pinned = nullptr;
+  EXPECT_OK(sk_tensor_detach(bias, &pinned));
+  float* old_data = static_cast<float*>(sk_tensor_data_ptr(pinned));
+  CHECK(old_data == sk_tensor_data_ptr(bias));
+  EXPECT_OK(sk_module_to(m, SK_FLOAT64, SK_DEVICE_CPU, -1));
+  CHECK(sk_tensor_dtype(bias) == SK_FLOAT64);                     // the alias sees the change
+  CHECK(sk_tensor_data_ptr(pinned) == old_data);                  // the detached view does not
+  for (int i = 0; i < 4; ++i) old_data[i] = 1.0f;                 // and its memory is still there
+  CHECK(sk_tensor_dtype(pinned) == SK_FLOAT32);
+  sk_tensor_free(pinned);
+  sk_tensor_free(bias);
+  sk_module_free(m);
+  EXPECT_ERROR(sk_tensor_detach(nullptr, &pinned), SK_ERR_INVALID_ARGUMENT, "t must not be NULL");
+}
+
 int main() {
   test_library();
+  test_errors_and_storage();
   test_from_blob();
   test_ese_closed_form();
   test_bad_module_input();

@@ -1,7 +1,6 @@
 package dev.sekit;
 
-import dev.sekit.internal.Native;
-import dev.sekit.internal.ffi.sekit_h;
+import dev.sekit.internal.NativeRuntime;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.Objects;
@@ -16,10 +15,6 @@ import java.util.Objects;
  * {@link #synchronize} before timing GPU work from the host.
  */
 public final class Cuda {
-  static {
-    Native.init();
-  }
-
   private Cuda() {}
 
   /**
@@ -39,21 +34,7 @@ public final class Cuda {
     if (segment.byteSize() == 0) {
       throw new IllegalArgumentException("the segment is empty");
     }
-    Native.check(sekit_h.sk_cuda_host_register(segment, segment.byteSize()));
-    long address = segment.address();
-    try {
-      // The cleanup runs when the arena closes; it must not throw there, so a failure to
-      // unregister (nothing the caller could do about it) is dropped.
-      MemorySegment.ofAddress(address).reinterpret(arena, s -> {
-        MemorySegment err = sekit_h.sk_cuda_host_unregister(s);
-        if (err.address() != 0) {
-          sekit_h.sk_error_free(err);
-        }
-      });
-    } catch (RuntimeException e) {
-      Native.check(sekit_h.sk_cuda_host_unregister(segment));
-      throw e;
-    }
+    NativeRuntime.cudaPin(arena, segment);
   }
 
   /** Waits until all work queued on {@code device} has finished. */
@@ -62,6 +43,6 @@ public final class Cuda {
     if (!device.isCuda()) {
       return; // CPU work is synchronous
     }
-    Native.check(sekit_h.sk_cuda_synchronize(device.index()));
+    NativeRuntime.cudaSynchronize(device.index());
   }
 }

@@ -4,21 +4,19 @@ import java.lang.foreign.ValueLayout;
 
 /** Element types a {@link Tensor} can hold. */
 public enum DType {
-  FLOAT32(0, 4, "float32", ValueLayout.JAVA_FLOAT),
-  FLOAT64(1, 8, "float64", ValueLayout.JAVA_DOUBLE),
+  FLOAT32(4, "float32", ValueLayout.JAVA_FLOAT),
+  FLOAT64(8, "float64", ValueLayout.JAVA_DOUBLE),
   /** IEEE half precision; Java has no primitive for it (see {@link Float#float16ToFloat}). */
-  FLOAT16(2, 2, "float16", ValueLayout.JAVA_SHORT),
+  FLOAT16(2, "float16", ValueLayout.JAVA_SHORT),
   /** bfloat16: the upper 16 bits of a float32. */
-  BFLOAT16(3, 2, "bfloat16", ValueLayout.JAVA_SHORT),
-  INT64(4, 8, "int64", ValueLayout.JAVA_LONG);
+  BFLOAT16(2, "bfloat16", ValueLayout.JAVA_SHORT),
+  INT64(8, "int64", ValueLayout.JAVA_LONG);
 
-  private final int code;
   private final int byteSize;
   private final String label;
   private final ValueLayout layout;
 
-  DType(int code, int byteSize, String label, ValueLayout layout) {
-    this.code = code;
+  DType(int byteSize, String label, ValueLayout layout) {
     this.byteSize = byteSize;
     this.label = label;
     this.layout = layout;
@@ -37,20 +35,6 @@ public enum DType {
   /** Whether this is a floating-point type. */
   public boolean isFloatingPoint() {
     return this != INT64;
-  }
-
-  /** The code of this dtype in the C ABI ({@code SK_FLOAT32} ...). */
-  public int code() {
-    return code;
-  }
-
-  static DType ofCode(int code) {
-    for (DType d : values()) {
-      if (d.code == code) {
-        return d;
-      }
-    }
-    throw new SekitException(SekitException.Code.INTERNAL, "libsekit reported unknown dtype code " + code);
   }
 
   @Override

@@ -10,14 +10,8 @@ public record Device(Type type, int index) {
 
   /** Kinds of device. */
   public enum Type {
-    CPU(0),
-    CUDA(1);
-
-    final int code;
-
-    Type(int code) {
-      this.code = code;
-    }
+    CPU,
+    CUDA
   }
 
   /** The CPU. */

@@ -13,25 +13,14 @@ public final class SekitException extends RuntimeException {
 
   /** The stable error codes of the C ABI. */
   public enum Code {
-    INVALID_ARGUMENT(1),
-    OUT_OF_MEMORY(2),
-    DEVICE(3),
-    INTERNAL(4);
-
-    final int value;
-
-    Code(int value) {
-      this.value = value;
-    }
-
-    static Code of(int value) {
-      for (Code c : values()) {
-        if (c.value == value) {
-          return c;
-        }
-      }
-      return INTERNAL;
-    }
+    /** A null handle, a wrong shape, dtype, rank or device: the caller's mistake. */
+    INVALID_ARGUMENT,
+    /** An allocation failed (host or device memory). */
+    OUT_OF_MEMORY,
+    /** A CUDA runtime or driver error. */
+    DEVICE,
+    /** Anything else the library or libtorch raised. */
+    INTERNAL
   }
 
   private final Code code;

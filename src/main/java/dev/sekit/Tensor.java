@@ -1,17 +1,10 @@
 package dev.sekit;
 
-import static dev.sekit.internal.Native.check;
-import static java.lang.foreign.ValueLayout.ADDRESS;
-import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
-import static java.lang.foreign.ValueLayout.JAVA_LONG;
-
-import dev.sekit.internal.Native;
-import dev.sekit.internal.TensorAccess;
-import dev.sekit.internal.ffi.sekit_h;
+import dev.sekit.internal.Bridge;
+import dev.sekit.internal.NativeTensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
-import java.util.List;
 import java.util.Objects;
 import java.util.Optional;
 
@@ -19,7 +12,9 @@ import java.util.Optional;
  * An n-dimensional array held by libtorch, on the CPU or a CUDA device.
  *
  * <p><b>Lifetime.</b> Every tensor belongs to an {@link Arena}: closing the arena frees
- * the native tensor, and any later use throws {@link IllegalStateException}. A tensor
+ * the native tensor, and any later use throws {@link IllegalStateException}. A tensor can
+ * also be released before its arena closes, with {@link #close()} (a serving loop with a
+ * long-lived arena does this for each result, so the arena does not grow). A tensor
  * made by {@link #wrap} views the caller's segment without copying; it (and every
  * tensor computed from it while autograd keeps it) refuses to run once that segment's
  * arena is closed.
@@ -28,48 +23,30 @@ import java.util.Optional;
  * {@link #copyTo}, {@link #copyFrom}, {@link #to}, {@link #toFloatArray}. {@link #wrap}
  * and {@link #data} never copy.
  *
- * <p>A tensor is not thread-safe; confine it to one thread at a time (the arena's rules
- * apply on top).
+ * <p><b>Threads.</b> A tensor is not thread-safe. In a confined arena FFM itself refuses
+ * other threads; in a shared arena a second thread that uses a tensor (or a module whose
+ * state the tensor's autograd graph reaches) while a call runs gets an
+ * {@link IllegalStateException}, never undefined behaviour.
  */
-public final class Tensor {
+public final class Tensor implements AutoCloseable {
   static {
-    Native.init();
-    TensorAccess.set(new TensorAccess() {
+    Bridge.register(new Bridge.Tensors() {
       @Override
-      public MemorySegment handle(Tensor t) {
-        return t.handle();
+      public NativeTensor unwrap(Tensor t) {
+        return t.n;
       }
 
       @Override
-      public Tensor adopt(MemorySegment ptr, Arena arena, List<MemorySegment.Scope> borrowed) {
-        return new Tensor(Native.ownTensor(ptr, arena), arena, null, borrowed);
-      }
-
-      @Override
-      public Tensor wrapOwned(MemorySegment owned, Arena arena, List<MemorySegment.Scope> borrowed) {
-        return new Tensor(owned, arena, null, borrowed);
-      }
-
-      @Override
-      public List<MemorySegment.Scope> borrowed(Tensor t) {
-        return t.borrowed;
+      public Tensor wrap(NativeTensor n) {
+        return new Tensor(n);
       }
     });
   }
 
-  private final MemorySegment handle;
-  private final Arena arena;
-  /** The caller segment this tensor views (kept reachable), or null. */
-  private final MemorySegment wrapped;
-  /** Scopes of caller memory read by this tensor or its autograd history. */
-  private final List<MemorySegment.Scope> borrowed;
+  private final NativeTensor n;
 
-  private Tensor(MemorySegment handle, Arena arena, MemorySegment wrapped,
-      List<MemorySegment.Scope> borrowed) {
-    this.handle = handle;
-    this.arena = arena;
-    this.wrapped = wrapped;
-    this.borrowed = List.copyOf(borrowed);
+  private Tensor(NativeTensor n) {
+    this.n = n;
   }
 
   // ---------------------------------------------------------------- creation
@@ -79,11 +56,11 @@ public final class Tensor {
    * without copying: writes on either side are seen by the other.
    *
    * @param arena owns the tensor handle (closing it frees the handle, never the data)
-   * @param data native memory, aligned to the dtype's size, of at least
+   * @param data native, writable memory, aligned to the dtype's size, of at least
    *     {@code product(shape) * dtype.byteSize()} bytes; must stay alive while the tensor
-   *     is used
-   * @throws IllegalArgumentException for a heap segment (use {@link #copyOf}), a segment
-   *     too small or misaligned, or a size below 1
+   *     is used (native code, autograd and optimizers may write to it)
+   * @throws IllegalArgumentException for a heap segment (use {@link #copyOf}), a read-only
+   *     segment, a segment too small or misaligned, or a size below 1
    */
   public static Tensor wrap(Arena arena, MemorySegment data, DType dtype, long... shape) {
     Objects.requireNonNull(arena, "arena");
@@ -101,8 +78,7 @@ public final class Tensor {
     if (!data.scope().isAlive()) {
       throw new IllegalStateException("data's arena is already closed");
     }
-    long numel = checkShape(shape);
-    long need = Math.multiplyExact(numel, dtype.byteSize());
+    long need = byteSize(shape, dtype);
     if (data.byteSize() < need) {
       throw new IllegalArgumentException("data holds " + data.byteSize() + " bytes but shape "
           + Arrays.toString(shape) + " of " + dtype + " needs " + need);
@@ -111,152 +87,117 @@ public final class Tensor {
       throw new IllegalArgumentException("data address 0x" + Long.toHexString(data.address())
           + " is not aligned to " + dtype.byteSize() + " bytes as " + dtype + " requires");
     }
-    checkArena(arena);
-    try (Arena scratch = Arena.ofConfined()) {
-      MemorySegment shp = scratch.allocateFrom(JAVA_LONG, shape);
-      MemorySegment out = Native.outPointer(scratch);
-      check(sekit_h.sk_tensor_from_blob(data, need, shp, MemorySegment.NULL, shape.length,
-          dtype.code(), out));
-      MemorySegment h = Native.ownTensor(out.get(ADDRESS, 0), arena);
-      return new Tensor(h, arena, data.asSlice(0, need), List.of(data.scope()));
-    }
+    requireOpen(arena);
+    return new Tensor(NativeTensor.wrap(arena, data, need, shape, dtype));
   }
 
   /** A new float32 tensor holding a copy of {@code values}. */
   public static Tensor copyOf(Arena arena, float[] values, long... shape) {
     Objects.requireNonNull(values, "values");
-    return copyOfHeap(arena, MemorySegment.ofArray(values), DType.FLOAT32, shape);
+    return copyOf(arena, MemorySegment.ofArray(values), DType.FLOAT32, shape);
   }
 
   /** A new float64 tensor holding a copy of {@code values}. */
   public static Tensor copyOf(Arena arena, double[] values, long... shape) {
     Objects.requireNonNull(values, "values");
-    return copyOfHeap(arena, MemorySegment.ofArray(values), DType.FLOAT64, shape);
+    return copyOf(arena, MemorySegment.ofArray(values), DType.FLOAT64, shape);
   }
 
   /** A new int64 tensor holding a copy of {@code values}. */
   public static Tensor copyOf(Arena arena, long[] values, long... shape) {
     Objects.requireNonNull(values, "values");
-    return copyOfHeap(arena, MemorySegment.ofArray(values), DType.INT64, shape);
+    return copyOf(arena, MemorySegment.ofArray(values), DType.INT64, shape);
   }
 
   /** A new tensor holding a copy of {@code data} (heap or off-heap), read as {@code dtype}. */
   public static Tensor copyOf(Arena arena, MemorySegment data, DType dtype, long... shape) {
     Objects.requireNonNull(data, "data");
-    return copyOfHeap(arena, data, dtype, shape);
-  }
-
-  private static Tensor copyOfHeap(Arena arena, MemorySegment src, DType dtype, long[] shape) {
     Objects.requireNonNull(dtype, "dtype");
     Objects.requireNonNull(shape, "shape");
-    long numel = checkShape(shape);
-    long need = Math.multiplyExact(numel, dtype.byteSize());
-    if (src.byteSize() != need) {
-      throw new IllegalArgumentException("the values hold " + src.byteSize() / dtype.byteSize()
-          + " elements but shape " + Arrays.toString(shape) + " has " + numel);
+    long need = byteSize(shape, dtype);
+    if (data.byteSize() != need) {
+      throw new IllegalArgumentException("the values hold " + data.byteSize() / dtype.byteSize()
+          + " elements but shape " + Arrays.toString(shape) + " has " + need / dtype.byteSize());
     }
     Tensor t = empty(arena, dtype, Device.CPU, shape);
-    MemorySegment.copy(src, 0, t.data(), 0, need);
+    MemorySegment.copy(data, 0, t.data(), 0, need);
     return t;
   }
 
   /** An uninitialised contiguous tensor. */
   public static Tensor empty(Arena arena, DType dtype, Device device, long... shape) {
-    return factory(arena, dtype, device, shape, Kind.EMPTY, 0, 0);
+    return create(arena, NativeTensor.Fill.EMPTY, dtype, device, shape, 0, 0);
   }
 
   /** A contiguous tensor of zeros. */
   public static Tensor zeros(Arena arena, DType dtype, Device device, long... shape) {
-    return factory(arena, dtype, device, shape, Kind.ZEROS, 0, 0);
+    return create(arena, NativeTensor.Fill.ZEROS, dtype, device, shape, 0, 0);
   }
 
   /** Standard normal values from libtorch's generator (see {@link Sekit#manualSeed}). */
   public static Tensor randn(Arena arena, DType dtype, Device device, long... shape) {
-    return factory(arena, dtype, device, shape, Kind.RANDN, 0, 0);
+    return create(arena, NativeTensor.Fill.RANDN, dtype, device, shape, 0, 0);
   }
 
   /** Uniform values in [low, high). */
   public static Tensor rand(Arena arena, DType dtype, Device device, double low, double high,
       long... shape) {
-    return factory(arena, dtype, device, shape, Kind.RAND, low, high);
+    return create(arena, NativeTensor.Fill.RAND, dtype, device, shape, low, high);
   }
 
-  private enum Kind { EMPTY, ZEROS, RANDN, RAND }
-
-  private static Tensor factory(Arena arena, DType dtype, Device device, long[] shape, Kind kind,
+  private static Tensor create(Arena arena, NativeTensor.Fill fill, DType dtype, Device device, long[] shape,
       double low, double high) {
     Objects.requireNonNull(arena, "arena");
     Objects.requireNonNull(dtype, "dtype");
     Objects.requireNonNull(device, "device");
     Objects.requireNonNull(shape, "shape");
-    checkShape(shape);
-    checkArena(arena);
-    try (Arena scratch = Arena.ofConfined()) {
-      MemorySegment shp = scratch.allocateFrom(JAVA_LONG, shape);
-      MemorySegment out = Native.outPointer(scratch);
-      int dt = device.type().code;
-      int di = device.index();
-      check(switch (kind) {
-        case EMPTY -> sekit_h.sk_tensor_empty(shp, shape.length, dtype.code(), dt, di, out);
-        case ZEROS -> sekit_h.sk_tensor_zeros(shp, shape.length, dtype.code(), dt, di, out);
-        case RANDN -> sekit_h.sk_tensor_randn(shp, shape.length, dtype.code(), dt, di, out);
-        case RAND -> sekit_h.sk_tensor_rand(shp, shape.length, low, high, dtype.code(), dt, di, out);
-      });
-      return new Tensor(Native.ownTensor(out.get(ADDRESS, 0), arena), arena, null, List.of());
-    }
+    byteSize(shape, dtype);
+    requireOpen(arena);
+    return new Tensor(NativeTensor.create(arena, fill, dtype, device, shape, low, high));
   }
 
-  private static long checkShape(long[] shape) {
-    long numel = 1;
+  /** Bytes of a contiguous tensor of {@code shape}; checks every size is >= 1 and nothing overflows. */
+  private static long byteSize(long[] shape, DType dtype) {
+    long bytes = dtype.byteSize();
     for (int i = 0; i < shape.length; i++) {
       if (shape[i] < 1) {
         throw new IllegalArgumentException("shape[" + i + "] is " + shape[i]
             + " in " + Arrays.toString(shape) + "; every size must be >= 1");
       }
-      numel = Math.multiplyExact(numel, shape[i]);
+      if (bytes > Long.MAX_VALUE / shape[i]) {
+        throw new IllegalArgumentException("shape " + Arrays.toString(shape) + " of " + dtype
+            + " is too large: its size in bytes overflows a long");
+      }
+      bytes *= shape[i];
     }
-    return numel;
+    return bytes;
   }
 
-  private static void checkArena(Arena arena) {
-    Native.requireOpen(arena, "the arena");
+  private static void requireOpen(Arena arena) {
+    if (!arena.scope().isAlive()) {
+      throw new IllegalStateException("the arena is already closed");
+    }
   }
 
   // ---------------------------------------------------------------- access
 
-  MemorySegment handle() {
-    Native.checkAlive(handle, "this tensor");
-    for (MemorySegment.Scope s : borrowed) {
-      if (!s.isAlive()) {
-        throw new IllegalStateException("this tensor reads memory of a segment whose arena was "
-            + "closed (it wraps that segment, or was computed from a tensor that does)");
-      }
-    }
-    return handle;
-  }
-
   /** The arena that owns this tensor. */
   public Arena arena() {
-    return arena;
+    return n.arena();
   }
 
   public int ndim() {
-    return (int) sekit_h.sk_tensor_ndim(handle());
+    return n.ndim();
   }
 
   /** Sizes of every dimension. */
   public long[] shape() {
-    MemorySegment h = handle();
-    long[] s = new long[(int) sekit_h.sk_tensor_ndim(h)];
-    for (int i = 0; i < s.length; i++) {
-      s[i] = sekit_h.sk_tensor_size(h, i);
-    }
-    return s;
+    return n.shape();
   }
 
   /** Size of dimension {@code dim}. */
   public long size(int dim) {
-    long s = sekit_h.sk_tensor_size(handle(), dim);
+    long s = n.size(dim);
     if (s < 0) {
       throw new IndexOutOfBoundsException("dim " + dim + " out of range for a " + ndim() + "-d tensor");
     }
@@ -265,76 +206,62 @@ public final class Tensor {
 
   /** Strides in elements. */
   public long[] strides() {
-    MemorySegment h = handle();
-    long[] s = new long[(int) sekit_h.sk_tensor_ndim(h)];
-    for (int i = 0; i < s.length; i++) {
-      s[i] = sekit_h.sk_tensor_stride(h, i);
-    }
-    return s;
+    return n.strides();
   }
 
   public long numel() {
-    return sekit_h.sk_tensor_numel(handle());
+    return n.numel();
   }
 
   public DType dtype() {
-    return DType.ofCode(sekit_h.sk_tensor_dtype(handle()));
+    return n.dtype();
   }
 
   public Device device() {
-    MemorySegment h = handle();
-    return sekit_h.sk_tensor_device_type(h) == sekit_h.SK_DEVICE_CUDA()
-        ? Device.cuda(sekit_h.sk_tensor_device_index(h))
-        : Device.CPU;
+    return n.device();
   }
 
   public boolean isContiguous() {
-    return sekit_h.sk_tensor_is_contiguous(handle()) == 1;
+    return n.isContiguous();
   }
 
   /** Address of the first element in native memory (for diagnostics and zero-copy checks). */
   public long dataAddress() {
-    return sekit_h.sk_tensor_data_ptr(handle()).address();
+    return n.dataAddress();
   }
 
   /**
-   * The tensor's memory as a segment, without copying (CPU tensors only). The view is
-   * valid while this tensor's arena is open (for a wrapped tensor: the wrapped segment
-   * itself). It spans every element reachable through the strides.
+   * The tensor's memory as a segment, without copying (CPU tensors only). It spans every
+   * element reachable through the strides. The view dies with the tensor: when the tensor is
+   * closed or its arena closes, using the view throws {@link IllegalStateException}. A view
+   * of a wrapped tensor is a slice of the wrapped segment. A view of a module's parameter
+   * keeps the memory it shows alive: after {@code module.to(DType.FLOAT64)} it still works,
+   * but shows the old float32 values, no longer the module's; take a new view.
    */
   public MemorySegment data() {
-    MemorySegment h = handle();
-    if (sekit_h.sk_tensor_device_type(h) != sekit_h.SK_DEVICE_CPU()) {
-      throw new IllegalStateException("data() views CPU memory; this tensor is on " + device()
-          + ": copy it with to(Device.CPU) or copyTo(segment)");
-    }
-    long bytes = sekit_h.sk_tensor_span_bytes(h);
-    MemorySegment ptr = sekit_h.sk_tensor_data_ptr(h);
-    long offset = wrapped == null ? -1 : ptr.address() - wrapped.address();
-    if (offset >= 0 && offset + bytes <= wrapped.byteSize()) {
-      return wrapped.asSlice(offset, bytes); // a view of the wrapped segment: bound by its arena
-    }
-    return ptr.reinterpret(bytes, arena, null);
+    return n.data();
   }
 
   /**
-   * Copies the values, in row-major order, into {@code dst}, which must hold exactly
-   * {@code numel() * dtype().byteSize()} bytes (heap or off-heap).
+   * Copies the values, in row-major order, into {@code dst}, which must be writable and hold
+   * exactly {@code numel() * dtype().byteSize()} bytes (heap or off-heap).
    */
   public void copyTo(MemorySegment dst) {
     Objects.requireNonNull(dst, "dst");
-    MemorySegment h = handle();
+    if (dst.isReadOnly()) {
+      throw new IllegalArgumentException("dst is a read-only segment; copyTo writes to it");
+    }
     long need = numel() * dtype().byteSize();
     if (dst.byteSize() != need) {
       throw new IllegalArgumentException("dst holds " + dst.byteSize() + " bytes but this "
           + dtype() + " tensor of shape " + Arrays.toString(shape()) + " has " + need);
     }
     if (dst.isNative()) {
-      check(sekit_h.sk_tensor_copy_to_host(h, dst, need));
+      n.copyToHost(dst, need);
     } else {
       try (Arena scratch = Arena.ofConfined()) {
         MemorySegment tmp = scratch.allocate(need, 64);
-        check(sekit_h.sk_tensor_copy_to_host(h, tmp, need));
+        n.copyToHost(tmp, need);
         MemorySegment.copy(tmp, 0, dst, 0, need);
       }
     }
@@ -375,17 +302,17 @@ public final class Tensor {
   /** Copies {@code src}'s values into this tensor (shapes must match; dtype/device may differ). */
   public void copyFrom(Tensor src) {
     Objects.requireNonNull(src, "src");
-    check(sekit_h.sk_tensor_copy_(handle(), src.handle()));
+    n.copyFrom(src.n);
   }
 
   /** A contiguous copy converted to {@code dtype}, in this tensor's arena and device. */
   public Tensor to(DType dtype) {
-    return to(arena, dtype, device());
+    return to(arena(), dtype, device());
   }
 
   /** A contiguous copy on {@code device}, in this tensor's arena. */
   public Tensor to(Device device) {
-    return to(arena, dtype(), device);
+    return to(arena(), dtype(), device);
   }
 
   /** A contiguous copy with the given dtype on the given device, owned by {@code arena}. */
@@ -393,21 +320,13 @@ public final class Tensor {
     Objects.requireNonNull(arena, "arena");
     Objects.requireNonNull(dtype, "dtype");
     Objects.requireNonNull(device, "device");
-    checkArena(arena);
-    try (Arena scratch = Arena.ofConfined()) {
-      MemorySegment out = Native.outPointer(scratch);
-      check(sekit_h.sk_tensor_to(handle(), dtype.code(), device.type().code, device.index(), out));
-      return new Tensor(Native.ownTensor(out.get(ADDRESS, 0), arena), arena, null, List.of());
-    }
+    requireOpen(arena);
+    return new Tensor(n.to(arena, dtype, device));
   }
 
   /** The value of a one-element tensor. */
   public double item() {
-    try (Arena scratch = Arena.ofConfined()) {
-      MemorySegment out = scratch.allocate(JAVA_DOUBLE);
-      check(sekit_h.sk_tensor_item(handle(), out));
-      return out.get(JAVA_DOUBLE, 0);
-    }
+    return n.item();
   }
 
   /**
@@ -417,14 +336,8 @@ public final class Tensor {
   public Tensor indexSelect(Arena arena, int dim, Tensor index) {
     Objects.requireNonNull(arena, "arena");
     Objects.requireNonNull(index, "index");
-    checkArena(arena);
-    try (Arena scratch = Arena.ofConfined()) {
-      MemorySegment out = Native.outPointer(scratch);
-      check(sekit_h.sk_tensor_index_select(handle(), dim, index.handle(), out));
-      // autograd keeps `index` (and reads this tensor's history) for the backward
-      return new Tensor(Native.ownTensor(out.get(ADDRESS, 0), arena), arena, null,
-          TensorAccess.union(borrowed, index.borrowed));
-    }
+    requireOpen(arena);
+    return new Tensor(n.indexSelect(arena, dim, index.n));
   }
 
   /**
@@ -434,12 +347,8 @@ public final class Tensor {
    */
   public Tensor narrow(Arena arena, int dim, long start, long length) {
     Objects.requireNonNull(arena, "arena");
-    checkArena(arena);
-    try (Arena scratch = Arena.ofConfined()) {
-      MemorySegment out = Native.outPointer(scratch);
-      check(sekit_h.sk_tensor_narrow(handle(), dim, start, length, out));
-      return new Tensor(Native.ownTensor(out.get(ADDRESS, 0), arena), arena, wrapped, borrowed);
-    }
+    requireOpen(arena);
+    return new Tensor(n.narrow(arena, dim, start, length));
   }
 
   /**
@@ -452,30 +361,26 @@ public final class Tensor {
     if (isContiguous(format)) {
       return this;
     }
-    checkArena(arena);
-    try (Arena scratch = Arena.ofConfined()) {
-      MemorySegment out = Native.outPointer(scratch);
-      check(sekit_h.sk_tensor_contiguous(handle(), format.code(), out));
-      return new Tensor(Native.ownTensor(out.get(ADDRESS, 0), arena), arena, null, borrowed);
-    }
+    requireOpen(arena);
+    return new Tensor(n.contiguous(arena, format));
   }
 
   /** Whether this tensor is laid out in {@code format}. */
   public boolean isContiguous(MemoryFormat format) {
     Objects.requireNonNull(format, "format");
-    return sekit_h.sk_tensor_is_format(handle(), format.code()) == 1;
+    return n.isContiguous(format);
   }
 
   // ---------------------------------------------------------------- autograd
 
   /** Marks this leaf tensor as needing its gradient; returns this. */
   public Tensor requiresGrad(boolean on) {
-    check(sekit_h.sk_tensor_set_requires_grad(handle(), on ? 1 : 0));
+    n.setRequiresGrad(on);
     return this;
   }
 
   public boolean requiresGrad() {
-    return sekit_h.sk_tensor_requires_grad(handle()) == 1;
+    return n.requiresGrad();
   }
 
   /**
@@ -484,41 +389,51 @@ public final class Tensor {
    */
   public void backward(Tensor grad) {
     Objects.requireNonNull(grad, "grad (use backward() for a one-element tensor)");
-    check(sekit_h.sk_tensor_backward(handle(), grad.handle()));
+    n.backward(grad.n);
   }
 
   /** Back-propagates from a one-element tensor with gradient 1. */
   public void backward() {
-    check(sekit_h.sk_tensor_backward(handle(), MemorySegment.NULL));
+    n.backward(null);
   }
 
   /** The accumulated gradient, as a new tensor in this tensor's arena, if there is one. */
   public Optional<Tensor> grad() {
-    try (Arena scratch = Arena.ofConfined()) {
-      MemorySegment out = Native.outPointer(scratch);
-      check(sekit_h.sk_tensor_grad(handle(), out));
-      MemorySegment p = out.get(ADDRESS, 0);
-      if (p.address() == 0) {
-        return Optional.empty();
-      }
-      return Optional.of(new Tensor(Native.ownTensor(p, arena), arena, null, List.of()));
-    }
+    NativeTensor g = n.grad();
+    return g == null ? Optional.empty() : Optional.of(new Tensor(g));
   }
 
   /** Sets the gradient to a copy of {@code grad} (same shape; converted to this dtype). */
   public void setGrad(Tensor grad) {
     Objects.requireNonNull(grad, "grad");
-    check(sekit_h.sk_tensor_set_grad(handle(), grad.handle()));
+    n.setGrad(grad.n);
   }
 
   /** Drops the accumulated gradient. */
   public void clearGrad() {
-    check(sekit_h.sk_tensor_clear_grad(handle()));
+    n.clearGrad();
   }
 
-  /** Whether the native tensor is still usable (its arena is open). */
+  // ---------------------------------------------------------------- lifetime
+
+  /** Whether the native tensor is still usable (not closed, its arena open). */
   public boolean isAlive() {
-    return handle.scope().isAlive();
+    return n.isAlive();
+  }
+
+  /**
+   * Frees the native tensor now, before its arena closes. Afterwards every use of this
+   * tensor (and of the segments {@link #data} returned) throws {@link IllegalStateException},
+   * exactly as after closing the arena; closing twice, or closing the arena later, is
+   * harmless. Tensors computed from this one are unaffected (they hold what they need).
+   *
+   * @throws UnsupportedOperationException for a module's parameter or buffer, or an
+   *     optimizer's state, which live as long as their module's arena
+   * @throws IllegalStateException when another thread is using the tensor right now
+   */
+  @Override
+  public void close() {
+    n.close();
   }
 
   @Override

@@ -86,7 +86,7 @@ public final class NativeLoader {
       } catch (NumberFormatException e) {
         throw new IllegalArgumentException("sekit.threads must be a positive integer, got '" + threads + "'");
       }
-      Native.check(sekit_h.sk_set_num_threads(n));
+      Calls.check(sekit_h.sk_set_num_threads(n));
     }
     loaded = true;
   }

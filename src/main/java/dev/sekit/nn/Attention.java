@@ -3,15 +3,9 @@ package dev.sekit.nn;
 /** Channel attention placed inside OSA blocks. */
 public enum Attention {
   /** No attention (VoVNet V1). */
-  NONE(0),
+  NONE,
   /** Effective SE: one C→C FC, hard-sigmoid gate (VoVNet V2, timm 'ese'). */
-  ESE(1),
+  ESE,
   /** Squeeze-and-Excitation with timm's defaults: R = C/16 rounded to 8, ReLU, sigmoid (timm 'se'). */
-  SE(2);
-
-  final int code;
-
-  Attention(int code) {
-    this.code = code;
-  }
+  SE
 }

@@ -1,6 +1,6 @@
 package dev.sekit.nn;
 
-import dev.sekit.internal.ffi.sekit_h;
+import dev.sekit.internal.NativeModule;
 import java.lang.foreign.Arena;
 
 /**
@@ -9,7 +9,7 @@ import java.lang.foreign.Arena;
  */
 public final class ClassifierHead extends Module {
   private ClassifierHead(Arena arena, int in, int classes, double dropRate) {
-    super(create(arena, o -> sekit_h.sk_classifier_head_new(in, classes, dropRate, o)), arena);
+    super(NativeModule.classifierHead(open(arena), in, classes, dropRate));
   }
 
   public static ClassifierHead of(Arena arena, int inChannels, int classes, double dropRate) {

@@ -1,6 +1,6 @@
 package dev.sekit.nn;
 
-import dev.sekit.internal.ffi.sekit_h;
+import dev.sekit.internal.NativeModule;
 import java.lang.foreign.Arena;
 
 /**
@@ -11,7 +11,7 @@ import java.lang.foreign.Arena;
  */
 public final class ConvNormAct extends Module {
   private ConvNormAct(Arena arena, int in, int out, int kernel, int stride, boolean separable) {
-    super(create(arena, o -> sekit_h.sk_conv_norm_act_new(in, out, kernel, stride, separable ? 1 : 0, o)), arena);
+    super(NativeModule.convNormAct(open(arena), in, out, kernel, stride, separable));
   }
 
   /** A plain ConvNormAct. */

@@ -1,6 +1,6 @@
 package dev.sekit.nn;
 
-import dev.sekit.internal.ffi.sekit_h;
+import dev.sekit.internal.NativeModule;
 import java.lang.foreign.Arena;
 import java.util.Objects;
 
@@ -20,7 +20,7 @@ public final class EffectiveSqueezeExcitation extends Module {
   private final int channels;
 
   private EffectiveSqueezeExcitation(int channels, Activation gate, boolean addMaxPool, Arena arena) {
-    super(create(arena, out -> sekit_h.sk_ese_new(channels, gate.code, addMaxPool ? 1 : 0, out)), arena);
+    super(NativeModule.effectiveSqueezeExcitation(open(arena), channels, gate, addMaxPool));
     this.channels = channels;
   }
 

@@ -1,12 +1,12 @@
 package dev.sekit.nn;
 
-import dev.sekit.internal.ffi.sekit_h;
+import dev.sekit.internal.NativeModule;
 import java.lang.foreign.Arena;
 
 /** nn.MaxPool2d(kernel, stride, padding 0, ceil_mode); no parameters. */
 public final class MaxPool2d extends Module {
   private MaxPool2d(Arena arena, int kernel, int stride, boolean ceil) {
-    super(create(arena, o -> sekit_h.sk_maxpool2d_new(kernel, stride, ceil ? 1 : 0, o)), arena);
+    super(NativeModule.maxPool2d(open(arena), kernel, stride, ceil));
   }
 
   public static MaxPool2d of(Arena arena, int kernel, int stride, boolean ceilMode) {

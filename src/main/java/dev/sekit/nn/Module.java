@@ -1,19 +1,12 @@
 package dev.sekit.nn;
 
-import static dev.sekit.internal.Native.check;
-import static java.lang.foreign.ValueLayout.ADDRESS;
-import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
-import static java.lang.foreign.ValueLayout.JAVA_INT;
-import static java.lang.foreign.ValueLayout.JAVA_LONG;
-
 import dev.sekit.DType;
 import dev.sekit.Device;
 import dev.sekit.Tensor;
-import dev.sekit.internal.Native;
-import dev.sekit.internal.TensorAccess;
-import dev.sekit.internal.ffi.sekit_h;
+import dev.sekit.internal.Bridge;
+import dev.sekit.internal.NativeModule;
+import dev.sekit.internal.NativeTensor;
 import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
@@ -28,64 +21,48 @@ import java.util.TreeSet;
  * names and PyTorch's order, so weights move between the two without renaming.
  *
  * <p>A module belongs to the {@link Arena} it was built in: closing the arena frees it
- * and every tensor handle it gave out. Modules are not thread-safe.
+ * and every tensor handle it gave out. Modules are not thread-safe: in a confined arena FFM
+ * refuses other threads, and in a shared arena a second thread that calls into a module (or
+ * into a tensor of its state or of a graph that went through it) while another call runs
+ * gets an {@link IllegalStateException}. Give each thread its own module, or hand one over
+ * between calls.
  */
 public abstract class Module {
   static {
-    dev.sekit.internal.ModuleAccess.set(Module::handle);
+    Bridge.register(m -> m.n);
   }
 
-  private final MemorySegment handle;
-  private final Arena arena;
+  private final NativeModule n;
   private final Map<String, Tensor> state;
   private final Map<String, Tensor> parameters;
 
-  Module(MemorySegment ownedHandle, Arena arena) {
-    this.handle = ownedHandle;
-    this.arena = arena;
+  Module(NativeModule n) {
+    this.n = n;
     Map<String, Tensor> all = new LinkedHashMap<>();
     Map<String, Tensor> params = new LinkedHashMap<>();
-    TensorAccess ta = TensorAccess.get();
-    try (Arena scratch = Arena.ofConfined()) {
-      MemorySegment count = scratch.allocate(JAVA_LONG);
-      check(sekit_h.sk_module_state_count(handle, count));
-      MemorySegment name = scratch.allocate(ADDRESS);
-      MemorySegment isParam = scratch.allocate(JAVA_INT);
-      MemorySegment out = scratch.allocate(ADDRESS);
-      for (long i = 0; i < count.get(JAVA_LONG, 0); i++) {
-        check(sekit_h.sk_module_state_entry(handle, i, name, isParam, out));
-        Tensor t = ta.adopt(out.get(ADDRESS, 0), arena, List.of());
-        String key = name.get(ADDRESS, 0).reinterpret(Long.MAX_VALUE).getString(0);
-        all.put(key, t);
-        if (isParam.get(JAVA_INT, 0) == 1) {
-          params.put(key, t);
-        }
+    for (Map.Entry<String, NativeTensor> e : n.state().entrySet()) {
+      Tensor t = Bridge.tensor(e.getValue());
+      all.put(e.getKey(), t);
+      if (n.parameters().containsKey(e.getKey())) {
+        params.put(e.getKey(), t);
       }
     }
     this.state = Collections.unmodifiableMap(all);
     this.parameters = Collections.unmodifiableMap(params);
   }
 
-  /** Creates the native module in {@code arena}, failing cleanly if the arena is closed. */
-  static MemorySegment create(Arena arena, java.util.function.Function<MemorySegment, MemorySegment> ctor) {
+  /** Checks {@code arena} before a native module is made in it. */
+  static Arena open(Arena arena) {
     Objects.requireNonNull(arena, "arena");
-    Native.init();
-    Native.requireOpen(arena, "the arena");
-    try (Arena scratch = Arena.ofConfined()) {
-      MemorySegment out = Native.outPointer(scratch);
-      check(ctor.apply(out));
-      return Native.ownModule(out.get(ADDRESS, 0), arena);
+    if (!arena.scope().isAlive()) {
+      throw new IllegalStateException("the arena is already closed");
     }
-  }
-
-  MemorySegment handle() {
-    Native.checkAlive(handle, "this module");
-    return handle;
+    return arena;
   }
 
   /** The arena that owns this module. */
   public Arena arena() {
-    return arena;
+    return n.arena();
   }
 
   /**
@@ -108,30 +85,23 @@ public abstract class Module {
   public Tensor forward(Arena arena, Tensor x, boolean recordGrad) {
     Objects.requireNonNull(arena, "arena");
     Objects.requireNonNull(x, "x");
-    Native.requireOpen(arena, "the arena for the result");
-    TensorAccess ta = TensorAccess.get();
-    MemorySegment xh = ta.handle(x);
-    try (Arena scratch = Arena.ofConfined()) {
-      MemorySegment out = Native.outPointer(scratch);
-      check(sekit_h.sk_module_forward(handle(), xh, recordGrad ? 1 : 0, out));
-      return ta.adopt(out.get(ADDRESS, 0), arena, ta.borrowed(x));
-    }
+    return Bridge.tensor(n.forward(arena, Bridge.of(x), recordGrad));
   }
 
   /** Training mode (BatchNorm uses batch statistics and updates its running ones). */
   public Module train() {
-    check(sekit_h.sk_module_set_training(handle(), 1));
+    n.setTraining(true);
     return this;
   }
 
   /** Evaluation mode (BatchNorm uses its running statistics). */
   public Module eval() {
-    check(sekit_h.sk_module_set_training(handle(), 0));
+    n.setTraining(false);
     return this;
   }
 
   public boolean isTraining() {
-    return sekit_h.sk_module_is_training(handle()) == 1;
+    return n.isTraining();
   }
 
   /** Converts every floating parameter and buffer to {@code dtype}, in place. */
@@ -151,8 +121,7 @@ public abstract class Module {
     if (!dtype.isFloatingPoint()) {
       throw new IllegalArgumentException("modules hold floating parameters; " + dtype + " is not floating");
     }
-    check(sekit_h.sk_module_to(handle(), dtype.code(), device.type() == Device.Type.CUDA ? 1 : 0,
-        device.index()));
+    n.to(dtype, device);
     return this;
   }
 
@@ -162,7 +131,7 @@ public abstract class Module {
    */
   public Module to(dev.sekit.MemoryFormat format) {
     Objects.requireNonNull(format, "format");
-    check(sekit_h.sk_module_to_format(handle(), format.code()));
+    n.to(format);
     return this;
   }
 
@@ -172,7 +141,7 @@ public abstract class Module {
    * backward. {@code false} selects the libtorch composition, the reference.
    */
   public Module useFusedKernels(boolean on) {
-    check(sekit_h.sk_module_set_fused(handle(), on ? 1 : 0));
+    n.setFused(on);
     return this;
   }
 
@@ -195,14 +164,20 @@ public abstract class Module {
 
   /** Parameters by timm name, in PyTorch's order. The tensors alias the module's. */
   public Map<String, Tensor> namedParameters() {
-    handle();
+    requireAlive();
     return parameters;
   }
 
   /** Parameters and buffers by timm name, in PyTorch's order (aliases, like PyTorch). */
   public Map<String, Tensor> stateDict() {
-    handle();
+    requireAlive();
     return state;
+  }
+
+  private void requireAlive() {
+    if (!n.isAlive()) {
+      throw new IllegalStateException("this module was closed: the arena that owns it has been closed");
+    }
   }
 
   /** Number of parameter elements. */
@@ -224,18 +199,12 @@ public abstract class Module {
     if (!(maxNorm > 0)) {
       throw new IllegalArgumentException("maxNorm must be > 0, got " + maxNorm);
     }
-    try (Arena scratch = Arena.ofConfined()) {
-      MemorySegment out = scratch.allocate(JAVA_DOUBLE);
-      check(sekit_h.sk_clip_grad_norm(handle(), maxNorm, out));
-      return out.get(JAVA_DOUBLE, 0);
-    }
+    return n.clipGradNorm(maxNorm);
   }
 
   /** Drops every parameter's gradient. */
   public void zeroGrad() {
-    for (Tensor t : namedParameters().values()) {
-      t.clearGrad();
-    }
+    n.zeroGrad();
   }
 
   /** Loads {@code stateDict} strictly: same keys, shapes and dtypes as this module's. */
@@ -259,6 +228,26 @@ public abstract class Module {
    *     typed keys; nothing is copied in that case
    */
   public LoadResult loadStateDict(Map<String, Tensor> stateDict, boolean strict, boolean convertDtype) {
+    LoadResult r = checkStateDict(stateDict, strict, convertDtype);
+    Map<String, Tensor> mine = stateDict();
+    for (Map.Entry<String, Tensor> e : stateDict.entrySet()) {
+      Tensor dst = mine.get(e.getKey());
+      if (dst != null) {
+        dst.copyFrom(e.getValue());
+      }
+    }
+    return r;
+  }
+
+  /**
+   * Checks that {@code stateDict} fits this module as {@link #loadStateDict(Map, boolean,
+   * boolean)} would load it, without changing anything: a way to validate several things
+   * (a model and its optimizer, say) before loading any of them.
+   *
+   * @return the keys a non-strict load would skip
+   * @throws IllegalArgumentException listing every key that does not fit
+   */
+  public LoadResult checkStateDict(Map<String, Tensor> stateDict, boolean strict, boolean convertDtype) {
     Objects.requireNonNull(stateDict, "stateDict");
     Map<String, Tensor> mine = stateDict();
     TreeSet<String> missing = new TreeSet<>(mine.keySet());
@@ -268,8 +257,8 @@ public abstract class Module {
     List<String> badShape = new ArrayList<>();
     List<String> badDType = new ArrayList<>();
     for (Map.Entry<String, Tensor> e : stateDict.entrySet()) {
-      Tensor dst = mine.get(e.getKey());
       Tensor src = Objects.requireNonNull(e.getValue(), () -> "stateDict value for " + e.getKey());
+      Tensor dst = mine.get(e.getKey());
       if (dst == null) {
         continue;
       }
@@ -301,12 +290,6 @@ public abstract class Module {
       }
       throw new IllegalArgumentException(sb.substring(0, sb.length() - 1));
     }
-    for (Map.Entry<String, Tensor> e : stateDict.entrySet()) {
-      Tensor dst = mine.get(e.getKey());
-      if (dst != null) {
-        dst.copyFrom(e.getValue());
-      }
-    }
     return new LoadResult(List.copyOf(missing), List.copyOf(unexpected));
   }
 
@@ -315,6 +298,6 @@ public abstract class Module {
 
   /** Whether the native module is still usable (its arena is open). */
   public boolean isAlive() {
-    return handle.scope().isAlive();
+    return n.isAlive();
   }
 }

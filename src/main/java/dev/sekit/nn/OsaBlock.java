@@ -1,6 +1,6 @@
 package dev.sekit.nn;
 
-import dev.sekit.internal.ffi.sekit_h;
+import dev.sekit.internal.NativeModule;
 import java.lang.foreign.Arena;
 import java.util.Objects;
 
@@ -20,8 +20,7 @@ import java.util.Objects;
  */
 public final class OsaBlock extends Module {
   private OsaBlock(Builder b, Arena arena) {
-    super(create(arena, o -> sekit_h.sk_osa_block_new(b.in, b.mid, b.out, b.layers, b.residual ? 1 : 0,
-        b.depthwise ? 1 : 0, b.attention.code, o)), arena);
+    super(NativeModule.osaBlock(open(arena), b.in, b.mid, b.out, b.layers, b.residual, b.depthwise, b.attention));
   }
 
   /** A block of in → (layers × mid) → out channels; no residual, not depthwise, no attention. */

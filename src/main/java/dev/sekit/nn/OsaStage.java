@@ -1,6 +1,6 @@
 package dev.sekit.nn;
 
-import dev.sekit.internal.ffi.sekit_h;
+import dev.sekit.internal.NativeModule;
 import java.lang.foreign.Arena;
 import java.util.Objects;
 
@@ -13,9 +13,8 @@ import java.util.Objects;
  */
 public final class OsaStage extends Module {
   private OsaStage(Builder b, Arena arena) {
-    super(create(arena, o -> sekit_h.sk_osa_stage_new(b.in, b.mid, b.out, b.blocks, b.layers,
-        b.downsample ? 1 : 0, b.residual ? 1 : 0, b.depthwise ? 1 : 0, b.attention.code,
-        b.everyBlock ? 1 : 0, o)), arena);
+    super(NativeModule.osaStage(open(arena), b.in, b.mid, b.out, b.blocks, b.layers, b.downsample, b.residual,
+        b.depthwise, b.attention, b.everyBlock));
   }
 
   public static Builder builder(int inChannels, int midChannels, int outChannels, int blocks, int layers) {

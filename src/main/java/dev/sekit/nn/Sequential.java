@@ -1,8 +1,8 @@
 package dev.sekit.nn;
 
-import dev.sekit.internal.ffi.sekit_h;
+import dev.sekit.internal.Bridge;
+import dev.sekit.internal.NativeModule;
 import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
 import java.util.List;
 import java.util.Objects;
 
@@ -22,36 +22,21 @@ import java.util.Objects;
 public final class Sequential extends Module {
   private final List<Module> children;
 
-  private Sequential(Arena arena, List<Module> children, List<MemorySegment> handles) {
-    super(create(arena, out -> {
-      MemorySegment err = sekit_h.sk_sequential_new(out);
-      if (err.address() != 0) {
-        return err;
-      }
-      MemorySegment seq = out.get(java.lang.foreign.ValueLayout.ADDRESS, 0);
-      for (MemorySegment child : handles) {
-        err = sekit_h.sk_sequential_append(seq, child);
-        if (err.address() != 0) {
-          sekit_h.sk_module_free(seq);
-          out.set(java.lang.foreign.ValueLayout.ADDRESS, 0, MemorySegment.NULL);
-          return err;
-        }
-      }
-      return err;
-    }), arena);
+  private Sequential(Arena arena, List<Module> children) {
+    super(NativeModule.sequential(open(arena), children.stream().map(Bridge::of).toList()));
     this.children = children;
   }
 
   /** A Sequential of {@code modules}, owned by {@code arena}. */
   public static Sequential of(Arena arena, Module... modules) {
     Objects.requireNonNull(modules, "modules");
-    List<Module> list = List.of(modules); // rejects nulls
-    if (list.isEmpty()) {
+    if (modules.length == 0) {
       throw new IllegalArgumentException("a Sequential needs at least one module");
     }
-    // Every child handle is checked (alive, right thread) before the native Sequential exists.
-    List<MemorySegment> handles = list.stream().map(Module::handle).toList();
-    return new Sequential(arena, list, handles);
+    for (int i = 0; i < modules.length; i++) {
+      Objects.requireNonNull(modules[i], "modules[" + i + "] is null");
+    }
+    return new Sequential(arena, List.of(modules));
   }
 
   /** The children, in order. */

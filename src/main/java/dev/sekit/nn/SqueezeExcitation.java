@@ -1,6 +1,6 @@
 package dev.sekit.nn;
 
-import dev.sekit.internal.ffi.sekit_h;
+import dev.sekit.internal.NativeModule;
 import java.lang.foreign.Arena;
 import java.util.Objects;
 
@@ -27,9 +27,8 @@ public final class SqueezeExcitation extends Module {
   private final int reducedChannels;
 
   private SqueezeExcitation(Builder b, Arena arena) {
-    super(create(arena, out -> sekit_h.sk_se_new(b.channels, b.rdRatio, b.rdChannels, b.rdDivisor,
-        b.bias ? 1 : 0, b.act.code, b.gate.code, b.addMaxPool ? 1 : 0, b.batchNorm ? 1 : 0, out)),
-        arena);
+    super(NativeModule.squeezeExcitation(open(arena), b.channels, b.rdRatio, b.rdChannels, b.rdDivisor, b.bias,
+        b.act, b.gate, b.addMaxPool, b.batchNorm));
     this.channels = b.channels;
     this.reducedChannels = (int) namedParameters().get("fc1.weight").size(0);
   }

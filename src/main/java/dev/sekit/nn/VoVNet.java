@@ -1,16 +1,9 @@
 package dev.sekit.nn;
 
-import static dev.sekit.internal.Native.check;
-import static java.lang.foreign.ValueLayout.ADDRESS;
-import static java.lang.foreign.ValueLayout.JAVA_LONG;
-
 import dev.sekit.Tensor;
-import dev.sekit.internal.Native;
-import dev.sekit.internal.TensorAccess;
-import dev.sekit.internal.ffi.sekit_h;
+import dev.sekit.internal.Bridge;
+import dev.sekit.internal.NativeModule;
 import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -120,21 +113,11 @@ public final class VoVNet extends Module {
   private final int numClasses;
 
   private VoVNet(Builder b, Arena arena) {
-    super(create(arena, o -> {
-      try (Arena s = Arena.ofConfined()) {
-        Config c = b.config;
-        return sekit_h.sk_vovnet_new(longs(s, c.stemChannels), longs(s, c.stageConvChannels),
-            longs(s, c.stageOutChannels), longs(s, c.blocksPerStage), c.layersPerBlock(),
-            c.residual() ? 1 : 0, c.depthwise() ? 1 : 0, c.attention().code, b.everyBlock ? 1 : 0,
-            b.inChannels, b.numClasses, b.dropRate, o);
-      }
-    }), arena);
+    super(NativeModule.vovnet(open(arena), b.config.stemChannels, b.config.stageConvChannels,
+        b.config.stageOutChannels, b.config.blocksPerStage, b.config.layersPerBlock(), b.config.residual(),
+        b.config.depthwise(), b.config.attention(), b.everyBlock, b.inChannels, b.numClasses, b.dropRate));
     this.config = b.config;
     this.numClasses = b.numClasses;
-  }
-
-  private static MemorySegment longs(Arena a, int[] v) {
-    return a.allocateFrom(JAVA_LONG, Arrays.stream(v).asLongStream().toArray());
   }
 
   /** timm's model {@code name} with a 1000-class head and timm's initialisation. */
@@ -167,22 +150,7 @@ public final class VoVNet extends Module {
   public List<Tensor> forwardStages(Arena arena, Tensor x, boolean recordGrad) {
     Objects.requireNonNull(arena, "arena");
     Objects.requireNonNull(x, "x");
-    Native.requireOpen(arena, "the arena for the result");
-    TensorAccess ta = TensorAccess.get();
-    MemorySegment xh = ta.handle(x);
-    try (Arena scratch = Arena.ofConfined()) {
-      MemorySegment out = scratch.allocate(ADDRESS, 4);
-      check(sekit_h.sk_vovnet_forward_stages(handle(), xh, recordGrad ? 1 : 0, out));
-      MemorySegment[] ptrs = new MemorySegment[4];
-      for (int i = 0; i < 4; i++) {
-        ptrs[i] = out.getAtIndex(ADDRESS, i);
-      }
-      List<Tensor> maps = new ArrayList<>(4);
-      for (MemorySegment owned : Native.ownTensors(ptrs, arena)) {
-        maps.add(ta.wrapOwned(owned, arena, ta.borrowed(x)));
-      }
-      return List.copyOf(maps);
-    }
+    return Bridge.of(this).forwardStages(arena, Bridge.of(x), recordGrad).stream().map(Bridge::tensor).toList();
   }
 
   /** The last stage's feature map (timm's forward_features), in x's arena. */

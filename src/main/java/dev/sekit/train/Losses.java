@@ -1,15 +1,9 @@
 package dev.sekit.train;
 
-import static dev.sekit.internal.Native.check;
-import static java.lang.foreign.ValueLayout.ADDRESS;
-import static java.lang.foreign.ValueLayout.JAVA_LONG;
-
 import dev.sekit.Tensor;
-import dev.sekit.internal.Native;
-import dev.sekit.internal.TensorAccess;
-import dev.sekit.internal.ffi.sekit_h;
+import dev.sekit.internal.Bridge;
+import dev.sekit.internal.NativeTraining;
 import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
 import java.util.Objects;
 
 /** Losses and metrics, computed by libtorch. */
@@ -27,25 +21,14 @@ public final class Losses {
     if (!(labelSmoothing >= 0 && labelSmoothing < 1)) {
       throw new IllegalArgumentException("labelSmoothing must be in [0, 1), got " + labelSmoothing);
     }
-    TensorAccess ta = TensorAccess.get();
-    try (Arena scratch = Arena.ofConfined()) {
-      MemorySegment out = Native.outPointer(scratch);
-      check(sekit_h.sk_cross_entropy(ta.handle(logits), ta.handle(targets), labelSmoothing, out));
-      return ta.adopt(out.get(ADDRESS, 0), logits.arena(),
-          TensorAccess.union(ta.borrowed(logits), ta.borrowed(targets)));
-    }
+    return Bridge.tensor(NativeTraining.crossEntropy(Bridge.of(logits), Bridge.of(targets), labelSmoothing));
   }
 
   /** How many rows of {@code logits} have their argmax at the target class. */
   public static long countCorrect(Tensor logits, Tensor targets) {
     Objects.requireNonNull(logits, "logits");
     Objects.requireNonNull(targets, "targets");
-    TensorAccess ta = TensorAccess.get();
-    try (Arena scratch = Arena.ofConfined()) {
-      MemorySegment out = scratch.allocate(JAVA_LONG);
-      check(sekit_h.sk_count_correct(ta.handle(logits), ta.handle(targets), out));
-      return out.get(JAVA_LONG, 0);
-    }
+    return NativeTraining.countCorrect(Bridge.of(logits), Bridge.of(targets));
   }
 
   /**
@@ -59,11 +42,9 @@ public final class Losses {
     if (pad < 0) {
       throw new IllegalArgumentException("pad must be >= 0, got " + pad);
     }
-    TensorAccess ta = TensorAccess.get();
-    try (Arena scratch = Arena.ofConfined()) {
-      MemorySegment out = Native.outPointer(scratch);
-      check(sekit_h.sk_random_crop_flip(ta.handle(x), pad, fill, flip ? 1 : 0, seed, out));
-      return ta.adopt(out.get(ADDRESS, 0), arena, java.util.List.of());
+    if (!arena.scope().isAlive()) {
+      throw new IllegalStateException("the arena is already closed");
     }
+    return Bridge.tensor(NativeTraining.randomCropFlip(arena, Bridge.of(x), pad, fill, flip, seed));
   }
 }

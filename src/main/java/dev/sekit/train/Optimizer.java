@@ -1,21 +1,13 @@
 package dev.sekit.train;
 
-import static dev.sekit.internal.Native.check;
-import static java.lang.foreign.ValueLayout.ADDRESS;
-import static java.lang.foreign.ValueLayout.JAVA_LONG;
-
 import dev.sekit.Tensor;
-import dev.sekit.internal.ModuleAccess;
-import dev.sekit.internal.Native;
-import dev.sekit.internal.TensorAccess;
-import dev.sekit.internal.ffi.sekit_h;
+import dev.sekit.internal.Bridge;
+import dev.sekit.internal.NativeOptimizer;
 import dev.sekit.nn.Module;
 import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 import java.util.Collections;
 import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 
@@ -26,35 +18,22 @@ import java.util.Objects;
  * checkpoints. Owned by an {@link Arena}, like modules.
  */
 public final class Optimizer {
-  private final MemorySegment handle;
+  private final NativeOptimizer n;
   private final Map<String, Tensor> state;
 
-  private Optimizer(MemorySegment handle, Arena arena) {
-    this.handle = handle;
+  private Optimizer(NativeOptimizer n) {
+    this.n = n;
     Map<String, Tensor> s = new LinkedHashMap<>();
-    TensorAccess ta = TensorAccess.get();
-    try (Arena scratch = Arena.ofConfined()) {
-      MemorySegment count = scratch.allocate(JAVA_LONG);
-      check(sekit_h.sk_optimizer_state_count(handle, count));
-      MemorySegment name = scratch.allocate(ADDRESS);
-      MemorySegment out = scratch.allocate(ADDRESS);
-      for (long i = 0; i < count.get(JAVA_LONG, 0); i++) {
-        check(sekit_h.sk_optimizer_state_entry(handle, i, name, out));
-        Tensor t = ta.adopt(out.get(ADDRESS, 0), arena, List.of());
-        s.put(name.get(ADDRESS, 0).reinterpret(Long.MAX_VALUE).getString(0), t);
-      }
-    }
+    n.state().forEach((k, t) -> s.put(k, Bridge.tensor(t)));
     this.state = Collections.unmodifiableMap(s);
   }
 
-  private static Optimizer create(Arena arena, java.util.function.Function<MemorySegment, MemorySegment> ctor) {
+  private static Arena open(Arena arena) {
     Objects.requireNonNull(arena, "arena");
-    Native.requireOpen(arena, "the arena");
-    try (Arena scratch = Arena.ofConfined()) {
-      MemorySegment out = Native.outPointer(scratch);
-      check(ctor.apply(out));
-      return new Optimizer(Native.ownOptimizer(out.get(ADDRESS, 0), arena), arena);
+    if (!arena.scope().isAlive()) {
+      throw new IllegalStateException("the arena is already closed");
     }
+    return arena;
   }
 
   /** SGD with timm/PyTorch semantics; defaults: momentum 0.9, no dampening, Nesterov off, no decay. */
@@ -67,27 +46,22 @@ public final class Optimizer {
     return new AdamWBuilder(module, lr);
   }
 
-  private MemorySegment handle() {
-    Native.checkAlive(handle, "this optimizer");
-    return handle;
-  }
-
   /** One update from the parameters' current gradients. */
   public void step() {
-    check(sekit_h.sk_optimizer_step(handle()));
+    n.step();
   }
 
   /** Drops every parameter's gradient (set_to_none, as PyTorch's default). */
   public void zeroGrad() {
-    check(sekit_h.sk_optimizer_zero_grad(handle()));
+    n.zeroGrad();
   }
 
   public double learningRate() {
-    return sekit_h.sk_optimizer_lr(handle());
+    return n.learningRate();
   }
 
   public void setLearningRate(double lr) {
-    check(sekit_h.sk_optimizer_set_lr(handle(), lr));
+    n.setLearningRate(lr);
   }
 
   /** Number of steps taken. */
@@ -97,25 +71,44 @@ public final class Optimizer {
 
   /** The live state tensors by name ("&lt;param&gt;.momentum_buffer", ".exp_avg", ".exp_avg_sq", "step"). */
   public Map<String, Tensor> stateDict() {
-    handle();
+    n.state();
     return state;
   }
 
   /** Restores state saved from an optimizer of the same kind over the same module (strict). */
   public void loadStateDict(Map<String, Tensor> saved) {
+    checkStateDict(saved);
+    state.forEach((k, t) -> t.copyFrom(saved.get(k)));
+  }
+
+  /**
+   * Checks that {@code saved} fits this optimizer, changing nothing: the same keys (so the
+   * same kind of optimizer over the same parameters) and shapes.
+   *
+   * @throws IllegalArgumentException naming what does not fit
+   */
+  public void checkStateDict(Map<String, Tensor> saved) {
     Objects.requireNonNull(saved, "saved");
     if (!saved.keySet().equals(state.keySet())) {
-      throw new IllegalArgumentException("optimizer state does not fit: expected keys " + state.keySet()
-          + ", got " + saved.keySet());
+      java.util.TreeSet<String> missing = new java.util.TreeSet<>(state.keySet());
+      missing.removeAll(saved.keySet());
+      java.util.TreeSet<String> unexpected = new java.util.TreeSet<>(saved.keySet());
+      unexpected.removeAll(state.keySet());
+      throw new IllegalArgumentException("optimizer state does not fit (a checkpoint of another kind of "
+          + "optimizer, or of another model?): " + missing.size() + " key(s) missing " + sample(missing)
+          + ", " + unexpected.size() + " unexpected " + sample(unexpected));
     }
     for (Map.Entry<String, Tensor> e : state.entrySet()) {
-      Tensor src = saved.get(e.getKey());
+      Tensor src = Objects.requireNonNull(saved.get(e.getKey()), () -> "optimizer state value for " + e.getKey());
       if (!Arrays.equals(src.shape(), e.getValue().shape())) {
         throw new IllegalArgumentException("optimizer state " + e.getKey() + ": expected shape "
             + Arrays.toString(e.getValue().shape()) + ", got " + Arrays.toString(src.shape()));
       }
     }
-    state.forEach((k, t) -> t.copyFrom(saved.get(k)));
+  }
+
+  private static String sample(java.util.SortedSet<String> keys) {
+    return keys.stream().limit(3).toList() + (keys.size() > 3 ? " ..." : "");
   }
 
   /** Options of SGD. */
@@ -154,8 +147,8 @@ public final class Optimizer {
 
     /** Builds the optimizer in {@code arena}. */
     public Optimizer build(Arena arena) {
-      MemorySegment m = ModuleAccess.get().handle(module);
-      return create(arena, o -> sekit_h.sk_sgd_new(m, lr, momentum, dampening, weightDecay, nesterov ? 1 : 0, o));
+      return new Optimizer(NativeOptimizer.sgd(open(arena), Bridge.of(module), lr, momentum, dampening, weightDecay,
+          nesterov));
     }
   }
 
@@ -190,8 +183,7 @@ public final class Optimizer {
     }
 
     public Optimizer build(Arena arena) {
-      MemorySegment m = ModuleAccess.get().handle(module);
-      return create(arena, o -> sekit_h.sk_adamw_new(m, lr, beta1, beta2, eps, weightDecay, o));
+      return new Optimizer(NativeOptimizer.adamW(open(arena), Bridge.of(module), lr, beta1, beta2, eps, weightDecay));
     }
   }
 }

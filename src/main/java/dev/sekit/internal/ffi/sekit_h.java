@@ -781,6 +781,64 @@ public class sekit_h extends sekit_h$shared {
         }
     }
 
+    private static class sk_max_num_threads {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_INT    );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_max_num_threads");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int32_t sk_max_num_threads()
+     * }
+     */
+    public static FunctionDescriptor sk_max_num_threads$descriptor() {
+        return sk_max_num_threads.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int32_t sk_max_num_threads()
+     * }
+     */
+    public static MethodHandle sk_max_num_threads$handle() {
+        return sk_max_num_threads.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int32_t sk_max_num_threads()
+     * }
+     */
+    public static MemorySegment sk_max_num_threads$address() {
+        return sk_max_num_threads.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int32_t sk_max_num_threads()
+     * }
+     */
+    public static int sk_max_num_threads() {
+        var mh$ = sk_max_num_threads.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_max_num_threads");
+            }
+            return (int)mh$.invokeExact();
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class sk_noop {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             sekit_h.C_INT,
@@ -1460,6 +1518,67 @@ public class sekit_h extends sekit_h$shared {
         try {
             if (TRACE_DOWNCALLS) {
                 traceDowncall("sk_tensor_alias", t, out);
+            }
+            return (MemorySegment)mh$.invokeExact(t, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_tensor_detach {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_tensor_detach");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_tensor_detach(const sk_tensor *t, sk_tensor **out)
+     * }
+     */
+    public static FunctionDescriptor sk_tensor_detach$descriptor() {
+        return sk_tensor_detach.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_tensor_detach(const sk_tensor *t, sk_tensor **out)
+     * }
+     */
+    public static MethodHandle sk_tensor_detach$handle() {
+        return sk_tensor_detach.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_tensor_detach(const sk_tensor *t, sk_tensor **out)
+     * }
+     */
+    public static MemorySegment sk_tensor_detach$address() {
+        return sk_tensor_detach.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_tensor_detach(const sk_tensor *t, sk_tensor **out)
+     * }
+     */
+    public static MemorySegment sk_tensor_detach(MemorySegment t, MemorySegment out) {
+        var mh$ = sk_tensor_detach.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_tensor_detach", t, out);
             }
             return (MemorySegment)mh$.invokeExact(t, out);
         } catch (Error | RuntimeException ex) {
