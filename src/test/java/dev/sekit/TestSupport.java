@@ -54,6 +54,8 @@ public final class TestSupport {
         if (wanted.contains(m)) {
           r.add(name);
         }
+      } catch (IOException e) {
+        throw new UncheckedIOException(e);
       }
     }
     assertTrue(!r.isEmpty(), "no fixture cases for " + wanted);

@@ -28,7 +28,7 @@ final class Runs {
   }
 
   static Outcome run(TrainOptions o, Attention attention, long seed, Path checkpoint, boolean resume,
-      Trainer.Listener listener, BooleanSupplier stop) {
+      Trainer.Listener listener, BooleanSupplier stop) throws java.io.IOException {
     o.checkModel();
     Sekit.setNumThreads(o.threads);
     Device device = o.device();

@@ -23,7 +23,7 @@ import java.util.Map;
 public final class ParityDemo {
   private ParityDemo() {}
 
-  public static void main(String[] args) {
+  public static void main(String[] args) throws java.io.IOException {
     if (args.length != 1) {
       System.err.println("usage: ParityDemo DIR   (DIR from make_fixtures.py --demo DIR)");
       System.exit(2);
@@ -44,7 +44,7 @@ public final class ParityDemo {
     System.exit(ok ? 0 : 1);
   }
 
-  private static boolean run(Path file) {
+  private static boolean run(Path file) throws java.io.IOException {
     try (Arena arena = Arena.ofConfined()) {
       SafeTensors f = SafeTensors.open(arena, file);
       Map<String, String> meta = f.metadata();

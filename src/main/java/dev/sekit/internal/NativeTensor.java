@@ -157,10 +157,13 @@ public final class NativeTensor {
    * finally block. Returns the pointer to pass to the library.
    */
   MemorySegment enter() {
-    if (handle.released() || !segment.scope().isAlive()) {
+    if (!segment.scope().isAlive()) {
       throw new IllegalStateException(state
           ? "this tensor was closed: it belongs to a module or optimizer whose arena has been closed"
-          : "this tensor was closed" + (handle.released() ? " (Tensor.close())" : ": the arena that owns it has been closed"));
+          : "this tensor was closed: the arena that owns it has been closed");
+    }
+    if (handle.released()) {
+      throw new IllegalStateException("this tensor was closed (Tensor.close())");
     }
     for (MemorySegment.Scope s : borrowed) {
       if (!s.isAlive()) {

@@ -20,8 +20,11 @@ public record CosineSchedule(double baseLr, double minLr, long warmupSteps, long
     }
   }
 
-  /** The learning rate for step {@code step} (0-based). */
+  /** The learning rate for step {@code step} (0-based; steps past the end keep the final rate). */
   public double at(long step) {
+    if (step < 0) {
+      throw new IllegalArgumentException("step must be >= 0, got " + step);
+    }
     if (step < warmupSteps) {
       return baseLr * (step + 1) / warmupSteps;
     }

@@ -10,6 +10,7 @@ import dev.sekit.Sekit;
 import dev.sekit.Tensor;
 import dev.sekit.data.FashionMnist;
 import dev.sekit.nn.Module;
+import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
@@ -133,15 +134,25 @@ public final class Trainer {
     return stepsPerEpoch;
   }
 
-  /** Restores model, optimizer and position from a checkpoint written by this class. */
-  public void resume(Path checkpoint) {
-    Map<String, String> meta = Checkpoint.load(checkpoint, model, optimizer);
+  /**
+   * Restores model, optimizer and position from a checkpoint written by this class. The
+   * checkpoint is checked first (its seed, its keys and shapes); when it does not fit,
+   * nothing changes.
+   */
+  public void resume(Path checkpoint) throws IOException {
+    Map<String, String> meta = Checkpoint.load(checkpoint, model, optimizer, m -> {
+      for (String key : List.of("global_step", "seed", "history")) {
+        if (!m.containsKey(key)) {
+          throw new IllegalArgumentException(checkpoint + " is not a checkpoint of this trainer: no \"" + key + "\"");
+        }
+      }
+      long savedSeed = Long.parseLong(m.get("seed"));
+      if (savedSeed != cfg.seed()) {
+        throw new IllegalArgumentException("the checkpoint was trained with seed " + savedSeed
+            + " but this run uses seed " + cfg.seed());
+      }
+    });
     globalStep = Long.parseLong(meta.get("global_step"));
-    long savedSeed = Long.parseLong(meta.get("seed"));
-    if (savedSeed != cfg.seed()) {
-      throw new IllegalArgumentException("the checkpoint was trained with seed " + savedSeed
-          + " but this run uses seed " + cfg.seed());
-    }
     history.clear();
     List<EpochStats> h = new Gson().fromJson(meta.get("history"), new TypeToken<List<EpochStats>>() {}.getType());
     history.addAll(h);
@@ -167,7 +178,7 @@ public final class Trainer {
    * Trains until the configured epochs are done or {@code stop} says so (checked after every
    * step; then a checkpoint is written, when {@code checkpoint} is not null).
    */
-  public Result fit(Path checkpoint, Listener listener, BooleanSupplier stop) {
+  public Result fit(Path checkpoint, Listener listener, BooleanSupplier stop) throws IOException {
     Listener l = listener == null ? new Listener() {} : listener;
     BooleanSupplier s = stop == null ? () -> false : stop;
     MemorySegment idx = arena.allocate(JAVA_LONG, cfg.batchSize());
@@ -265,7 +276,7 @@ public final class Trainer {
     return new double[] {loss / split.size(), (double) correct / split.size()};
   }
 
-  private void save(Path file) {
+  private void save(Path file) throws IOException {
     Map<String, String> meta = new LinkedHashMap<>();
     meta.put("global_step", Long.toString(globalStep));
     meta.put("epoch", Long.toString(globalStep / stepsPerEpoch));
@@ -273,13 +284,9 @@ public final class Trainer {
     Gson gson = new com.google.gson.GsonBuilder().serializeSpecialFloatingPointValues().create();
     meta.put("config", gson.toJson(cfg));
     meta.put("history", gson.toJson(history));
-    try {
-      Path dir = file.toAbsolutePath().getParent();
-      if (dir != null) {
-        Files.createDirectories(dir);
-      }
-    } catch (java.io.IOException e) {
-      throw new java.io.UncheckedIOException(e);
+    Path dir = file.toAbsolutePath().getParent();
+    if (dir != null) {
+      Files.createDirectories(dir);
     }
     Checkpoint.save(file, model, optimizer, meta);
   }

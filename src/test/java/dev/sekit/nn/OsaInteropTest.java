@@ -45,7 +45,7 @@ class OsaInteropTest {
 
   @ParameterizedTest(name = "{0}")
   @MethodSource("cases")
-  void matchesPyTorch(String name) {
+  void matchesPyTorch(String name) throws Exception {
     try (Arena arena = Arena.ofConfined()) {
       SafeTensors f = SafeTensors.open(arena, TestSupport.fixtures().resolve(name + ".safetensors"));
       Map<String, String> m = f.metadata();

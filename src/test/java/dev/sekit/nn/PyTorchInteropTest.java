@@ -34,7 +34,7 @@ class PyTorchInteropTest {
 
   @ParameterizedTest(name = "{0} fused={1}")
   @MethodSource("casesAndPaths")
-  void matchesPyTorch(String name, boolean fused) {
+  void matchesPyTorch(String name, boolean fused) throws Exception {
     try (Arena arena = Arena.ofConfined()) {
       SafeTensors f = SafeTensors.open(arena, TestSupport.fixtures().resolve(name + ".safetensors"));
       Map<String, String> meta = f.metadata();

@@ -22,7 +22,7 @@ class TimmCheckpointTest {
   @TempDir Path dir;
 
   @Test
-  void timmCheckpointGivesPyTorchsLogits() {
+  void timmCheckpointGivesPyTorchsLogits() throws Exception {
     Path ckpt = dir.resolve("ese_vovnet19b_dw.safetensors");
     SafeTensors fixture;
     try (Arena arena = Arena.ofConfined()) {

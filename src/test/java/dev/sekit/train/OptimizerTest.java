@@ -47,7 +47,7 @@ class OptimizerTest {
 
   @ParameterizedTest(name = "{0}")
   @MethodSource("optimizerCases")
-  void stepsMatchTorchOptim(String name) {
+  void stepsMatchTorchOptim(String name) throws Exception {
     try (Arena arena = Arena.ofConfined()) {
       SafeTensors f = SafeTensors.open(arena, TestSupport.fixtures().resolve(name + ".safetensors"));
       Map<String, String> m = f.metadata();
@@ -86,7 +86,7 @@ class OptimizerTest {
 
   @ParameterizedTest(name = "{0}")
   @MethodSource("lossCases")
-  void crossEntropyMatchesPyTorch(String name) {
+  void crossEntropyMatchesPyTorch(String name) throws Exception {
     try (Arena arena = Arena.ofConfined()) {
       SafeTensors f = SafeTensors.open(arena, TestSupport.fixtures().resolve(name + ".safetensors"));
       DType dtype = f.metadata().get("dtype").equals("f64") ? DType.FLOAT64 : DType.FLOAT32;
@@ -100,7 +100,7 @@ class OptimizerTest {
   }
 
   @Test
-  void scheduleAndBadArguments() {
+  void scheduleAndBadArguments() throws Exception {
     CosineSchedule s = new CosineSchedule(0.1, 0.0, 10, 110);
     assertEquals(0.01, s.at(0), 1e-15);
     assertEquals(0.1, s.at(9), 1e-15);

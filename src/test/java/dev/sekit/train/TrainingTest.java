@@ -33,7 +33,7 @@ class TrainingTest {
   }
 
   @Test
-  void aFewHundredStepsLowerTheLoss() {
+  void aFewHundredStepsLowerTheLoss() throws Exception {
     Sekit.setNumThreads(2);
     try (Arena arena = Arena.ofConfined()) {
       FashionMnist.Split train = FashionMnist.load(arena, FashionMnist.DEBIAN_DIR, "train", 2560);
@@ -68,7 +68,7 @@ class TrainingTest {
     return r;
   }
 
-  private Map<String, float[]> run(Path ckpt, long stopAfter, boolean resume, long seed) {
+  private Map<String, float[]> run(Path ckpt, long stopAfter, boolean resume, long seed) throws Exception {
     try (Arena arena = Arena.ofConfined()) {
       FashionMnist.Split train = FashionMnist.load(arena, FashionMnist.DEBIAN_DIR, "train", 640);
       Sekit.manualSeed(seed);
@@ -90,7 +90,7 @@ class TrainingTest {
   }
 
   @Test
-  void resumeContinuesBitForBit() {
+  void resumeContinuesBitForBit() throws Exception {
     Map<String, float[]> straight = run(dir.resolve("a.safetensors"), Long.MAX_VALUE, false, 5);
     Map<String, float[]> again = run(dir.resolve("b.safetensors"), Long.MAX_VALUE, false, 5);
     assertSameWeights(straight, again); // a seed makes a CPU run repeatable
@@ -131,11 +131,19 @@ class TrainingTest {
         assertEquals((float) version, marker.toFloatArray()[0], "a checkpoint mixes two saves");
       }
     }
+    // The killed saves left their temporary files; the next save of the same file removes them.
+    try (Arena arena = Arena.ofConfined()) {
+      Checkpoint.save(ckpt, dev.sekit.nn.VoVNet.create(arena, "ese_vovnet19b_slim_dw"), null, Map.of());
+    }
+    try (var files = Files.list(dir)) {
+      assertEquals(List.of(), files.filter(f -> f.getFileName().toString().endsWith(".tmp")).toList(),
+          "temporary files of killed saves are cleaned up by the next save");
+    }
   }
 
   /** Saves a checkpoint over and over (each with its own version), until killed. */
   public static final class SaveLoop {
-    public static void main(String[] args) {
+    public static void main(String[] args) throws Exception {
       Path file = Path.of(args[0]);
       try (Arena arena = Arena.ofConfined()) {
         Module m = dev.sekit.nn.VoVNet.create(arena, "ese_vovnet19b_slim_dw");
