@@ -15,7 +15,7 @@ import dev.sekit.nn.Attention;
 public final class Abi {
   private Abi() {}
 
-  public static int code(DType d) {
+  static int code(DType d) {
     return switch (d) {
       case FLOAT32 -> sekit_h.SK_FLOAT32();
       case FLOAT64 -> sekit_h.SK_FLOAT64();
@@ -25,7 +25,7 @@ public final class Abi {
     };
   }
 
-  public static DType dtype(int code) {
+  static DType dtype(int code) {
     for (DType d : DType.values()) {
       if (code(d) == code) {
         return d;

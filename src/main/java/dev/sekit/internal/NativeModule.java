@@ -172,6 +172,10 @@ public final class NativeModule {
     if (!segment.scope().isAlive()) {
       throw new IllegalStateException("this module was closed: the arena that owns it has been closed");
     }
+    if (!segment.isAccessibleBy(Thread.currentThread())) {
+      throw new WrongThreadException("this module belongs to a confined arena of another thread; use it on "
+          + "that thread, or build it in a shared arena (Arena.ofShared()) to hand it between threads");
+    }
     Guard.enter(guards);
     return segment;
   }
@@ -190,10 +194,6 @@ public final class NativeModule {
 
   public Arena arena() {
     return arena;
-  }
-
-  public String name() {
-    return name;
   }
 
   // ------------------------------------------------------------------ calls

@@ -165,6 +165,10 @@ public final class NativeTensor {
     if (handle.released()) {
       throw new IllegalStateException("this tensor was closed (Tensor.close())");
     }
+    if (!segment.isAccessibleBy(Thread.currentThread())) {
+      throw new WrongThreadException("this tensor belongs to a confined arena of another thread; use it on "
+          + "that thread, or make it in a shared arena (Arena.ofShared()) to hand it between threads");
+    }
     for (MemorySegment.Scope s : borrowed) {
       if (!s.isAlive()) {
         throw new IllegalStateException("this tensor reads memory of a segment whose arena was "

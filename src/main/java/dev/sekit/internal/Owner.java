@@ -35,6 +35,7 @@ final class Owner {
   /** Never started: a segment is accessible by it only when its arena is not confined. */
   private static final Thread PROBE = new Thread(() -> { }, "sekit-confinement-probe");
 
+  /** Whether only the arena's own thread may use it (views then get confined arenas too). */
   private final boolean confined;
   private final Handle list = new Handle(this, 0, Kind.TENSOR); // sentinel of a ring
   private boolean closed; // guarded by list
@@ -64,11 +65,6 @@ final class Owner {
       }
       return o;
     }
-  }
-
-  /** Whether only the arena's own thread may use it (views then get confined arenas too). */
-  boolean confined() {
-    return confined;
   }
 
   /**
