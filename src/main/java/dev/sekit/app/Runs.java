@@ -2,12 +2,12 @@ package dev.sekit.app;
 
 import dev.sekit.Device;
 import dev.sekit.Sekit;
-import dev.sekit.Tensor;
-import dev.sekit.data.FashionMnist;
+import dev.sekit.data.InMemoryDataset;
 import dev.sekit.nn.Attention;
 import dev.sekit.nn.Module;
 import dev.sekit.nn.SmallVoVNet;
 import dev.sekit.train.Trainer;
+import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.nio.file.Path;
 import java.util.function.BooleanSupplier;
@@ -18,33 +18,18 @@ final class Runs {
 
   record Outcome(Trainer.Result result, long parameters, double seconds) {}
 
-  static FashionMnist.Split onDevice(Arena arena, FashionMnist.Split s, Device d) {
-    if (d.isCpu()) {
-      return s;
-    }
-    Tensor x = s.images().to(arena, s.images().dtype(), d);
-    Tensor y = s.labels().to(arena, s.labels().dtype(), d);
-    return new FashionMnist.Split(x, y, s.size());
-  }
-
   static Outcome run(TrainOptions o, Attention attention, long seed, Path checkpoint, boolean resume,
-      Trainer.Listener listener, BooleanSupplier stop) throws java.io.IOException {
+      Trainer.Listener listener, BooleanSupplier stop) throws IOException {
     o.checkModel();
     Sekit.setNumThreads(o.threads);
     Device device = o.device();
-    try (Arena arena = Arena.ofConfined()) {
-      FashionMnist.Split train = o.limitTrain == null
-          ? FashionMnist.train(arena, o.data)
-          : FashionMnist.load(arena, o.data, "train", o.limitTrain);
-      FashionMnist.Split test = o.limitTest == null
-          ? FashionMnist.test(arena, o.data)
-          : FashionMnist.load(arena, o.data, "test", o.limitTest);
-      train = onDevice(arena, train, device);
-      test = onDevice(arena, test, device);
+    try (InMemoryDataset train = FashionMnist.load(o.data, "train", o.limitTrain == null ? Integer.MAX_VALUE : o.limitTrain);
+        InMemoryDataset test = FashionMnist.load(o.data, "test", o.limitTest == null ? Integer.MAX_VALUE : o.limitTest);
+        Arena arena = Arena.ofConfined()) {
       Sekit.manualSeed(seed);
       Module model = SmallVoVNet.build(arena, attention, 1, FashionMnist.CLASSES);
       model.to(device, dev.sekit.DType.FLOAT32);
-      Trainer trainer = new Trainer(arena, model, train, test, o.config(seed));
+      Trainer trainer = new Trainer(arena, model, train, test, o.options(seed));
       if (resume) {
         if (checkpoint == null || !java.nio.file.Files.isRegularFile(checkpoint)) {
           throw new IllegalArgumentException("--resume: no checkpoint at " + checkpoint);

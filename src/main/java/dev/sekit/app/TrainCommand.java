@@ -104,7 +104,7 @@ final class TrainCommand implements Callable<Integer> {
       summary.put("attention", attn);
       summary.put("parameters", o.parameters());
       summary.put("completed", o.result().completed());
-      summary.put("config", options.config(options.seed));
+      summary.put("options", options.options(options.seed));
       summary.put("history", h);
       Files.writeString(out.resolve("summary.json"), new com.google.gson.GsonBuilder().setPrettyPrinting()
           .serializeSpecialFloatingPointValues().create().toJson(summary));

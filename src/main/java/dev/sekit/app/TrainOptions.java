@@ -13,26 +13,29 @@ final class TrainOptions {
       description = "Model: ese-vovnet-tiny (a VoVNet for 28x28 images; its attention is --attn). Default: ${DEFAULT-VALUE}.")
   String model;
 
+  private static final Trainer.Options D = Trainer.Options.DEFAULTS;
+
   @Option(names = "--epochs", description = "Epochs. Default: ${DEFAULT-VALUE}.")
-  int epochs = 6;
+  int epochs = D.epochs();
 
   @Option(names = "--batch", description = "Batch size. Default: ${DEFAULT-VALUE}.")
-  int batch = 128;
+  int batch = D.batchSize();
 
   @Option(names = "--lr", description = "Peak learning rate (cosine schedule with warm-up). Default: ${DEFAULT-VALUE}.")
-  double lr = 0.1;
+  double lr = D.lr();
 
-  @Option(names = "--optimizer", description = "sgd (Nesterov) or adamw. Default: ${DEFAULT-VALUE}.")
-  String optimizer = "sgd";
+  @Option(names = "--optimizer", description = "SGD (Nesterov) or ADAMW. Default: ${DEFAULT-VALUE}.",
+      converter = OptimizerConverter.class)
+  Trainer.OptimizerKind optimizer = D.optimizer();
 
   @Option(names = "--weight-decay", description = "Weight decay. Default: ${DEFAULT-VALUE}.")
-  double weightDecay = 5e-4;
+  double weightDecay = D.weightDecay();
 
   @Option(names = "--label-smoothing", description = "Label smoothing. Default: ${DEFAULT-VALUE}.")
-  double labelSmoothing = 0.1;
+  double labelSmoothing = D.labelSmoothing();
 
   @Option(names = "--seed", description = "Seed of every random choice. Default: ${DEFAULT-VALUE}.")
-  long seed = 0;
+  long seed = D.seed();
 
   @Option(names = "--threads", description = "Intra-op threads. Default: ${DEFAULT-VALUE}.")
   int threads = 2;
@@ -41,7 +44,7 @@ final class TrainOptions {
   String device = "cpu";
 
   @Option(names = "--data", description = "Directory of the Fashion-MNIST IDX files. Default: ${DEFAULT-VALUE}.")
-  Path data = Path.of("/usr/share/datasets/fashion-mnist");
+  Path data = FashionMnist.DEBIAN_DIR;
 
   @Option(names = "--limit-train", description = "Use only the first N training images (for quick runs).")
   Integer limitTrain;
@@ -55,11 +58,24 @@ final class TrainOptions {
   @Option(names = "--no-augment", description = "Disable random crop (pad 2) and horizontal flip.")
   boolean noAugment;
 
-  Trainer.Config config(long runSeed) {
-    Trainer.Config d = Trainer.Config.defaults();
-    return new Trainer.Config(epochs, batch, optimizer, lr, optimizer.equals("sgd") ? 0.9 : 0, weightDecay,
-        labelSmoothing, d.warmupEpochs(), d.clipNorm(), noAugment ? 0 : d.cropPad(), !noAugment, runSeed,
-        d.evalBatch(), !noChannelsLast);
+  /** "sgd" / "adamw" in any case. */
+  static final class OptimizerConverter implements picocli.CommandLine.ITypeConverter<Trainer.OptimizerKind> {
+    @Override
+    public Trainer.OptimizerKind convert(String value) {
+      try {
+        return Trainer.OptimizerKind.valueOf(value.toUpperCase(java.util.Locale.ROOT));
+      } catch (IllegalArgumentException e) {
+        throw new picocli.CommandLine.TypeConversionException("--optimizer must be sgd or adamw, got '" + value + "'");
+      }
+    }
+  }
+
+  /** The trainer's options for this command line (the demo's defaults otherwise). */
+  Trainer.Options options(long runSeed) {
+    return D.toBuilder().epochs(epochs).batchSize(batch).optimizer(optimizer).lr(lr)
+        .momentum(optimizer == Trainer.OptimizerKind.SGD ? D.momentum() : 0).weightDecay(weightDecay)
+        .labelSmoothing(labelSmoothing).randomCrop(noAugment ? 0 : D.cropPad(), FashionMnist.BLACK).flip(!noAugment)
+        .seed(runSeed).channelsLast(!noChannelsLast).build();
   }
 
   Device device() {

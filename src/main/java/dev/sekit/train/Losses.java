@@ -3,7 +3,6 @@ package dev.sekit.train;
 import dev.sekit.Tensor;
 import dev.sekit.internal.Bridge;
 import dev.sekit.internal.NativeTraining;
-import java.lang.foreign.Arena;
 import java.util.Objects;
 
 /** Losses and metrics, computed by libtorch. */
@@ -29,22 +28,5 @@ public final class Losses {
     Objects.requireNonNull(logits, "logits");
     Objects.requireNonNull(targets, "targets");
     return NativeTraining.countCorrect(Bridge.of(logits), Bridge.of(targets));
-  }
-
-  /**
-   * Pads each sample of {@code x} [N, C, H, W] by {@code pad} (with {@code fill}), crops it
-   * back at a random offset and, when {@code flip}, mirrors it left-right with probability
-   * 1/2. Deterministic in {@code seed}. The result belongs to {@code arena}.
-   */
-  public static Tensor randomCropFlip(Arena arena, Tensor x, int pad, double fill, boolean flip, long seed) {
-    Objects.requireNonNull(arena, "arena");
-    Objects.requireNonNull(x, "x");
-    if (pad < 0) {
-      throw new IllegalArgumentException("pad must be >= 0, got " + pad);
-    }
-    if (!arena.scope().isAlive()) {
-      throw new IllegalStateException("the arena is already closed");
-    }
-    return Bridge.tensor(NativeTraining.randomCropFlip(arena, Bridge.of(x), pad, fill, flip, seed));
   }
 }

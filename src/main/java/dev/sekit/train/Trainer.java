@@ -1,18 +1,19 @@
 package dev.sekit.train;
 
-import static java.lang.foreign.ValueLayout.JAVA_LONG;
-
 import com.google.gson.Gson;
+import com.google.gson.GsonBuilder;
 import com.google.gson.reflect.TypeToken;
-import dev.sekit.DType;
+import dev.sekit.Device;
 import dev.sekit.MemoryFormat;
 import dev.sekit.Sekit;
 import dev.sekit.Tensor;
-import dev.sekit.data.FashionMnist;
+import dev.sekit.data.Augment;
+import dev.sekit.data.BatchLoader;
+import dev.sekit.data.Dataset;
+import dev.sekit.data.EpochOrder;
 import dev.sekit.nn.Module;
 import java.io.IOException;
 import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -20,50 +21,299 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
-import java.util.SplittableRandom;
 import java.util.function.BooleanSupplier;
 
 /**
  * A classification training loop on sekit: SGD with Nesterov momentum (or AdamW), cosine
  * schedule with warm-up, label smoothing, gradient clipping, random crop + flip, evaluation
- * after every epoch, and checkpoints that resume bit for bit. With {@code channelsLast} (the
- * default) the model and its inputs are laid out NHWC, which makes CPU convolutions faster.
+ * after every epoch, and checkpoints that resume bit for bit. Batches are read ahead by a
+ * {@link BatchLoader} on threads of their own. With {@code channelsLast} (the default) the
+ * model and its inputs are laid out NHWC, which makes CPU convolutions faster.
  *
- * <p>Everything random is derived from the seed: the shuffle of epoch e, the augmentation
- * and dropout of step s. So a run is repeatable on the CPU (same thread count), and a run
- * stopped and resumed from its checkpoint ends with exactly the same weights as one that
- * was not.
+ * <pre>{@code
+ * Trainer.Options opts = Trainer.Options.builder().epochs(6).batchSize(128).build();
+ * Trainer t = new Trainer(arena, model, trainData, testData, opts);
+ * Trainer.Result r = t.fit(Path.of("run/checkpoint.safetensors"), listener, () -> false);
+ * }</pre>
+ *
+ * <p>Everything random is derived from the seed: the shuffle of epoch e
+ * ({@link EpochOrder}), the augmentation and dropout of step s. So a run is repeatable on the
+ * CPU (same thread count), and a run stopped and resumed from its checkpoint ends with
+ * exactly the same weights as one that was not.
  */
 public final class Trainer {
 
-  /** Hyper-parameters; {@link #defaults()} are the demo's. */
-  public record Config(int epochs, int batchSize, String optimizer, double lr, double momentum,
-      double weightDecay, double labelSmoothing, double warmupEpochs, double clipNorm, int cropPad,
-      boolean flip, long seed, int evalBatch, boolean channelsLast) {
-    public Config {
-      if (epochs < 1 || batchSize < 2 || evalBatch < 1) {
-        throw new IllegalArgumentException("need epochs >= 1, batchSize >= 2, evalBatch >= 1");
-      }
-      if (!optimizer.equals("sgd") && !optimizer.equals("adamw")) {
-        throw new IllegalArgumentException("optimizer must be 'sgd' or 'adamw', got '" + optimizer + "'");
-      }
-      if (!(lr > 0)) {
-        throw new IllegalArgumentException("lr must be > 0, got " + lr);
-      }
+  /** The optimizers a trainer can build. */
+  public enum OptimizerKind {
+    /** torch.optim.SGD with Nesterov momentum (when momentum > 0). */
+    SGD,
+    /** torch.optim.AdamW. */
+    ADAMW
+  }
+
+  /**
+   * Hyper-parameters. {@link #DEFAULTS} are the Fashion-MNIST demo's; build others with
+   * {@link #builder()} (which starts from them) or {@link #toBuilder()}.
+   */
+  public static final class Options {
+    /** The demo's settings. */
+    public static final Options DEFAULTS = new Builder().build();
+
+    private final int epochs;
+    private final int batchSize;
+    private final OptimizerKind optimizer;
+    private final double lr;
+    private final double momentum;
+    private final double weightDecay;
+    private final double labelSmoothing;
+    private final double warmupEpochs;
+    private final double clipNorm;
+    private final int cropPad;
+    private final double cropFill;
+    private final boolean flip;
+    private final long seed;
+    private final int evalBatch;
+    private final boolean channelsLast;
+    private final int loaderThreads;
+
+    private Options(Builder b) {
+      this.epochs = b.epochs;
+      this.batchSize = b.batchSize;
+      this.optimizer = b.optimizer;
+      this.lr = b.lr;
+      this.momentum = b.momentum;
+      this.weightDecay = b.weightDecay;
+      this.labelSmoothing = b.labelSmoothing;
+      this.warmupEpochs = b.warmupEpochs;
+      this.clipNorm = b.clipNorm;
+      this.cropPad = b.cropPad;
+      this.cropFill = b.cropFill;
+      this.flip = b.flip;
+      this.seed = b.seed;
+      this.evalBatch = b.evalBatch;
+      this.channelsLast = b.channelsLast;
+      this.loaderThreads = b.loaderThreads;
     }
 
-    public static Config defaults() {
-      return new Config(6, 128, "sgd", 0.1, 0.9, 5e-4, 0.1, 0.3, 5.0, 2, true, 0, 1000, true);
+    public static Builder builder() {
+      return new Builder();
     }
 
-    public Config withEpochs(int e) {
-      return new Config(e, batchSize, optimizer, lr, momentum, weightDecay, labelSmoothing, warmupEpochs,
-          clipNorm, cropPad, flip, seed, evalBatch, channelsLast);
+    /** A builder that starts from these options. */
+    public Builder toBuilder() {
+      Builder b = new Builder();
+      b.epochs = epochs;
+      b.batchSize = batchSize;
+      b.optimizer = optimizer;
+      b.lr = lr;
+      b.momentum = momentum;
+      b.weightDecay = weightDecay;
+      b.labelSmoothing = labelSmoothing;
+      b.warmupEpochs = warmupEpochs;
+      b.clipNorm = clipNorm;
+      b.cropPad = cropPad;
+      b.cropFill = cropFill;
+      b.flip = flip;
+      b.seed = seed;
+      b.evalBatch = evalBatch;
+      b.channelsLast = channelsLast;
+      b.loaderThreads = loaderThreads;
+      return b;
     }
 
-    public Config withSeed(long s) {
-      return new Config(epochs, batchSize, optimizer, lr, momentum, weightDecay, labelSmoothing, warmupEpochs,
-          clipNorm, cropPad, flip, s, evalBatch, channelsLast);
+    public int epochs() {
+      return epochs;
+    }
+
+    public int batchSize() {
+      return batchSize;
+    }
+
+    public OptimizerKind optimizer() {
+      return optimizer;
+    }
+
+    public double lr() {
+      return lr;
+    }
+
+    public double momentum() {
+      return momentum;
+    }
+
+    public double weightDecay() {
+      return weightDecay;
+    }
+
+    public double labelSmoothing() {
+      return labelSmoothing;
+    }
+
+    public double warmupEpochs() {
+      return warmupEpochs;
+    }
+
+    public double clipNorm() {
+      return clipNorm;
+    }
+
+    public int cropPad() {
+      return cropPad;
+    }
+
+    public double cropFill() {
+      return cropFill;
+    }
+
+    public boolean flip() {
+      return flip;
+    }
+
+    public long seed() {
+      return seed;
+    }
+
+    public int evalBatch() {
+      return evalBatch;
+    }
+
+    public boolean channelsLast() {
+      return channelsLast;
+    }
+
+    public int loaderThreads() {
+      return loaderThreads;
+    }
+
+    /** Options of a trainer; every setter checks its value. */
+    public static final class Builder {
+      private int epochs = 6;
+      private int batchSize = 128;
+      private OptimizerKind optimizer = OptimizerKind.SGD;
+      private double lr = 0.1;
+      private double momentum = 0.9;
+      private double weightDecay = 5e-4;
+      private double labelSmoothing = 0.1;
+      private double warmupEpochs = 0.3;
+      private double clipNorm = 5.0;
+      private int cropPad = 2;
+      private double cropFill;
+      private boolean flip = true;
+      private long seed;
+      private int evalBatch = 1000;
+      private boolean channelsLast = true;
+      private int loaderThreads = 1;
+
+      private Builder() {}
+
+      public Builder epochs(int v) {
+        this.epochs = atLeast("epochs", v, 1);
+        return this;
+      }
+
+      public Builder batchSize(int v) {
+        this.batchSize = atLeast("batchSize", v, 2);
+        return this;
+      }
+
+      /** SGD (Nesterov when momentum > 0, the default) or AdamW (momentum unused). */
+      public Builder optimizer(OptimizerKind v) {
+        this.optimizer = Objects.requireNonNull(v, "optimizer");
+        return this;
+      }
+
+      /** Peak learning rate of the cosine schedule. */
+      public Builder lr(double v) {
+        if (!(v > 0) || Double.isInfinite(v)) {
+          throw new IllegalArgumentException("lr must be a finite number > 0, got " + v);
+        }
+        this.lr = v;
+        return this;
+      }
+
+      public Builder momentum(double v) {
+        this.momentum = inRange("momentum", v, 0, 1);
+        return this;
+      }
+
+      public Builder weightDecay(double v) {
+        this.weightDecay = inRange("weightDecay", v, 0, Double.MAX_VALUE);
+        return this;
+      }
+
+      public Builder labelSmoothing(double v) {
+        if (!(v >= 0 && v < 1)) {
+          throw new IllegalArgumentException("labelSmoothing must be in [0, 1), got " + v);
+        }
+        this.labelSmoothing = v;
+        return this;
+      }
+
+      /** Epochs of linear warm-up (fractions allowed). */
+      public Builder warmupEpochs(double v) {
+        this.warmupEpochs = inRange("warmupEpochs", v, 0, Double.MAX_VALUE);
+        return this;
+      }
+
+      /** Largest global gradient norm; 0 turns clipping off. */
+      public Builder clipNorm(double v) {
+        this.clipNorm = inRange("clipNorm", v, 0, Double.MAX_VALUE);
+        return this;
+      }
+
+      /** Random crop after padding each side by {@code pad} with {@code fill} (0 turns it off). */
+      public Builder randomCrop(int pad, double fill) {
+        this.cropPad = atLeast("crop pad", pad, 0);
+        this.cropFill = fill;
+        return this;
+      }
+
+      /** Random horizontal flips. */
+      public Builder flip(boolean v) {
+        this.flip = v;
+        return this;
+      }
+
+      public Builder seed(long v) {
+        this.seed = v;
+        return this;
+      }
+
+      /** Batch size of evaluation. */
+      public Builder evalBatch(int v) {
+        this.evalBatch = atLeast("evalBatch", v, 1);
+        return this;
+      }
+
+      /** Lay the model and its inputs out NHWC (default; faster CPU convolutions). */
+      public Builder channelsLast(boolean v) {
+        this.channelsLast = v;
+        return this;
+      }
+
+      /** Threads that read batches ahead of the model. */
+      public Builder loaderThreads(int v) {
+        this.loaderThreads = atLeast("loaderThreads", v, 1);
+        return this;
+      }
+
+      public Options build() {
+        return new Options(this);
+      }
+
+      private static int atLeast(String name, int v, int min) {
+        if (v < min) {
+          throw new IllegalArgumentException(name + " must be >= " + min + ", got " + v);
+        }
+        return v;
+      }
+
+      private static double inRange(String name, double v, double lo, double hi) {
+        if (!(v >= lo && v <= hi)) {
+          throw new IllegalArgumentException(name + " must be in [" + lo + ", " + hi + "], got " + v);
+        }
+        return v;
+      }
     }
   }
 
@@ -71,7 +321,10 @@ public final class Trainer {
   public record EpochStats(int epoch, double trainLoss, double trainAccuracy, double testLoss,
       double testAccuracy, double samplesPerSecond, double seconds) {}
 
-  /** Progress callbacks (all on the training thread). */
+  /**
+   * Hooks into the loop, all called on the training thread: progress and logging, checkpoints,
+   * and early stopping ({@link #stopAfter}).
+   */
   public interface Listener {
     default void onEpochStart(int epoch, int steps) {}
 
@@ -80,6 +333,11 @@ public final class Trainer {
     default void onEpochEnd(EpochStats stats) {}
 
     default void onCheckpoint(Path file, boolean interrupted) {}
+
+    /** Asked after each epoch (and its checkpoint): true ends training there (early stopping). */
+    default boolean stopAfter(EpochStats stats) {
+      return false;
+    }
   }
 
   /** The outcome of {@link #fit}. */
@@ -90,40 +348,42 @@ public final class Trainer {
   }
 
   private final Module model;
-  private final Config cfg;
-  private final Arena arena;
+  private final Options opts;
   private final Optimizer optimizer;
   private final CosineSchedule schedule;
   private final int stepsPerEpoch;
-  private final FashionMnist.Split train;
-  private final FashionMnist.Split test;
+  private final Dataset train;
+  private final Dataset test;
+  private final Device device;
   private final List<EpochStats> history = new ArrayList<>();
   private long globalStep;
 
   /**
-   * @param arena owns the optimizer and the training scratch (the caller closes it)
+   * @param arena owns the optimizer (the caller closes it)
+   * @param test evaluated after every epoch; may be null
    */
-  public Trainer(Arena arena, Module model, FashionMnist.Split train, FashionMnist.Split test, Config cfg) {
-    this.arena = Objects.requireNonNull(arena, "arena");
+  public Trainer(Arena arena, Module model, Dataset train, Dataset test, Options options) {
+    Objects.requireNonNull(arena, "arena");
     this.model = Objects.requireNonNull(model, "model");
     this.train = Objects.requireNonNull(train, "train");
     this.test = test;
-    this.cfg = Objects.requireNonNull(cfg, "cfg");
-    this.stepsPerEpoch = train.size() / cfg.batchSize();
+    this.opts = Objects.requireNonNull(options, "options");
+    this.stepsPerEpoch = train.size() / opts.batchSize();
     if (stepsPerEpoch < 1) {
-      throw new IllegalArgumentException("the training split (" + train.size() + ") is smaller than a batch ("
-          + cfg.batchSize() + ")");
+      throw new IllegalArgumentException("the training data (" + train.size() + " samples) is smaller than a batch ("
+          + opts.batchSize() + ")");
     }
-    this.optimizer = cfg.optimizer().equals("sgd")
-        ? Optimizer.sgd(model, cfg.lr()).momentum(cfg.momentum()).nesterov(cfg.momentum() > 0)
-            .weightDecay(cfg.weightDecay()).build(arena)
-        : Optimizer.adamW(model, cfg.lr()).weightDecay(cfg.weightDecay()).build(arena);
-    if (cfg.channelsLast()) {
+    this.device = model.device();
+    this.optimizer = opts.optimizer() == OptimizerKind.SGD
+        ? Optimizer.sgd(model, opts.lr()).momentum(opts.momentum()).nesterov(opts.momentum() > 0)
+            .weightDecay(opts.weightDecay()).build(arena)
+        : Optimizer.adamW(model, opts.lr()).weightDecay(opts.weightDecay()).build(arena);
+    if (opts.channelsLast()) {
       model.to(MemoryFormat.CHANNELS_LAST);
     }
-    long total = (long) stepsPerEpoch * cfg.epochs();
-    long warmup = Math.min(total - 1, Math.round(cfg.warmupEpochs() * stepsPerEpoch));
-    this.schedule = new CosineSchedule(cfg.lr(), 0.0, warmup, total);
+    long total = (long) stepsPerEpoch * opts.epochs();
+    long warmup = Math.min(total - 1, Math.round(opts.warmupEpochs() * stepsPerEpoch));
+    this.schedule = new CosineSchedule(opts.lr(), 0.0, warmup, total);
   }
 
   public Optimizer optimizer() {
@@ -147,9 +407,9 @@ public final class Trainer {
         }
       }
       long savedSeed = Long.parseLong(m.get("seed"));
-      if (savedSeed != cfg.seed()) {
+      if (savedSeed != opts.seed()) {
         throw new IllegalArgumentException("the checkpoint was trained with seed " + savedSeed
-            + " but this run uses seed " + cfg.seed());
+            + " but this run uses seed " + opts.seed());
       }
     });
     globalStep = Long.parseLong(meta.get("global_step"));
@@ -158,57 +418,44 @@ public final class Trainer {
     history.addAll(h);
   }
 
-  /** The permutation of epoch {@code epoch}. */
-  private int[] permutation(int epoch) {
-    int[] p = new int[train.size()];
-    for (int i = 0; i < p.length; i++) {
-      p[i] = i;
-    }
-    SplittableRandom r = new SplittableRandom(cfg.seed() * 0x9E3779B97F4A7C15L + epoch);
-    for (int i = p.length - 1; i > 0; i--) {
-      int j = r.nextInt(i + 1);
-      int t = p[i];
-      p[i] = p[j];
-      p[j] = t;
-    }
-    return p;
-  }
-
   /**
-   * Trains until the configured epochs are done or {@code stop} says so (checked after every
-   * step; then a checkpoint is written, when {@code checkpoint} is not null).
+   * Trains until the configured epochs are done, a listener stops it early, or {@code stop}
+   * says so (checked after every step; then a checkpoint is written, when {@code checkpoint}
+   * is not null).
    */
   public Result fit(Path checkpoint, Listener listener, BooleanSupplier stop) throws IOException {
     Listener l = listener == null ? new Listener() {} : listener;
     BooleanSupplier s = stop == null ? () -> false : stop;
-    MemorySegment idx = arena.allocate(JAVA_LONG, cfg.batchSize());
     model.train();
-    while (globalStep < (long) stepsPerEpoch * cfg.epochs()) {
+    while (globalStep < (long) stepsPerEpoch * opts.epochs()) {
       int epoch = (int) (globalStep / stepsPerEpoch);
       int first = (int) (globalStep % stepsPerEpoch);
-      int[] perm = permutation(epoch);
       l.onEpochStart(epoch, stepsPerEpoch);
       double lossSum = 0;
       long correct = 0;
       long seen = 0;
       long t0 = System.nanoTime();
-      for (int b = first; b < stepsPerEpoch; b++) {
-        for (int i = 0; i < cfg.batchSize(); i++) {
-          idx.setAtIndex(JAVA_LONG, i, perm[b * cfg.batchSize() + i]);
-        }
-        double[] lc = step(idx);
-        lossSum += lc[0] * cfg.batchSize();
-        correct += (long) lc[1];
-        seen += cfg.batchSize();
-        globalStep++;
-        double secs = (System.nanoTime() - t0) / 1e9;
-        l.onStep(epoch, b, lossSum / seen, (double) correct / seen, seen / secs);
-        if (s.getAsBoolean() && globalStep < (long) stepsPerEpoch * cfg.epochs()) {
-          if (checkpoint != null) {
-            save(checkpoint);
-            l.onCheckpoint(checkpoint, true);
+      try (BatchLoader loader = new BatchLoader(train, EpochOrder.shard(train.size(), opts.seed(), epoch, 0, 1),
+          opts.batchSize(), true, opts.loaderThreads())) {
+        loader.skip(first);
+        for (int b = first; b < stepsPerEpoch; b++) {
+          double[] lc;
+          try (BatchLoader.Batch batch = loader.next()) {
+            lc = step(batch);
           }
-          return new Result(List.copyOf(history), false, globalStep);
+          lossSum += lc[0] * opts.batchSize();
+          correct += (long) lc[1];
+          seen += opts.batchSize();
+          globalStep++;
+          double secs = (System.nanoTime() - t0) / 1e9;
+          l.onStep(epoch, b, lossSum / seen, (double) correct / seen, seen / secs);
+          if (s.getAsBoolean() && globalStep < (long) stepsPerEpoch * opts.epochs()) {
+            if (checkpoint != null) {
+              save(checkpoint);
+              l.onCheckpoint(checkpoint, true);
+            }
+            return new Result(List.copyOf(history), false, globalStep);
+          }
         }
       }
       double secs = (System.nanoTime() - t0) / 1e9;
@@ -221,27 +468,29 @@ public final class Trainer {
         save(checkpoint);
         l.onCheckpoint(checkpoint, false);
       }
+      if (l.stopAfter(st) && globalStep < (long) stepsPerEpoch * opts.epochs()) {
+        return new Result(List.copyOf(history), false, globalStep);
+      }
     }
     return new Result(List.copyOf(history), true, globalStep);
   }
 
-  private double[] step(MemorySegment idxSeg) {
+  private double[] step(BatchLoader.Batch batch) {
     try (Arena step = Arena.ofConfined()) {
-      Tensor idx = Tensor.wrap(step, idxSeg, DType.INT64, cfg.batchSize());
-      Tensor x = train.images().indexSelect(step, 0, idx);
-      Tensor y = train.labels().indexSelect(step, 0, idx);
-      if (cfg.cropPad() > 0 || cfg.flip()) {
-        x = Losses.randomCropFlip(step, x, cfg.cropPad(), FashionMnist.Split.blackValue(), cfg.flip(),
-            cfg.seed() * 1_000_003L + globalStep);
+      Tensor x = onDevice(step, batch.inputs(step));
+      Tensor y = onDevice(step, batch.labels(step));
+      if (opts.cropPad() > 0 || opts.flip()) {
+        x = Augment.randomCropFlip(step, x, opts.cropPad(), opts.cropFill(), opts.flip(),
+            opts.seed() * 1_000_003L + globalStep);
       }
       x = layout(step, x);
-      Sekit.manualSeed(cfg.seed() * 7_919L + globalStep); // dropout, if any
+      Sekit.manualSeed(opts.seed() * 7_919L + globalStep); // dropout, if any
       Tensor logits = model.forward(step, x, true);
-      Tensor loss = Losses.crossEntropy(logits, y, cfg.labelSmoothing());
+      Tensor loss = Losses.crossEntropy(logits, y, opts.labelSmoothing());
       optimizer.zeroGrad();
       loss.backward();
-      if (cfg.clipNorm() > 0) {
-        model.clipGradNorm(cfg.clipNorm());
+      if (opts.clipNorm() > 0) {
+        model.clipGradNorm(opts.clipNorm());
       }
       optimizer.setLearningRate(schedule.at(globalStep));
       optimizer.step();
@@ -249,40 +498,46 @@ public final class Trainer {
     }
   }
 
-  private Tensor layout(Arena a, Tensor x) {
-    return cfg.channelsLast() ? x.contiguous(a, MemoryFormat.CHANNELS_LAST) : x;
+  private Tensor onDevice(Arena a, Tensor t) {
+    return device.isCpu() ? t : t.to(a, t.dtype(), device);
   }
 
-  /** Mean loss (without label smoothing) and accuracy on {@code split}, in eval mode. */
-  public double[] evaluate(FashionMnist.Split split) {
+  private Tensor layout(Arena a, Tensor x) {
+    return opts.channelsLast() ? x.contiguous(a, MemoryFormat.CHANNELS_LAST) : x;
+  }
+
+  /** Mean loss (without label smoothing) and accuracy on {@code data}, in eval mode. */
+  public double[] evaluate(Dataset data) {
+    Objects.requireNonNull(data, "data");
     model.eval();
     double loss = 0;
     long correct = 0;
-    try {
-      for (int start = 0; start < split.size(); start += cfg.evalBatch()) {
-        int n = Math.min(cfg.evalBatch(), split.size() - start);
-        try (Arena b = Arena.ofConfined()) {
-          // evaluation batches are consecutive rows: views, not gathers
-          Tensor x = split.images().narrow(b, 0, start, n);
-          Tensor y = split.labels().narrow(b, 0, start, n);
-          Tensor logits = model.forward(b, layout(b, x), false);
-          loss += Losses.crossEntropy(logits, y, 0).item() * n;
+    int[] inOrder = new int[data.size()];
+    for (int i = 0; i < inOrder.length; i++) {
+      inOrder[i] = i;
+    }
+    try (BatchLoader loader = new BatchLoader(data, inOrder, opts.evalBatch(), false, opts.loaderThreads())) {
+      for (int k = 0; k < loader.batches(); k++) {
+        try (BatchLoader.Batch b = loader.next(); Arena a = Arena.ofConfined()) {
+          Tensor y = onDevice(a, b.labels(a));
+          Tensor logits = model.forward(a, layout(a, onDevice(a, b.inputs(a))), false);
+          loss += Losses.crossEntropy(logits, y, 0).item() * b.size();
           correct += Losses.countCorrect(logits, y);
         }
       }
     } finally {
       model.train();
     }
-    return new double[] {loss / split.size(), (double) correct / split.size()};
+    return new double[] {loss / data.size(), (double) correct / data.size()};
   }
 
   private void save(Path file) throws IOException {
     Map<String, String> meta = new LinkedHashMap<>();
     meta.put("global_step", Long.toString(globalStep));
     meta.put("epoch", Long.toString(globalStep / stepsPerEpoch));
-    meta.put("seed", Long.toString(cfg.seed()));
-    Gson gson = new com.google.gson.GsonBuilder().serializeSpecialFloatingPointValues().create();
-    meta.put("config", gson.toJson(cfg));
+    meta.put("seed", Long.toString(opts.seed()));
+    Gson gson = new GsonBuilder().serializeSpecialFloatingPointValues().create();
+    meta.put("options", gson.toJson(opts));
     meta.put("history", gson.toJson(history));
     Path dir = file.toAbsolutePath().getParent();
     if (dir != null) {

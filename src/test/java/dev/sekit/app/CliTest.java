@@ -63,7 +63,7 @@ class CliTest {
     Process p = start("train", "--data", dir.resolve("nowhere").toString(), "--out", dir.resolve("x").toString());
     assertTrue(p.waitFor(60, TimeUnit.SECONDS));
     assertEquals(2, p.exitValue());
-    assertTrue(log().contains("train-images-idx3-ubyte.gz: not found; Debian's dataset-fashion-mnist provides it"), log());
+    assertTrue(log().contains("train-images-idx3-ubyte.gz: not found; Debian's dataset-fashion-mnist provides these files"), log());
     Process q = start("train", "--attn", "cbam", "--out", dir.resolve("y").toString());
     assertTrue(q.waitFor(60, TimeUnit.SECONDS));
     assertEquals(2, q.exitValue());

@@ -7,7 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.sekit.Sekit;
 import dev.sekit.Tensor;
-import dev.sekit.data.FashionMnist;
+import dev.sekit.data.InMemoryDataset;
 import dev.sekit.io.SafeTensors;
 import dev.sekit.nn.Attention;
 import dev.sekit.nn.Module;
@@ -28,16 +28,24 @@ import org.junit.jupiter.api.io.TempDir;
 class TrainingTest {
   @TempDir Path dir;
 
-  private static Trainer.Config small(int epochs, long seed) {
-    return new Trainer.Config(epochs, 64, "sgd", 0.1, 0.9, 5e-4, 0.1, 0.3, 5.0, 2, true, seed, 500, true);
+  private static final Path DEBIAN = Path.of("/usr/share/datasets/fashion-mnist");
+
+  private static Trainer.Options small(int epochs, long seed) {
+    return Trainer.Options.builder().epochs(epochs).batchSize(64).randomCrop(2, -0.2860 / 0.3530).seed(seed)
+        .evalBatch(500).build();
+  }
+
+  static InMemoryDataset fashion(String split, int limit) {
+    String p = split.equals("train") ? "train" : "t10k";
+    return InMemoryDataset.fromIdx(DEBIAN.resolve(p + "-images-idx3-ubyte.gz"), DEBIAN.resolve(p + "-labels-idx1-ubyte.gz"),
+        10, 0.2860, 0.3530, limit);
   }
 
   @Test
   void aFewHundredStepsLowerTheLoss() throws Exception {
     Sekit.setNumThreads(2);
-    try (Arena arena = Arena.ofConfined()) {
-      FashionMnist.Split train = FashionMnist.load(arena, FashionMnist.DEBIAN_DIR, "train", 2560);
-      FashionMnist.Split test = FashionMnist.load(arena, FashionMnist.DEBIAN_DIR, "test", 1000);
+    try (InMemoryDataset train = fashion("train", 2560); InMemoryDataset test = fashion("test", 1000);
+        Arena arena = Arena.ofConfined()) {
       Sekit.manualSeed(1);
       Module model = SmallVoVNet.build(arena, Attention.ESE, 1, 10);
       Trainer t = new Trainer(arena, model, train, test, small(5, 1)); // 5 x 40 = 200 steps
@@ -60,6 +68,27 @@ class TrainingTest {
     }
   }
 
+  @Test
+  void aListenerCanStopTrainingEarly() throws Exception {
+    try (InMemoryDataset train = fashion("train", 256); InMemoryDataset test = fashion("test", 100);
+        Arena arena = Arena.ofConfined()) {
+      Sekit.manualSeed(3);
+      Module model = SmallVoVNet.build(arena, Attention.NONE, 1, 10);
+      Trainer t = new Trainer(arena, model, train, test, small(5, 3));
+      List<Integer> epochs = new ArrayList<>();
+      Trainer.Result r = t.fit(null, new Trainer.Listener() {
+        @Override
+        public boolean stopAfter(Trainer.EpochStats stats) {
+          epochs.add(stats.epoch());
+          return stats.epoch() == 2; // e.g. when the test loss stops improving
+        }
+      }, null);
+      assertFalse(r.completed());
+      assertEquals(List.of(1, 2), epochs);
+      assertEquals(2 * t.stepsPerEpoch(), r.steps());
+    }
+  }
+
   /** All state-dict values of a model, for bitwise comparison. */
   private static Map<String, float[]> snapshot(Module m) {
     Map<String, float[]> r = new LinkedHashMap<>();
@@ -69,8 +98,7 @@ class TrainingTest {
   }
 
   private Map<String, float[]> run(Path ckpt, long stopAfter, boolean resume, long seed) throws Exception {
-    try (Arena arena = Arena.ofConfined()) {
-      FashionMnist.Split train = FashionMnist.load(arena, FashionMnist.DEBIAN_DIR, "train", 640);
+    try (InMemoryDataset train = fashion("train", 640); Arena arena = Arena.ofConfined()) {
       Sekit.manualSeed(seed);
       Module model = SmallVoVNet.build(arena, Attention.ESE, 1, 10);
       Trainer t = new Trainer(arena, model, train, null, small(2, seed)); // 2 x 10 steps
