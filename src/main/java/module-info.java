@@ -14,13 +14,6 @@ module dev.sekit {
 
   requires com.google.gson;
 
-  // The command-line program (dev.sekit.app): optional dependencies.
-  requires static info.picocli;
-  requires static me.tongfei.progressbar;
-  requires static org.knowm.xchart;
-  requires static java.desktop;
-
-  opens dev.sekit.app to info.picocli;
   // Gson reads and writes the training records in checkpoints.
   opens dev.sekit.train to com.google.gson;
   // dev.sekit.internal and dev.sekit.internal.ffi (the jextract bindings) stay internal.

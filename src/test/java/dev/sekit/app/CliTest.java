@@ -12,14 +12,20 @@ import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-/** The training program end to end: outputs, SIGTERM writing a last checkpoint, --resume, errors. */
+/** The command-line program end to end, run from its own module: outputs, SIGTERM writing a last checkpoint, --resume, errors. */
 class CliTest {
   @TempDir Path dir;
 
+  /**
+   * The program as users run it: module dev.sekit.app (target/app-classes) on the module path
+   * with the library module and the runtime dependencies.
+   */
   private Process start(String... args) throws IOException {
+    String modulePath = String.join(java.io.File.pathSeparator, "target/classes", "target/app-classes",
+        Files.readString(Path.of("target/classpath.txt")).trim());
     List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-        "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
-        SekitCli.class.getName()));
+        "--enable-native-access=dev.sekit,org.jline.nativ", "-Dsekit.threads=2", "-p", modulePath,
+        "-m", "dev.sekit.app/dev.sekit.app.SekitCli"));
     cmd.addAll(List.of(args));
     return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(dir.resolve("out.log").toFile()).start();
   }

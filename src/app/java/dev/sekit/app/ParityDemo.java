@@ -1,4 +1,4 @@
-package dev.sekit.demo;
+package dev.sekit.app;
 
 import dev.sekit.DType;
 import dev.sekit.Sekit;
