@@ -6,7 +6,6 @@ import dev.sekit.Tensor;
 import dev.sekit.data.FashionMnist;
 import dev.sekit.nn.Attention;
 import dev.sekit.nn.Module;
-import dev.sekit.nn.SmallVoVNet;
 import dev.sekit.train.Trainer;
 import java.lang.foreign.Arena;
 import java.nio.file.Path;
@@ -42,7 +41,7 @@ final class Runs {
       train = onDevice(arena, train, device);
       test = onDevice(arena, test, device);
       Sekit.manualSeed(seed);
-      Module model = SmallVoVNet.build(arena, attention, 1, FashionMnist.CLASSES);
+      Module model = o.buildModel(arena, attention);
       model.to(device, dev.sekit.DType.FLOAT32);
       Trainer trainer = new Trainer(arena, model, train, test, o.config(seed));
       if (resume) {
