@@ -70,10 +70,27 @@ extern "C" {
 #define SK_ACT_HARD_SWISH 6
 #define SK_ACT_TANH 7
 
-/* ---- attention inside OSA blocks (stable) ---- */
+/* ---- attention inside OSA and residual blocks (stable) ---- */
 #define SK_ATTN_NONE 0
 #define SK_ATTN_ESE 1 /* timm 'ese': EffectiveSEModule(out_chs) */
 #define SK_ATTN_SE 2  /* timm 'se': SEModule(out_chs), rd_ratio 1/16 */
+
+/* ---- residual blocks (stable) ---- */
+#define SK_BLOCK_BASIC 0             /* timm BasicBlock: 3x3 -> 3x3, expansion 1 */
+#define SK_BLOCK_BOTTLENECK 1        /* timm Bottleneck: 1x1 -> 3x3 (grouped) -> 1x1, expansion 4 */
+#define SK_BLOCK_LEGACY_BOTTLENECK 2 /* timm senet.py SEResNetBottleneck: stride on the 1x1 */
+#define SK_BLOCK_PREACT 3            /* BN -> ReLU -> 3x3, twice; SE; identity added */
+
+/* ---- shortcuts of residual blocks (stable) ---- */
+#define SK_SHORTCUT_IDENTITY 0 /* x itself (stride 1, same width) */
+#define SK_SHORTCUT_CONV 1     /* timm downsample_conv: 1x1 conv with the stride, BN ("0", "1") */
+#define SK_SHORTCUT_AVG_CONV 2 /* timm downsample_avg: 2x2 avg pool, 1x1 conv, BN ("1", "2") */
+
+/* ---- ResNet stems (stable) ---- */
+#define SK_STEM_CONV7X7 0 /* conv1 7x7/2 -> bn1 -> ReLU -> max pool 3/2 pad 1 (timm '') */
+#define SK_STEM_DEEP 1    /* conv1 = three 3x3 (w, w, 2w; the first /2) -> bn1 -> ReLU -> max pool */
+#define SK_STEM_LEGACY 2  /* layer0.conv1 7x7/2 -> layer0.bn1 -> ReLU -> pool0 3/2 ceil (senet.py) */
+#define SK_STEM_SMALL 3   /* conv1 3x3/1 -> bn1 -> ReLU, no pool (28x28 or 32x32 images) */
 
 typedef struct sk_error sk_error;
 typedef struct sk_tensor sk_tensor;
@@ -294,6 +311,60 @@ SK_API sk_error* sk_vovnet_new(const int64_t* stem_chs, const int64_t* stage_con
 /* The four stage outputs of a VoVNet (strides 4, 8, 16, 32) for x [N, in_chans, H, W].
  * `out` points to 4 slots that receive new handles. */
 SK_API sk_error* sk_vovnet_forward_stages(sk_module* m, const sk_tensor* x, int32_t record_grad,
+                                          sk_tensor** out);
+
+/*
+ * A residual block with channel attention on its branch, as timm's (resnet.py, senet.py):
+ *   BASIC:       y = bn2(conv2(relu(bn1(conv1(x)))))               conv1 3x3 with the stride
+ *   BOTTLENECK:  y = bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x))))))))  1x1, 3x3 with the
+ *                stride and groups = cardinality, 1x1; width = floor(planes * base_width /
+ *                64) * cardinality, out = 4 * planes
+ *   LEGACY_BOTTLENECK: the same with the stride on conv1 (1x1) and the attention named
+ *                "se_module" (senet.py; width = planes when cardinality 1, base width 64)
+ *   then y = attn(y) ("se"); out = relu(y + shortcut(x)), shortcut SK_SHORTCUT_*
+ *   ("downsample").
+ *   PREACT:      y = conv2(relu(norm2(conv1(relu(norm1(x)))))); y = attn(y); out = x + y
+ *                (stride 1, identity shortcut, in_chs == planes).
+ * BASIC and PREACT need cardinality 1 and base_width 64 (timm asserts it); an identity
+ * shortcut needs stride 1 and in_chs equal to the block's output width.
+ * attn is SK_ATTN_*: SE gets R = se_rd_channels when > 0, else channels / se_reduction when
+ * se_reduction > 0 (the paper's C/r, floored as senet.py does), else timm's
+ * max(se_rd_divisor, floor((C * se_rd_ratio + se_rd_divisor / 2) / se_rd_divisor) *
+ * se_rd_divisor); biases when se_bias; SK_ACT_* se_act between fc1 and fc2. gate (SK_ACT_*)
+ * is the gate of SE (timm: sigmoid) or eSE (timm: hard sigmoid). Attention runs the fused
+ * kernels unless sk_module_set_fused(m, 0).
+ * PyTorch's default initialisation; float32 on the CPU, training mode.
+ */
+SK_API sk_error* sk_resnet_block_new(int32_t block, int64_t in_chs, int64_t planes, int64_t stride,
+                                     int64_t cardinality, int64_t base_width, int32_t shortcut,
+                                     int32_t attn, double se_rd_ratio, int64_t se_rd_divisor,
+                                     int64_t se_rd_channels, int64_t se_reduction, int32_t se_bias,
+                                     int32_t se_act, int32_t gate, sk_module** out);
+
+/*
+ * A ResNet as timm's ResNet (resnet.py; the seresnet*, seresnext*, resnet* models), or as
+ * timm's SENet (senet.py, the legacy_seresnet* models) when stem is SK_STEM_LEGACY.
+ * stem (SK_STEM_*) of width stem_width ("conv1", "bn1"; "layer0" when legacy); stages
+ * "layer1".."layer4" of layers[i] blocks (SK_BLOCK_*, not PREACT) with planes channels[i]
+ * (borrowed, 4 entries each), stride 1, 2, 2, 2 on the first block, whose shortcut is a
+ * projection when its stride or width changes (SK_SHORTCUT_AVG_CONV when avg_down, else
+ * SK_SHORTCUT_CONV); attention as in sk_resnet_block_new on every block; head: global
+ * average pool -> dropout(drop_rate) -> Linear ("fc", or "last_linear" when legacy) when
+ * num_classes > 0. timm's initialisation: Kaiming-normal (fan_out, ReLU) convolutions,
+ * the last BN of each block zeroed (not when legacy), PyTorch's Linear.
+ * sk_module_forward gives the logits (or the pooled features [N, C] when num_classes == 0).
+ */
+SK_API sk_error* sk_resnet_new(int32_t block, const int64_t* layers, const int64_t* channels,
+                               int64_t cardinality, int64_t base_width, int32_t stem,
+                               int64_t stem_width, int32_t avg_down, int32_t attn,
+                               double se_rd_ratio, int64_t se_rd_divisor, int64_t se_reduction,
+                               int32_t se_bias, int32_t se_act, int32_t gate, int64_t in_chans,
+                               int64_t num_classes, double drop_rate, sk_module** out);
+
+/* The four stage outputs of a ResNet ("layer1".."layer4": strides 4, 8, 16, 32; 1, 2, 4, 8
+ * with SK_STEM_SMALL) for x [N, in_chans, H, W]. `out` points to 4 slots that receive new
+ * handles. */
+SK_API sk_error* sk_resnet_forward_stages(sk_module* m, const sk_tensor* x, int32_t record_grad,
                                           sk_tensor** out);
 
 /* An empty container whose children run in order and are named "0", "1", ...

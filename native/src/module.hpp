@@ -92,6 +92,7 @@ class BatchNorm2d : public Module {
  public:
   explicit BatchNorm2d(int64_t channels, double eps = 1e-5, double momentum = 0.1);
   at::Tensor forward(const at::Tensor& x) override;  // [N,C,...]
+  at::Tensor& weight() { return *weight_; }
 
  private:
   int64_t channels_;

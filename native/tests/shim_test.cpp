@@ -260,12 +260,82 @@ static void test_errors_and_storage() {
   EXPECT_ERROR(sk_tensor_detach(nullptr, &pinned), SK_ERR_INVALID_ARGUMENT, "t must not be NULL");
 }
 
+// Residual blocks and ResNets: bad arguments are refused with a sentence; a small network
+// names its entries as timm does and gives four stage maps.
+static void test_resnet() {
+  sk_module* m = nullptr;
+  const int32_t se = SK_ATTN_SE, relu = SK_ACT_RELU, sig = SK_ACT_SIGMOID;
+  EXPECT_ERROR(sk_resnet_block_new(7, 8, 8, 1, 1, 64, SK_SHORTCUT_IDENTITY, se, 1.0 / 16, 8, 0, 0, 1, relu, sig, &m),
+               SK_ERR_INVALID_ARGUMENT, "unknown residual block code 7");
+  EXPECT_ERROR(sk_resnet_block_new(SK_BLOCK_BASIC, 8, 8, 2, 1, 64, SK_SHORTCUT_IDENTITY, se, 1.0 / 16, 8, 0, 0, 1,
+                                   relu, sig, &m),
+               SK_ERR_INVALID_ARGUMENT, "an identity shortcut needs stride 1");
+  EXPECT_ERROR(sk_resnet_block_new(SK_BLOCK_PREACT, 8, 8, 1, 2, 64, SK_SHORTCUT_IDENTITY, se, 1.0 / 16, 8, 0, 0, 1,
+                                   relu, sig, &m),
+               SK_ERR_INVALID_ARGUMENT, "cardinality 1 and base width 64");
+  EXPECT_ERROR(sk_resnet_block_new(SK_BLOCK_LEGACY_BOTTLENECK, 16, 2, 1, 1, 64, SK_SHORTCUT_CONV, se, 1.0 / 16, 8, 0,
+                                   16, 1, relu, sig, &m),
+               SK_ERR_INVALID_ARGUMENT, "has no channels left");
+  EXPECT_ERROR(sk_resnet_block_new(SK_BLOCK_BASIC, 8, 8, 1, 1, 64, SK_SHORTCUT_IDENTITY, 9, 1.0 / 16, 8, 0, 0, 1, relu,
+                                   sig, &m),
+               SK_ERR_INVALID_ARGUMENT, "unknown attention code 9");
+  EXPECT_ERROR(sk_resnet_block_new(SK_BLOCK_BASIC, 8, 8, 1, 1, 64, SK_SHORTCUT_IDENTITY, se, 1.0 / 16, 8, 0, 0, 1, relu,
+                                   sig, nullptr),
+               SK_ERR_INVALID_ARGUMENT, "out must not be NULL");
+  CHECK(m == nullptr);
+  EXPECT_OK(sk_resnet_block_new(SK_BLOCK_BOTTLENECK, 16, 8, 2, 4, 16, SK_SHORTCUT_AVG_CONV, se, 1.0 / 16, 8, 0, 0, 1,
+                                relu, sig, &m));
+  int64_t count = 0;
+  EXPECT_OK(sk_module_state_count(m, &count));
+  CHECK(count == 3 + 3 * 5 + 4 + 1 + 5);  // conv1-3, bn1-3, se fc1/fc2, downsample conv + bn
+  const char* name = nullptr;
+  int32_t is_param = 0;
+  sk_tensor* p = nullptr;
+  EXPECT_OK(sk_module_state_entry(m, count - 6, &name, &is_param, &p));
+  CHECK(std::string(name) == "downsample.1.weight");
+  sk_tensor_free(p);
+  sk_module_free(m);
+  m = nullptr;
+
+  int64_t layers[4] = {1, 1, 1, 1}, chans[4] = {8, 8, 16, 16};
+  EXPECT_ERROR(sk_resnet_new(SK_BLOCK_BASIC, nullptr, chans, 1, 64, SK_STEM_SMALL, 8, 0, se, 1.0 / 16, 8, 0, 1, relu,
+                             sig, 1, 10, 0.0, &m),
+               SK_ERR_INVALID_ARGUMENT, "layers and channels must not be NULL");
+  EXPECT_ERROR(sk_resnet_new(SK_BLOCK_PREACT, layers, chans, 1, 64, SK_STEM_SMALL, 8, 0, se, 1.0 / 16, 8, 0, 1, relu,
+                             sig, 1, 10, 0.0, &m),
+               SK_ERR_INVALID_ARGUMENT, "pre-activation");
+  EXPECT_ERROR(sk_resnet_new(SK_BLOCK_BASIC, layers, chans, 1, 64, 11, 8, 0, se, 1.0 / 16, 8, 0, 1, relu, sig, 1, 10,
+                             0.0, &m),
+               SK_ERR_INVALID_ARGUMENT, "unknown stem code 11");
+  CHECK(m == nullptr);
+  EXPECT_OK(sk_resnet_new(SK_BLOCK_BASIC, layers, chans, 1, 64, SK_STEM_SMALL, 8, 0, se, 1.0 / 16, 8, 0, 1, relu, sig,
+                          1, 10, 0.0, &m));
+  EXPECT_OK(sk_module_state_entry(m, 0, &name, &is_param, &p));
+  CHECK(std::string(name) == "conv1.weight" && sk_tensor_size(p, 2) == 3);
+  sk_tensor_free(p);
+  int64_t shape[4] = {2, 1, 12, 12};
+  sk_tensor* x = nullptr;
+  EXPECT_OK(sk_tensor_zeros(shape, 4, SK_FLOAT32, SK_DEVICE_CPU, -1, &x));
+  sk_tensor* maps[4] = {nullptr, nullptr, nullptr, nullptr};
+  EXPECT_OK(sk_resnet_forward_stages(m, x, 0, maps));
+  CHECK(maps[0] && sk_tensor_size(maps[0], 1) == 8 && sk_tensor_size(maps[0], 2) == 12);
+  CHECK(maps[3] && sk_tensor_size(maps[3], 1) == 16 && sk_tensor_size(maps[3], 2) == 2);
+  for (sk_tensor* t : maps) sk_tensor_free(t);
+  sk_module* ese = nullptr;
+  EXPECT_OK(sk_ese_new(4, SK_ACT_HARD_SIGMOID, 0, &ese));
+  EXPECT_ERROR(sk_resnet_forward_stages(ese, x, 0, maps), SK_ERR_INVALID_ARGUMENT, "module is not a ResNet");
+  sk_module_free(ese);
+  sk_tensor_free(x);
+  sk_module_free(m);
+}
+
 int main() {
   test_library();
   test_errors_and_storage();
   test_from_blob();
   test_ese_closed_form();
   test_bad_module_input();
+  test_resnet();
   std::printf("shim_test: %d checks, %d failed\n", checks, failures);
   return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

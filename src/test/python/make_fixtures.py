@@ -58,6 +58,7 @@ except ImportError as exc:  # pragma: no cover - environment problem
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vovnet_ref  # noqa: E402  (next to this file)
+import resnet_fixtures  # noqa: E402  (residual blocks and ResNets)
 
 BASE_SEED = 20240611
 WEIGHT_SCALE = 0.5
@@ -637,8 +638,10 @@ def main(argv):
         total += write_vovnet_configs(out_dir)
         training_bytes, training = write_training_cases(out_dir)
         total += training_bytes
+        resnet_bytes, resnet_cases = resnet_fixtures.write_all(out_dir, write_safetensors, case_seed)
+        total += resnet_bytes
         manifest = {"torch_version": torch.__version__,
-                    "cases": [n for n, _ in specs],
+                    "cases": [n for n, _ in specs] + resnet_cases,
                     "training": training}
         tmp = os.path.join(out_dir, "manifest.json.tmp")
         with open(tmp, "w", encoding="utf-8") as f:

@@ -5,7 +5,6 @@ import dev.sekit.Sekit;
 import dev.sekit.data.InMemoryDataset;
 import dev.sekit.nn.Attention;
 import dev.sekit.nn.Module;
-import dev.sekit.nn.SmallVoVNet;
 import dev.sekit.train.Trainer;
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -27,7 +26,7 @@ final class Runs {
         InMemoryDataset test = FashionMnist.load(o.data, "test", o.limitTest == null ? Integer.MAX_VALUE : o.limitTest);
         Arena arena = Arena.ofConfined()) {
       Sekit.manualSeed(seed);
-      Module model = SmallVoVNet.build(arena, attention, 1, FashionMnist.CLASSES);
+      Module model = o.buildModel(arena, attention);
       model.to(device, dev.sekit.DType.FLOAT32);
       Trainer trainer = new Trainer(arena, model, train, test, o.options(seed));
       if (resume) {

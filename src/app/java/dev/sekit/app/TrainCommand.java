@@ -23,16 +23,16 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
-/** {@code sekit train}: trains the tiny eSE-VoVNet on Fashion-MNIST. */
+/** {@code sekit train}: trains a tiny eSE-VoVNet (or --model resnet-tiny) on Fashion-MNIST. */
 @Command(name = "train", mixinStandardHelpOptions = true,
-    description = "Train a VoVNet made of OSA blocks on Fashion-MNIST; writes a checkpoint, a CSV/JSON log and a PNG plot.")
+    description = "Train a small VoVNet (or ResNet) on Fashion-MNIST; writes a checkpoint, a CSV/JSON log and a PNG plot.")
 final class TrainCommand implements Callable<Integer> {
   /** Exit code after Ctrl-C / SIGTERM (the JVM is already shutting down). */
   static final int INTERRUPTED = 130;
 
   @Mixin TrainOptions options = new TrainOptions();
 
-  @Option(names = "--attn", description = "Attention in the OSA blocks: ese, se or none. Default: ${DEFAULT-VALUE}.")
+  @Option(names = "--attn", description = "Attention in the blocks (OSA or residual): ese, se or none. Default: ${DEFAULT-VALUE}.")
   String attn = "ese";
 
   @Option(names = "--out", description = "Output directory. Default: ${DEFAULT-VALUE}.")

@@ -7,6 +7,8 @@ import dev.sekit.SekitException;
 import dev.sekit.internal.ffi.sekit_h;
 import dev.sekit.nn.Activation;
 import dev.sekit.nn.Attention;
+import dev.sekit.nn.ResNet;
+import dev.sekit.nn.ResidualBlock;
 
 /**
  * The C ABI's codes for sekit's Java types, taken from the header's constants (through the
@@ -67,6 +69,32 @@ public final class Abi {
       case NONE -> sekit_h.SK_ATTN_NONE();
       case ESE -> sekit_h.SK_ATTN_ESE();
       case SE -> sekit_h.SK_ATTN_SE();
+    };
+  }
+
+  static int code(ResidualBlock.Kind k) {
+    return switch (k) {
+      case BASIC -> sekit_h.SK_BLOCK_BASIC();
+      case BOTTLENECK -> sekit_h.SK_BLOCK_BOTTLENECK();
+      case LEGACY_BOTTLENECK -> sekit_h.SK_BLOCK_LEGACY_BOTTLENECK();
+      case PRE_ACTIVATION -> sekit_h.SK_BLOCK_PREACT();
+    };
+  }
+
+  static int code(ResidualBlock.Shortcut s) {
+    return switch (s) {
+      case IDENTITY -> sekit_h.SK_SHORTCUT_IDENTITY();
+      case CONV -> sekit_h.SK_SHORTCUT_CONV();
+      case AVG_POOL_CONV -> sekit_h.SK_SHORTCUT_AVG_CONV();
+    };
+  }
+
+  static int code(ResNet.Stem s) {
+    return switch (s) {
+      case CONV7X7 -> sekit_h.SK_STEM_CONV7X7();
+      case DEEP -> sekit_h.SK_STEM_DEEP();
+      case LEGACY -> sekit_h.SK_STEM_LEGACY();
+      case SMALL -> sekit_h.SK_STEM_SMALL();
     };
   }
 

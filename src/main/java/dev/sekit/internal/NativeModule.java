@@ -11,6 +11,9 @@ import dev.sekit.MemoryFormat;
 import dev.sekit.internal.ffi.sekit_h;
 import dev.sekit.nn.Activation;
 import dev.sekit.nn.Attention;
+import dev.sekit.nn.AttentionConfig;
+import dev.sekit.nn.ResNet;
+import dev.sekit.nn.ResidualBlock;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.Collections;
@@ -131,6 +134,22 @@ public final class NativeModule {
         inChannels, classes, dropRate, o));
   }
 
+  public static NativeModule residualBlock(Arena arena, ResidualBlock.Kind kind, int in, int planes, int stride,
+      int cardinality, int baseWidth, ResidualBlock.Shortcut shortcut, AttentionConfig a) {
+    return create(arena, "ResidualBlock", (f, o) -> sekit_h.sk_resnet_block_new(Abi.code(kind), in, planes, stride,
+        cardinality, baseWidth, Abi.code(shortcut), Abi.code(a.kind()), a.rdRatio(), a.rdDivisor(), a.rdChannels(),
+        a.reduction(), Abi.bool(a.bias()), Abi.code(a.activation()), Abi.code(a.gate()), o));
+  }
+
+  public static NativeModule resnet(Arena arena, ResidualBlock.Kind block, int[] layers, int[] channels,
+      int cardinality, int baseWidth, ResNet.Stem stem, int stemWidth, boolean avgDown, AttentionConfig a,
+      int inChannels, int classes, double dropRate) {
+    return create(arena, "ResNet", (f, o) -> sekit_h.sk_resnet_new(Abi.code(block), f.longs(layers),
+        f.longs(channels), cardinality, baseWidth, Abi.code(stem), stemWidth, Abi.bool(avgDown), Abi.code(a.kind()),
+        a.rdRatio(), a.rdDivisor(), a.reduction(), Abi.bool(a.bias()), Abi.code(a.activation()), Abi.code(a.gate()),
+        inChannels, classes, dropRate, o));
+  }
+
   public static NativeModule maxPool2d(Arena arena, int kernel, int stride, boolean ceil) {
     return create(arena, "MaxPool2d", (f, o) -> sekit_h.sk_maxpool2d_new(kernel, stride, Abi.bool(ceil), o));
   }
@@ -219,13 +238,28 @@ public final class NativeModule {
 
   /** A VoVNet's four stage maps for {@code x}, owned by {@code owner}. */
   public List<NativeTensor> forwardStages(Arena owner, NativeTensor x, boolean recordGrad) {
+    return stages(owner, x, recordGrad, sekit_h::sk_vovnet_forward_stages);
+  }
+
+  /** A ResNet's four stage maps (layer1..layer4) for {@code x}, owned by {@code owner}. */
+  public List<NativeTensor> resnetForwardStages(Arena owner, NativeTensor x, boolean recordGrad) {
+    return stages(owner, x, recordGrad, sekit_h::sk_resnet_forward_stages);
+  }
+
+  /** A native {@code sk_*_forward_stages}. */
+  @FunctionalInterface
+  private interface StagesCall {
+    MemorySegment call(MemorySegment m, MemorySegment x, int recordGrad, MemorySegment out);
+  }
+
+  private List<NativeTensor> stages(Arena owner, NativeTensor x, boolean recordGrad, StagesCall call) {
     MemorySegment xh = x.enter();
     try {
       requireOpen(owner);
       MemorySegment m = enter();
       try (Scratch.Frame f = Scratch.frame()) {
         MemorySegment out = f.pointers(4);
-        Calls.check(sekit_h.sk_vovnet_forward_stages(m, xh, Abi.bool(recordGrad), out));
+        Calls.check(call.call(m, xh, Abi.bool(recordGrad), out));
         NativeTensor.Origin o = NativeTensor.Origin.of(x);
         return List.copyOf(NativeTensor.adoptAll(out, 4, owner, recordGrad ? o.withGuards(guards) : o));
       } finally {

@@ -76,6 +76,25 @@ class CliTest {
     assertTrue(log().contains("--attn must be ese, se or none, got 'cbam'"), log());
   }
 
+  @Test
+  void resnetTinyTrainsAndBadVariantsAreRefused() throws Exception {
+    Path out = dir.resolve("rn");
+    Process p = start("train", "--model", "resnet-tiny", "--attn", "se", "--epochs", "1", "--batch", "64",
+        "--limit-train", "256", "--limit-test", "128", "--no-progress", "--out", out.toString());
+    assertTrue(p.waitFor(300, TimeUnit.SECONDS));
+    assertEquals(0, p.exitValue(), log());
+    assertTrue(log().contains("sekit train: resnet-tiny with se attention"), log());
+    assertTrue(log().matches("(?s).*test accuracy \\d+\\.\\d+% after 1 epochs .*312,650 parameters.*"), log());
+    Process q = start("ablate", "--model", "resnet-tiny", "--variants", "none,cbam", "--out", dir.resolve("a").toString());
+    assertTrue(q.waitFor(60, TimeUnit.SECONDS));
+    assertEquals(2, q.exitValue());
+    assertTrue(log().contains("--variants must list none, se or ese, got 'cbam'"), log());
+    Process r = start("train", "--model", "resnet-huge", "--out", dir.resolve("b").toString());
+    assertTrue(r.waitFor(60, TimeUnit.SECONDS));
+    assertEquals(2, r.exitValue());
+    assertTrue(log().contains("--model must be one of ese-vovnet-tiny, resnet-tiny, got 'resnet-huge'"), log());
+  }
+
   private static String[] concat(String[] a, String b) {
     String[] r = java.util.Arrays.copyOf(a, a.length + 1);
     r[a.length] = b;

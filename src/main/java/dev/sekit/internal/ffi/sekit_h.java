@@ -249,6 +249,105 @@ public class sekit_h extends sekit_h$shared {
     public static int SK_ATTN_SE() {
         return SK_ATTN_SE;
     }
+    private static final int SK_BLOCK_BASIC = (int)0L;
+    /**
+     * {@snippet lang=c :
+     * #define SK_BLOCK_BASIC 0
+     * }
+     */
+    public static int SK_BLOCK_BASIC() {
+        return SK_BLOCK_BASIC;
+    }
+    private static final int SK_BLOCK_BOTTLENECK = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * #define SK_BLOCK_BOTTLENECK 1
+     * }
+     */
+    public static int SK_BLOCK_BOTTLENECK() {
+        return SK_BLOCK_BOTTLENECK;
+    }
+    private static final int SK_BLOCK_LEGACY_BOTTLENECK = (int)2L;
+    /**
+     * {@snippet lang=c :
+     * #define SK_BLOCK_LEGACY_BOTTLENECK 2
+     * }
+     */
+    public static int SK_BLOCK_LEGACY_BOTTLENECK() {
+        return SK_BLOCK_LEGACY_BOTTLENECK;
+    }
+    private static final int SK_BLOCK_PREACT = (int)3L;
+    /**
+     * {@snippet lang=c :
+     * #define SK_BLOCK_PREACT 3
+     * }
+     */
+    public static int SK_BLOCK_PREACT() {
+        return SK_BLOCK_PREACT;
+    }
+    private static final int SK_SHORTCUT_IDENTITY = (int)0L;
+    /**
+     * {@snippet lang=c :
+     * #define SK_SHORTCUT_IDENTITY 0
+     * }
+     */
+    public static int SK_SHORTCUT_IDENTITY() {
+        return SK_SHORTCUT_IDENTITY;
+    }
+    private static final int SK_SHORTCUT_CONV = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * #define SK_SHORTCUT_CONV 1
+     * }
+     */
+    public static int SK_SHORTCUT_CONV() {
+        return SK_SHORTCUT_CONV;
+    }
+    private static final int SK_SHORTCUT_AVG_CONV = (int)2L;
+    /**
+     * {@snippet lang=c :
+     * #define SK_SHORTCUT_AVG_CONV 2
+     * }
+     */
+    public static int SK_SHORTCUT_AVG_CONV() {
+        return SK_SHORTCUT_AVG_CONV;
+    }
+    private static final int SK_STEM_CONV7X7 = (int)0L;
+    /**
+     * {@snippet lang=c :
+     * #define SK_STEM_CONV7X7 0
+     * }
+     */
+    public static int SK_STEM_CONV7X7() {
+        return SK_STEM_CONV7X7;
+    }
+    private static final int SK_STEM_DEEP = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * #define SK_STEM_DEEP 1
+     * }
+     */
+    public static int SK_STEM_DEEP() {
+        return SK_STEM_DEEP;
+    }
+    private static final int SK_STEM_LEGACY = (int)2L;
+    /**
+     * {@snippet lang=c :
+     * #define SK_STEM_LEGACY 2
+     * }
+     */
+    public static int SK_STEM_LEGACY() {
+        return SK_STEM_LEGACY;
+    }
+    private static final int SK_STEM_SMALL = (int)3L;
+    /**
+     * {@snippet lang=c :
+     * #define SK_STEM_SMALL 3
+     * }
+     */
+    public static int SK_STEM_SMALL() {
+        return SK_STEM_SMALL;
+    }
 
     private static class sk_abi_version {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
@@ -3571,6 +3670,222 @@ public class sekit_h extends sekit_h$shared {
         try {
             if (TRACE_DOWNCALLS) {
                 traceDowncall("sk_vovnet_forward_stages", m, x, record_grad, out);
+            }
+            return (MemorySegment)mh$.invokeExact(m, x, record_grad, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_resnet_block_new {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_INT,
+            sekit_h.C_LONG,
+            sekit_h.C_LONG,
+            sekit_h.C_LONG,
+            sekit_h.C_LONG,
+            sekit_h.C_LONG,
+            sekit_h.C_INT,
+            sekit_h.C_INT,
+            sekit_h.C_DOUBLE,
+            sekit_h.C_LONG,
+            sekit_h.C_LONG,
+            sekit_h.C_LONG,
+            sekit_h.C_INT,
+            sekit_h.C_INT,
+            sekit_h.C_INT,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_resnet_block_new");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_resnet_block_new(int32_t block, int64_t in_chs, int64_t planes, int64_t stride, int64_t cardinality, int64_t base_width, int32_t shortcut, int32_t attn, double se_rd_ratio, int64_t se_rd_divisor, int64_t se_rd_channels, int64_t se_reduction, int32_t se_bias, int32_t se_act, int32_t gate, sk_module **out)
+     * }
+     */
+    public static FunctionDescriptor sk_resnet_block_new$descriptor() {
+        return sk_resnet_block_new.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_resnet_block_new(int32_t block, int64_t in_chs, int64_t planes, int64_t stride, int64_t cardinality, int64_t base_width, int32_t shortcut, int32_t attn, double se_rd_ratio, int64_t se_rd_divisor, int64_t se_rd_channels, int64_t se_reduction, int32_t se_bias, int32_t se_act, int32_t gate, sk_module **out)
+     * }
+     */
+    public static MethodHandle sk_resnet_block_new$handle() {
+        return sk_resnet_block_new.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_resnet_block_new(int32_t block, int64_t in_chs, int64_t planes, int64_t stride, int64_t cardinality, int64_t base_width, int32_t shortcut, int32_t attn, double se_rd_ratio, int64_t se_rd_divisor, int64_t se_rd_channels, int64_t se_reduction, int32_t se_bias, int32_t se_act, int32_t gate, sk_module **out)
+     * }
+     */
+    public static MemorySegment sk_resnet_block_new$address() {
+        return sk_resnet_block_new.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_resnet_block_new(int32_t block, int64_t in_chs, int64_t planes, int64_t stride, int64_t cardinality, int64_t base_width, int32_t shortcut, int32_t attn, double se_rd_ratio, int64_t se_rd_divisor, int64_t se_rd_channels, int64_t se_reduction, int32_t se_bias, int32_t se_act, int32_t gate, sk_module **out)
+     * }
+     */
+    public static MemorySegment sk_resnet_block_new(int block, long in_chs, long planes, long stride, long cardinality, long base_width, int shortcut, int attn, double se_rd_ratio, long se_rd_divisor, long se_rd_channels, long se_reduction, int se_bias, int se_act, int gate, MemorySegment out) {
+        var mh$ = sk_resnet_block_new.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_resnet_block_new", block, in_chs, planes, stride, cardinality, base_width, shortcut, attn, se_rd_ratio, se_rd_divisor, se_rd_channels, se_reduction, se_bias, se_act, gate, out);
+            }
+            return (MemorySegment)mh$.invokeExact(block, in_chs, planes, stride, cardinality, base_width, shortcut, attn, se_rd_ratio, se_rd_divisor, se_rd_channels, se_reduction, se_bias, se_act, gate, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_resnet_new {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_INT,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_LONG,
+            sekit_h.C_LONG,
+            sekit_h.C_INT,
+            sekit_h.C_LONG,
+            sekit_h.C_INT,
+            sekit_h.C_INT,
+            sekit_h.C_DOUBLE,
+            sekit_h.C_LONG,
+            sekit_h.C_LONG,
+            sekit_h.C_INT,
+            sekit_h.C_INT,
+            sekit_h.C_INT,
+            sekit_h.C_LONG,
+            sekit_h.C_LONG,
+            sekit_h.C_DOUBLE,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_resnet_new");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_resnet_new(int32_t block, const int64_t *layers, const int64_t *channels, int64_t cardinality, int64_t base_width, int32_t stem, int64_t stem_width, int32_t avg_down, int32_t attn, double se_rd_ratio, int64_t se_rd_divisor, int64_t se_reduction, int32_t se_bias, int32_t se_act, int32_t gate, int64_t in_chans, int64_t num_classes, double drop_rate, sk_module **out)
+     * }
+     */
+    public static FunctionDescriptor sk_resnet_new$descriptor() {
+        return sk_resnet_new.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_resnet_new(int32_t block, const int64_t *layers, const int64_t *channels, int64_t cardinality, int64_t base_width, int32_t stem, int64_t stem_width, int32_t avg_down, int32_t attn, double se_rd_ratio, int64_t se_rd_divisor, int64_t se_reduction, int32_t se_bias, int32_t se_act, int32_t gate, int64_t in_chans, int64_t num_classes, double drop_rate, sk_module **out)
+     * }
+     */
+    public static MethodHandle sk_resnet_new$handle() {
+        return sk_resnet_new.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_resnet_new(int32_t block, const int64_t *layers, const int64_t *channels, int64_t cardinality, int64_t base_width, int32_t stem, int64_t stem_width, int32_t avg_down, int32_t attn, double se_rd_ratio, int64_t se_rd_divisor, int64_t se_reduction, int32_t se_bias, int32_t se_act, int32_t gate, int64_t in_chans, int64_t num_classes, double drop_rate, sk_module **out)
+     * }
+     */
+    public static MemorySegment sk_resnet_new$address() {
+        return sk_resnet_new.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_resnet_new(int32_t block, const int64_t *layers, const int64_t *channels, int64_t cardinality, int64_t base_width, int32_t stem, int64_t stem_width, int32_t avg_down, int32_t attn, double se_rd_ratio, int64_t se_rd_divisor, int64_t se_reduction, int32_t se_bias, int32_t se_act, int32_t gate, int64_t in_chans, int64_t num_classes, double drop_rate, sk_module **out)
+     * }
+     */
+    public static MemorySegment sk_resnet_new(int block, MemorySegment layers, MemorySegment channels, long cardinality, long base_width, int stem, long stem_width, int avg_down, int attn, double se_rd_ratio, long se_rd_divisor, long se_reduction, int se_bias, int se_act, int gate, long in_chans, long num_classes, double drop_rate, MemorySegment out) {
+        var mh$ = sk_resnet_new.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_resnet_new", block, layers, channels, cardinality, base_width, stem, stem_width, avg_down, attn, se_rd_ratio, se_rd_divisor, se_reduction, se_bias, se_act, gate, in_chans, num_classes, drop_rate, out);
+            }
+            return (MemorySegment)mh$.invokeExact(block, layers, channels, cardinality, base_width, stem, stem_width, avg_down, attn, se_rd_ratio, se_rd_divisor, se_reduction, se_bias, se_act, gate, in_chans, num_classes, drop_rate, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_resnet_forward_stages {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_INT,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_resnet_forward_stages");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_resnet_forward_stages(sk_module *m, const sk_tensor *x, int32_t record_grad, sk_tensor **out)
+     * }
+     */
+    public static FunctionDescriptor sk_resnet_forward_stages$descriptor() {
+        return sk_resnet_forward_stages.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_resnet_forward_stages(sk_module *m, const sk_tensor *x, int32_t record_grad, sk_tensor **out)
+     * }
+     */
+    public static MethodHandle sk_resnet_forward_stages$handle() {
+        return sk_resnet_forward_stages.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_resnet_forward_stages(sk_module *m, const sk_tensor *x, int32_t record_grad, sk_tensor **out)
+     * }
+     */
+    public static MemorySegment sk_resnet_forward_stages$address() {
+        return sk_resnet_forward_stages.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_resnet_forward_stages(sk_module *m, const sk_tensor *x, int32_t record_grad, sk_tensor **out)
+     * }
+     */
+    public static MemorySegment sk_resnet_forward_stages(MemorySegment m, MemorySegment x, int record_grad, MemorySegment out) {
+        var mh$ = sk_resnet_forward_stages.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_resnet_forward_stages", m, x, record_grad, out);
             }
             return (MemorySegment)mh$.invokeExact(m, x, record_grad, out);
         } catch (Error | RuntimeException ex) {
