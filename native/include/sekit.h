@@ -348,7 +348,8 @@ SK_API sk_error* sk_resnet_block_new(int32_t block, int64_t in_chs, int64_t plan
  * "layer1".."layer4" of layers[i] blocks (SK_BLOCK_*, not PREACT) with planes channels[i]
  * (borrowed, 4 entries each), stride 1, 2, 2, 2 on the first block, whose shortcut is a
  * projection when its stride or width changes (SK_SHORTCUT_AVG_CONV when avg_down, else
- * SK_SHORTCUT_CONV); attention as in sk_resnet_block_new on every block; head: global
+ * SK_SHORTCUT_CONV); attention as in sk_resnet_block_new on every block (R derived per block:
+ * there is no fixed se_rd_channels here); head: global
  * average pool -> dropout(drop_rate) -> Linear ("fc", or "last_linear" when legacy) when
  * num_classes > 0. timm's initialisation: Kaiming-normal (fan_out, ReLU) convolutions,
  * the last BN of each block zeroed (not when legacy), PyTorch's Linear.

@@ -1,6 +1,6 @@
 package dev.sekit.nn;
 
-/** Channel attention placed inside OSA blocks. */
+/** Channel attention placed inside OSA blocks (and, through {@link AttentionConfig}, residual blocks). */
 public enum Attention {
   /** No attention (VoVNet V1). */
   NONE,
