@@ -16,5 +16,5 @@ module dev.sekit {
 
   // Gson reads and writes the training records in checkpoints.
   opens dev.sekit.train to com.google.gson;
-  // dev.sekit.internal and dev.sekit.internal.ffi (the jextract bindings) stay internal.
+  // dev.sekit.internal (the one door to native code, with its generated bindings) stays internal.
 }
