@@ -83,9 +83,13 @@ struct Buffer {
 // A channel slice [c_off, c_off + c) of a buffer; buf == kInput is the call's input image,
 // buf == kOutput a result written per call.
 constexpr int kInput = -1;
+struct ExciteOp;
 struct Value {
   int buf;
   int64_t c_off, c, h, w;
+  // Not yet scaled by this SE/eSE gate (>= 0): a max pool or the global average pool that
+  // follows applies it to its 4x (or HW x) smaller output instead.
+  ExciteOp* gate = nullptr;
 };
 
 struct Plan;
@@ -130,13 +134,18 @@ struct Plan {
     const Buffer& B = buffers[static_cast<size_t>(b)];
     return memory::desc({1, B.c, B.h, B.w}, dt::f32, layout.full());
   }
+  // A value's memory: blocked slices of one image are dense tensors of their own (the
+  // slice offset is a multiple of the block), NHWC slices are sub-memories of the buffer.
   memory::desc md(const Value& v) const {
     if (v.buf == kInput) return input_md();
+    if (layout.blocked) return memory::desc({1, v.c, v.h, v.w}, dt::f32, layout.full());
     memory::desc full = buffer_md(v.buf);
     const Buffer& B = buffers[static_cast<size_t>(v.buf)];
     if (v.c_off == 0 && v.c == B.c) return full;
     return full.submemory_desc({1, v.c, v.h, v.w}, {0, v.c_off, 0, 0});
   }
+  // The handle for md(v).
+  void* handle(const Value& v) const { return layout.blocked ? static_cast<void*>(ptr(v)) : buffer_ptr(v.buf); }
   char* buffer_ptr(int b) const { return base + buffers[static_cast<size_t>(b)].offset; }
   // First element of a value (the slice's own first element).
   float* ptr(const Value& v) const {
@@ -215,7 +224,7 @@ struct DnnlOp : Op {
         input_arg = arg;
         args[arg] = memory(p.md(v), engine(), DNNL_MEMORY_NONE);
       } else {
-        args[arg] = memory(p.md(v), engine(), p.buffer_ptr(v.buf));
+        args[arg] = memory(p.md(v), engine(), p.handle(v));
       }
     }
     if (result >= 0) args[output_arg] = memory(output_md, engine(), DNNL_MEMORY_NONE);
@@ -305,6 +314,7 @@ struct ExciteOp : Op {
   at::Tensor w1, b1, w2, b2;  // float
   Value z, y, res;
   bool has_res = false;
+  bool defer = false;  // leave the scale to a later op (ScaleOp, HeadOp)
   std::vector<double> sum;
   std::vector<float> mean, max, hidden, gate;
 
@@ -330,6 +340,7 @@ struct ExciteOp : Op {
       linear(mean.data(), w1.data_ptr<float>(), b1.data_ptr<float>(), gate.data(), z.c, z.c);
     }
     for (auto& g : gate) g = activate(e.gate, g);
+    if (defer) return;
     const float* g = gate.data();
     if (vz.block > 0 && vy.block > 0 && !has_res) {
       const int64_t blocks = z.c / vz.block;
@@ -363,6 +374,25 @@ struct ExciteOp : Op {
   }
 };
 
+// v *= gate, in place: a deferred SE/eSE scale applied to what its max pool produced.
+struct ScaleOp : Op {
+  Value v;
+  ExciteOp* gate;
+  void bind(Plan&) override {}
+  void run(Plan& p, RunContext&) override {
+    View x = view(p, v);
+    const float* g = gate->gate.data();
+    if (x.block > 0) {
+      at::parallel_for(0, v.c / x.block, 1, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) SEKIT_DISPATCH(scale_rows<float>, x.p, g, x.p, b, 0, x.hw, x.hw, x.block);
+      });
+      return;
+    }
+    for (int64_t px = 0; px < x.hw; ++px)
+      for (int64_t c = 0; c < v.c; ++c) x.p[px * x.ld + c] *= g[c];
+  }
+};
+
 // y = z + x (a residual block without attention).
 struct AddOp : Op {
   Value z, x, y;
@@ -384,6 +414,7 @@ struct AddOp : Op {
 // Global average pool (and a Linear) into this image's row of a result.
 struct HeadOp : Op {
   Value x;
+  ExciteOp* gate = nullptr;  // a deferred scale: mean(z * g) = mean(z) * g
   int result = 0;
   at::Tensor w, b;  // float [K, C], [K]; undefined: pooled features only
   std::vector<double> sum;
@@ -398,6 +429,8 @@ struct HeadOp : Op {
     float* out = r.outputs[static_cast<size_t>(result)];
     float* dst = w.defined() ? pooled.data() : out;
     for (int64_t c = 0; c < x.c; ++c) dst[c] = static_cast<float>(sum[static_cast<size_t>(c)] / static_cast<double>(v.hw));
+    if (gate)
+      for (int64_t c = 0; c < x.c; ++c) dst[c] *= gate->gate[static_cast<size_t>(c)];
     if (w.defined()) linear(pooled.data(), w.data_ptr<float>(), b.data_ptr<float>(), out, x.c, w.size(0));
   }
 };
@@ -415,9 +448,9 @@ class Builder {
   // Emits m's ops on x; the result goes where `want` says, if given.
   Value build(Module& m, Value x, const Want& want) {
     if (auto* s = dynamic_cast<Sequential*>(&m)) return chain(s->items(), x, want);
-    if (auto* c = dynamic_cast<ConvNormAct*>(&m)) return conv_norm_act(*c, x, want);
+    if (auto* c = dynamic_cast<ConvNormAct*>(&m)) return conv_norm_act(*c, settle(x), want);
     if (auto* mp = dynamic_cast<MaxPool2d*>(&m)) return pool(x, mp->kernel(), mp->stride(), mp->ceil_mode(), want);
-    if (auto* b = dynamic_cast<OsaBlock*>(&m)) return osa_block(*b, x, want);
+    if (auto* b = dynamic_cast<OsaBlock*>(&m)) return osa_block(*b, settle(x), want);
     if (auto* st = dynamic_cast<OsaStage*>(&m)) {
       Value h = x;
       if (st->downsample()) h = pool(x, 3, 2, true, input_want(st->blocks()));
@@ -447,9 +480,12 @@ class Builder {
 
   // Global average pool, then fc when given: a [N, K] (or [N, C]) result.
   void classifier(Linear* fc, Value x) {
+    ExciteOp* gate = x.gate;
+    x.gate = nullptr;
     x = materialize(x);
     auto op = std::make_unique<HeadOp>();
     op->x = x;
+    op->gate = gate;
     op->result = static_cast<int>(p_.results.size());
     int64_t k = x.c;
     if (fc) {
@@ -463,8 +499,10 @@ class Builder {
     p_.add(std::move(op), {x});
   }
 
-  // Copies x (in any layout) into a result map [N, C, H, W] channels-last.
-  void tap(Value x) {
+  // Copies x (in any layout) into a result map [N, C, H, W] channels-last; returns x
+  // (scaled, when it had a deferred gate).
+  Value tap(Value x) {
+    x = settle(x);
     auto op = std::make_unique<DnnlOp>();
     memory::desc out_md({1, x.c, x.h, x.w}, dt::f32, tag::nhwc);
     memory::desc src_md = p_.md(x);
@@ -475,6 +513,18 @@ class Builder {
     op->result = static_cast<int>(p_.results.size());
     p_.results.push_back({true, x.c, x.h, x.w});
     p_.add(std::move(op), {x});
+    return x;
+  }
+
+  // x with its deferred SE/eSE scale applied (in place).
+  Value settle(Value x) {
+    if (!x.gate) return x;
+    auto op = std::make_unique<ScaleOp>();
+    op->gate = x.gate;
+    x.gate = nullptr;
+    op->v = x;
+    p_.add(std::move(op), {x});
+    return x;
   }
 
   // Where the first of `items` wants its input (an OSA block: slice 0 of its aggregation
@@ -509,6 +559,7 @@ class Builder {
   // The input image or a value the custom kernels can read: the input is copied into a
   // buffer first.
   Value materialize(Value x) {
+    x = settle(x);
     if (x.buf != kInput) return x;
     Value v = p_.fresh(x.c, x.h, x.w);
     copy(x, v);
@@ -529,6 +580,7 @@ class Builder {
   // A convolution with folded weights [O, I/g, k, k] and bias [O], ReLU when `relu`.
   Value conv(Value x, const at::Tensor& weight, const at::Tensor& bias, int64_t stride, int64_t pad,
              int64_t groups, bool relu, const Want& want) {
+    x = settle(x);
     const int64_t o = weight.size(0), k = weight.size(2);
     const int64_t oh = (x.h + 2 * pad - k) / stride + 1, ow = (x.w + 2 * pad - k) / stride + 1;
     Value y = target(want, o, oh, ow);
@@ -582,7 +634,7 @@ class Builder {
   }
 
   bool is_slice(const Value& v) const {
-    if (v.buf == kInput) return false;
+    if (v.buf == kInput || p_.layout.blocked) return false;
     return v.c_off != 0 || v.c != p_.buffers[static_cast<size_t>(v.buf)].c;
   }
 
@@ -602,7 +654,10 @@ class Builder {
     return conv(h, w, shift, last->stride(), last->padding(), last->groups(), true, want);
   }
 
+  // Max pooling; a deferred gate g >= 0 is applied after it: max(z * g) = max(z) * g.
   Value pool(Value x, int64_t k, int64_t s, bool ceil, const Want& want) {
+    ExciteOp* gate = x.gate;
+    x.gate = nullptr;
     auto out = [&](int64_t n) {
       int64_t o = (n - k + (ceil ? s - 1 : 0)) / s + 1;
       if (ceil && (o - 1) * s >= n) --o;
@@ -635,8 +690,11 @@ class Builder {
     op->value_args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
     p_.add(std::move(op), {src, dst});
     if (dst.buf != y.buf) copy(dst, y);
-    return y;
+    y.gate = gate;
+    return settle(y);
   }
+
+  static bool nonnegative(int32_t gate) { return gate == SK_ACT_SIGMOID || gate == SK_ACT_HARD_SIGMOID; }
 
   Value excite(const ExcitationParams& e, Value z, const Value* res, const Want& want) {
     auto op = std::make_unique<ExciteOp>();
@@ -654,6 +712,7 @@ class Builder {
       op->has_res = true;
     }
     Value y = op->y;
+    last_excite_ = op.get();
     if (res)
       p_.add(std::move(op), {z, y, *res});
     else
@@ -690,6 +749,13 @@ class Builder {
     if (attn) {
       ExcitationParams e;
       if (!excitation_params(*attn, e)) throw Unsupported("OSA attention");
+      if (!b.residual() && !want && nonnegative(e.gate)) {
+        // The scale waits for the consumer: a max pool or the head scales a smaller tensor.
+        Value y = excite(e, z, nullptr, nullptr);
+        y.gate = last_excite_;
+        last_excite_->defer = true;
+        return y;
+      }
       return excite(e, z, b.residual() ? &x : nullptr, want);
     }
     if (b.residual()) {
@@ -706,6 +772,7 @@ class Builder {
 
   Plan& p_;
   std::map<OsaBlock*, int> pending_;
+  ExciteOp* last_excite_ = nullptr;
 };
 
 // Channel counts that become buffer widths or slice offsets.
@@ -805,7 +872,7 @@ struct PreparedModule::Impl {
       for (size_t i = 0; i < st.size(); ++i) {
         const bool last = i + 1 == st.size();
         h = b.build(*st[i], h, last ? nullptr : b.input_want({st.begin() + static_cast<std::ptrdiff_t>(i) + 1, st.end()}));
-        if (stages) b.tap(h);
+        if (stages) h = b.tap(h);
       }
       if (!stages) b.classifier(net->head() ? net->head()->fc() : nullptr, h);
     } else {

@@ -147,10 +147,16 @@ class InferenceModuleTest {
       List<Tensor> maps = fast.forwardStages(arena, x);
       for (int i = 0; i < 4; i++) {
         assertArrayEquals(ref.get(i).shape(), maps.get(i).shape());
+        double plainErr = TestSupport.relativeError(ref.get(i), plain.get(i));
+        WORST.merge("timm VoVNets stages unprepared vs float64", plainErr, Math::max);
         close("timm VoVNets stages vs float64", ref.get(i), maps.get(i));
-        close("timm VoVNets stages vs unprepared", plain.get(i), maps.get(i));
-        WORST.merge("timm VoVNets stages unprepared vs float64", TestSupport.relativeError(ref.get(i), plain.get(i)),
-            Math::max);
+        // Both float32 paths approximate the float64 answer, each within 1e-5 of it; they can
+        // differ from each other by the sum of their errors (deep stages of the 57b/99b
+        // networks reach 1.4e-5: the unprepared module is 1.3e-5 from float64 there, the
+        // prepared one 3.9e-6).
+        double mutual = TestSupport.relativeError(plain.get(i), maps.get(i));
+        WORST.merge("timm VoVNets stages vs unprepared", mutual, Math::max);
+        assertTrue(mutual < 2 * TOL, name + " stage " + i + ": prepared vs unprepared " + mutual);
       }
     }
   }
