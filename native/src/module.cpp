@@ -215,6 +215,13 @@ at::Tensor BatchNorm2d::forward(const at::Tensor& x) {
                         eps_, /*cudnn_enabled=*/true);
 }
 
+std::pair<at::Tensor, at::Tensor> BatchNorm2d::affine() const {
+  at::NoGradGuard no_grad;
+  at::Tensor scale = weight_->to(at::kDouble) * (running_var_->to(at::kDouble) + eps_).rsqrt();
+  at::Tensor shift = bias_->to(at::kDouble) - running_mean_->to(at::kDouble) * scale;
+  return {scale, shift};
+}
+
 void check_activation(int32_t act, const char* what) {
   if (act < SK_ACT_IDENTITY || act > SK_ACT_TANH)
     fail(what, ": unknown activation code ", act, " (expected ", SK_ACT_IDENTITY, "..", SK_ACT_TANH, ")");
