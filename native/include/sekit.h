@@ -264,6 +264,9 @@ SK_API sk_error* sk_ese_new(int64_t channels, int32_t gate, int32_t add_maxpool,
 /*
  * ConvNormAct, as timm's: Conv2d(in, out, kernel, stride, padding = kernel / 2,
  * no bias) -> BatchNorm2d(eps 1e-5, momentum 0.1) -> ReLU. Names conv.weight, bn.*.
+ * Every module's convolution weights are created channels-last (the faster layout of
+ * libtorch's CPU convolutions; outputs then come out channels-last too); inputs may be in
+ * either layout, and sk_module_to_format changes it.
  * separable = 1 gives timm's SeparableConvNormAct instead: depthwise conv_dw
  * (groups = in) -> pointwise 1x1 conv_pw -> bn -> ReLU.
  */

@@ -26,6 +26,11 @@
 #include <c10/core/GradMode.h>
 
 #include <dnnl.hpp>
+#include <dnnl_version.h>
+
+#if DNNL_VERSION_MAJOR != 2
+#error "sekit's inference plans are written for oneDNN 2.x: install Debian 12's libdnnl-dev (oneDNN 2.6)"
+#endif
 
 #define SEKIT_KERNEL_NS base
 #include "se_kernels.hpp"

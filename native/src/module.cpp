@@ -184,7 +184,11 @@ Conv2d::Conv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t 
   if (groups < 1 || in % groups != 0 || out % groups != 0)
     fail("conv groups=", groups, " must divide in=", in, " and out=", out);
   const int64_t fan_in = (in / groups) * kernel * kernel;
-  weight_ = &register_parameter("weight", kaiming_uniform_default({out, in / groups, kernel, kernel}, fan_in));
+  // Channels-last from the start: libtorch's CPU convolutions (oneDNN) are fastest in it,
+  // and a channels-last weight makes the output, and so the layers after it, channels-last
+  // too, whatever the input's layout. (A 1x1 kernel is both layouts at once.)
+  weight_ = &register_parameter(
+      "weight", kaiming_uniform_default({out, in / groups, kernel, kernel}, fan_in).contiguous(at::MemoryFormat::ChannelsLast));
   if (bias) bias_ = &register_parameter("bias", kaiming_uniform_default({out}, fan_in));
 }
 
