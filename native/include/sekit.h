@@ -264,6 +264,9 @@ SK_API sk_error* sk_ese_new(int64_t channels, int32_t gate, int32_t add_maxpool,
 /*
  * ConvNormAct, as timm's: Conv2d(in, out, kernel, stride, padding = kernel / 2,
  * no bias) -> BatchNorm2d(eps 1e-5, momentum 0.1) -> ReLU. Names conv.weight, bn.*.
+ * Every module's convolution weights are created channels-last (the faster layout of
+ * libtorch's CPU convolutions; outputs then come out channels-last too); inputs may be in
+ * either layout, and sk_module_to_format changes it.
  * separable = 1 gives timm's SeparableConvNormAct instead: depthwise conv_dw
  * (groups = in) -> pointwise 1x1 conv_pw -> bn -> ReLU.
  */
@@ -309,6 +312,7 @@ SK_API sk_error* sk_vovnet_new(const int64_t* stem_chs, const int64_t* stage_con
                                int64_t num_classes, double drop_rate, sk_module** out);
 
 /* The four stage outputs of a VoVNet (strides 4, 8, 16, 32) for x [N, in_chans, H, W].
+ * `m` may also be a VoVNet prepared by sk_module_prepare_inference.
  * `out` points to 4 slots that receive new handles. */
 SK_API sk_error* sk_vovnet_forward_stages(sk_module* m, const sk_tensor* x, int32_t record_grad,
                                           sk_tensor** out);
@@ -412,6 +416,23 @@ SK_API void sk_release_cached_buffers(void);
 /* Lays out every 4-d parameter and buffer in `format` (SK_FORMAT_*), in place, as
  * PyTorch's module.to(memory_format=...). Feed such a module inputs in the same format. */
 SK_API sk_error* sk_module_to_format(sk_module* m, int32_t format);
+
+/*
+ * Inference preparation. *out is a new module (OWNED) that computes m's evaluation-mode
+ * forward, without autograd, on a plan made once per input size: BatchNorm folded into the
+ * convolutions, ReLU fused, one blocked activation layout with weights reordered once, OSA
+ * aggregation written in place (no concatenation), SE/eSE on fused kernels, intermediate
+ * buffers in one arena reused from call to call. m must be in evaluation mode; m is shared,
+ * not copied: *out follows m's parameters and buffers (it plans again after they change)
+ * and keeps m alive. Inputs may be NCHW or channels-last; map results are channels-last.
+ * Float32 CPU VoVNets, OSA stages and blocks, ConvNormAct, SE/eSE, MaxPool2d, ClassifierHead
+ * and Sequentials of them run the plan; anything else runs m's own forward (eval mode, no
+ * grad). The prepared module has no parameters of its own; sk_module_forward runs it.
+ */
+SK_API sk_error* sk_module_prepare_inference(const sk_module* m, sk_module** out);
+/* 1 when the prepared module m runs the plan for float32 CPU inputs, 0 when it runs its
+ * source's own forward, -1 when m is NULL or not a prepared module. */
+SK_API int32_t sk_module_inference_plan(const sk_module* m);
 
 /*
  * The state dict, in PyTorch's order and with timm's names: parameters and

@@ -184,7 +184,11 @@ Conv2d::Conv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t 
   if (groups < 1 || in % groups != 0 || out % groups != 0)
     fail("conv groups=", groups, " must divide in=", in, " and out=", out);
   const int64_t fan_in = (in / groups) * kernel * kernel;
-  weight_ = &register_parameter("weight", kaiming_uniform_default({out, in / groups, kernel, kernel}, fan_in));
+  // Channels-last from the start: libtorch's CPU convolutions (oneDNN) are fastest in it,
+  // and a channels-last weight makes the output, and so the layers after it, channels-last
+  // too, whatever the input's layout. (A 1x1 kernel is both layouts at once.)
+  weight_ = &register_parameter(
+      "weight", kaiming_uniform_default({out, in / groups, kernel, kernel}, fan_in).contiguous(at::MemoryFormat::ChannelsLast));
   if (bias) bias_ = &register_parameter("bias", kaiming_uniform_default({out}, fan_in));
 }
 
@@ -213,6 +217,13 @@ at::Tensor BatchNorm2d::forward(const at::Tensor& x) {
   }
   return at::batch_norm(x, *weight_, *bias_, *running_mean_, *running_var_, training_, momentum_,
                         eps_, /*cudnn_enabled=*/true);
+}
+
+std::pair<at::Tensor, at::Tensor> BatchNorm2d::affine() const {
+  at::NoGradGuard no_grad;
+  at::Tensor scale = weight_->to(at::kDouble) * (running_var_->to(at::kDouble) + eps_).rsqrt();
+  at::Tensor shift = bias_->to(at::kDouble) - running_mean_->to(at::kDouble) * scale;
+  return {scale, shift};
 }
 
 void check_activation(int32_t act, const char* what) {

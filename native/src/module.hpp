@@ -80,6 +80,10 @@ class Conv2d : public Module {
   at::Tensor* bias() { return bias_; }
   int64_t in_channels() const { return in_; }
   int64_t out_channels() const { return out_; }
+  int64_t kernel() const { return kernel_; }
+  int64_t stride() const { return stride_; }
+  int64_t padding() const { return padding_; }
+  int64_t groups() const { return groups_; }
 
  private:
   int64_t in_, out_, kernel_, stride_, padding_, groups_;
@@ -93,6 +97,8 @@ class BatchNorm2d : public Module {
   explicit BatchNorm2d(int64_t channels, double eps = 1e-5, double momentum = 0.1);
   at::Tensor forward(const at::Tensor& x) override;  // [N,C,...]
   at::Tensor& weight() { return *weight_; }
+  // Eval-mode BatchNorm as y = x * scale + shift (per channel, float64).
+  std::pair<at::Tensor, at::Tensor> affine() const;
 
  private:
   int64_t channels_;
@@ -116,6 +122,9 @@ class MaxPool2d : public Module {
  public:
   MaxPool2d(int64_t kernel, int64_t stride, bool ceil);
   at::Tensor forward(const at::Tensor& x) override;
+  int64_t kernel() const { return kernel_; }
+  int64_t stride() const { return stride_; }
+  bool ceil_mode() const { return ceil_; }
 
  private:
   int64_t kernel_, stride_;
@@ -142,6 +151,11 @@ class ConvNormAct : public Module {
  public:
   ConvNormAct(int64_t in, int64_t out, int64_t kernel, int64_t stride, bool separable);
   at::Tensor forward(const at::Tensor& x) override;
+  bool separable() const { return separable_; }
+  Conv2d* conv() const { return conv_.get(); }
+  Conv2d* conv_dw() const { return conv_dw_.get(); }
+  Conv2d* conv_pw() const { return conv_pw_.get(); }
+  BatchNorm2d* bn() const { return bn_.get(); }
 
  private:
   bool separable_;
@@ -155,6 +169,7 @@ class ClassifierHead : public Module {
  public:
   ClassifierHead(int64_t in, int64_t classes, double drop_rate);
   at::Tensor forward(const at::Tensor& x) override;
+  Linear* fc() const { return fc_.get(); }
 
  private:
   double drop_rate_;
@@ -169,6 +184,19 @@ std::shared_ptr<Module> make_se(int64_t channels, int64_t rd, bool bias, int32_t
 std::shared_ptr<Module> make_ese(int64_t channels, int32_t gate, bool add_maxpool);
 
 at::Tensor apply_activation(int32_t act, const at::Tensor& x);
+
+// An SE or eSE block as plain numbers, for inference preparation (eval mode; an SE's
+// BatchNorm folded into fc1): gate(fc2(act(fc1(s)))) for SE, gate(fc1(s)) for eSE, with s the
+// spatial mean (averaged with the max when add_maxpool). Float64 [out, in] weights.
+struct ExcitationParams {
+  bool se = false;
+  int32_t act = 0, gate = 0;
+  bool add_maxpool = false;
+  int64_t channels = 0, reduced = 0;
+  at::Tensor w1, b1, w2, b2;  // b1/b2 defined (zeros where the block has no bias)
+};
+// Fills p and returns true when m is an SE or eSE block.
+bool excitation_params(Module& m, ExcitationParams& p);
 void check_activation(int32_t act, const char* what);
 
 // Reduced width as timm's make_divisible(channels * ratio, divisor, round_limit=0).

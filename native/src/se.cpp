@@ -42,6 +42,29 @@ class SqueezeExcitation : public Module {
     return x * apply_activation(gate_, s);
   }
 
+  void describe(ExcitationParams& p) const {
+    at::NoGradGuard no_grad;
+    auto w2d = [](const at::Tensor& w) { return w.reshape({w.size(0), w.size(1)}).to(at::kDouble).contiguous(); };
+    auto bias = [](Conv2d& c) {
+      return c.bias() ? c.bias()->to(at::kDouble) : at::zeros({c.out_channels()}, at::kDouble);
+    };
+    p.se = true;
+    p.act = act_;
+    p.gate = gate_;
+    p.add_maxpool = add_maxpool_;
+    p.channels = channels_;
+    p.reduced = fc1_->out_channels();
+    p.w1 = w2d(fc1_->weight());
+    p.b1 = bias(*fc1_);
+    if (bn_) {  // eval BatchNorm on fc1's output: fold it into fc1
+      auto [scale, shift] = bn_->affine();
+      p.w1 = (p.w1 * scale.unsqueeze(1)).contiguous();
+      p.b1 = p.b1 * scale + shift;
+    }
+    p.w2 = w2d(fc2_->weight());
+    p.b2 = bias(*fc2_);
+  }
+
  private:
   int64_t channels_;
   int32_t act_, gate_;
@@ -66,12 +89,34 @@ class EffectiveSqueezeExcitation : public Module {
     return x * apply_activation(gate_, fc_->forward(squeeze(x, add_maxpool_)));
   }
 
+  void describe(ExcitationParams& p) const {
+    at::NoGradGuard no_grad;
+    p.se = false;
+    p.gate = gate_;
+    p.add_maxpool = add_maxpool_;
+    p.channels = p.reduced = channels_;
+    p.w1 = fc_->weight().reshape({channels_, channels_}).to(at::kDouble).contiguous();
+    p.b1 = fc_->bias()->to(at::kDouble);
+  }
+
  private:
   int64_t channels_;
   int32_t gate_;
   bool add_maxpool_;
   std::shared_ptr<Conv2d> fc_;
 };
+
+bool excitation_params(Module& m, ExcitationParams& p) {
+  if (auto* se = dynamic_cast<SqueezeExcitation*>(&m)) {
+    se->describe(p);
+    return true;
+  }
+  if (auto* ese = dynamic_cast<EffectiveSqueezeExcitation*>(&m)) {
+    ese->describe(p);
+    return true;
+  }
+  return false;
+}
 
 std::shared_ptr<Module> make_se(int64_t channels, int64_t rd, bool bias, int32_t act, int32_t gate,
                                 bool add_maxpool, bool use_bn) {

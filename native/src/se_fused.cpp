@@ -232,7 +232,10 @@ void grad_x(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& gate, c
 
 // Large outputs of the fused kernels are recycled: a fresh 100 MB tensor costs more in
 // first-touch page faults than the kernel itself. A buffer is handed out again only when
-// the pool holds the last reference to it (no handle, no view, no autograd save).
+// the pool holds the last reference to its memory (no handle, no view, no autograd save).
+// What is handed out is a tensor of its own over the pooled memory: autograd's gradient
+// accumulation steals a gradient only when nothing else holds that tensor, and would copy
+// the pooled one (a full extra pass) every backward.
 class BufferPool {
  public:
   at::Tensor like(const at::Tensor& x) {
@@ -241,7 +244,7 @@ class BufferPool {
     for (auto& t : free_) {
       if (t.use_count() == 1 && t.storage().use_count() == 1 && t.sizes() == x.sizes() &&
           t.strides() == x.strides() && t.scalar_type() == x.scalar_type())
-        return t;
+        return handout(t);
     }
     at::Tensor t = at::empty_like(x);
     if (free_.size() >= kMaxBuffers) {
@@ -251,7 +254,10 @@ class BufferPool {
           break;
         }
     }
-    if (free_.size() < kMaxBuffers) free_.push_back(t);
+    if (free_.size() < kMaxBuffers) {
+      free_.push_back(t);
+      return handout(t);
+    }
     return t;
   }
 
@@ -261,6 +267,13 @@ class BufferPool {
   }
 
  private:
+  static at::Tensor handout(const at::Tensor& t) {
+    at::NoGradGuard no_grad;
+    at::Tensor r = at::empty({0}, t.options());
+    r.set_(t.storage(), t.storage_offset(), t.sizes(), t.strides());
+    return r;
+  }
+
   static constexpr size_t kMinBytes = 1 << 20;
   static constexpr size_t kMaxBuffers = 6;
   std::mutex mu_;

@@ -185,6 +185,37 @@ public final class NativeModule {
     return finish(h, arena, "Sequential", Guard.union(inherited));
   }
 
+  /**
+   * This module prepared for inference ({@code sk_module_prepare_inference}), in
+   * {@code arena}. The prepared module shares this one (it follows its weights and may run
+   * its forward), so its guards cover this module's too.
+   */
+  public NativeModule prepareForInference(Arena arena) {
+    MemorySegment m = enter();
+    try {
+      Owner owner = Owner.of(arena);
+      Owner.Handle h;
+      try (Scratch.Frame f = Scratch.frame()) {
+        MemorySegment out = f.pointer();
+        Calls.check(sekit_h.sk_module_prepare_inference(m, out));
+        h = owner.adopt(out.get(ADDRESS, 0).address(), Owner.Kind.MODULE);
+      }
+      return finish(h, arena, "prepared " + name, guards);
+    } finally {
+      exit();
+    }
+  }
+
+  /** 1: a prepared module that runs its plan; 0: one that runs its source; -1: not prepared. */
+  public int inferencePlan() {
+    MemorySegment m = enter();
+    try {
+      return sekit_h.sk_module_inference_plan(m);
+    } finally {
+      exit();
+    }
+  }
+
   // ------------------------------------------------------------------ the checks
 
   MemorySegment enter() {

@@ -145,6 +145,21 @@ public abstract class Module {
     return this;
   }
 
+  /**
+   * This evaluation-mode module in its fastest inference form (BatchNorm folded into the
+   * convolutions, fused activations, planned buffers; see {@link InferenceModule}), in this
+   * module's arena. The result follows this module's weights.
+   *
+   * @throws IllegalStateException when the module is in training mode (call {@link #eval()})
+   */
+  public InferenceModule prepareForInference() {
+    if (isTraining()) {
+      throw new IllegalStateException("prepareForInference needs an evaluation-mode module: call eval() first "
+          + "(BatchNorm then uses its running statistics, which the preparation folds into the convolutions)");
+    }
+    return new InferenceModule(this, n.prepareForInference(n.arena()));
+  }
+
   /** dtype of the parameters. */
   public DType dtype() {
     return firstParameter().dtype();

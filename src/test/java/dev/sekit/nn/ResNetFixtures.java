@@ -140,31 +140,40 @@ final class ResNetFixtures {
   /** Writes the generated values into every entry of {@code m}'s state dict (CPU, NCHW). */
   static void loadGenerated(Module m) {
     for (Map.Entry<String, Tensor> e : m.stateDict().entrySet()) {
-      Tensor t = e.getValue();
-      if (!t.isContiguous()) {
-        throw new AssertionError(e.getKey() + " is not contiguous");
-      }
-      MemorySegment s = t.data();
-      long n = t.numel();
-      if (e.getKey().endsWith("num_batches_tracked")) {
-        s.set(JAVA_LONG, 0, 3L);
-        continue;
-      }
-      long salt = salt(e.getKey());
-      double[] r = rule(e.getKey(), t.shape());
-      double offset = r[0];
-      double scale = r[1];
-      if (t.dtype() == DType.FLOAT32) {
-        for (long i = 0; i < n; i++) {
-          s.setAtIndex(JAVA_FLOAT, i, (float) (offset + scale * u(i, salt)));
+      Tensor target = e.getValue();
+      // Convolution weights are created channels-last; the rule numbers elements in NCHW order,
+      // so fill an NCHW copy and copy it back into whatever layout the parameter has.
+      try (Arena scratch = Arena.ofConfined()) {
+        Tensor t = target.isContiguous() ? target : target.contiguous(scratch, MemoryFormat.CONTIGUOUS);
+        fill(e.getKey(), t);
+        if (t != target) {
+          target.copyFrom(t);
         }
-      } else if (t.dtype() == DType.FLOAT64) {
-        for (long i = 0; i < n; i++) {
-          s.setAtIndex(JAVA_DOUBLE, i, offset + scale * u(i, salt));
-        }
-      } else {
-        throw new AssertionError(e.getKey() + " has dtype " + t.dtype());
       }
+    }
+  }
+
+  private static void fill(String key, Tensor t) {
+    MemorySegment s = t.data();
+    long n = t.numel();
+    if (key.endsWith("num_batches_tracked")) {
+      s.set(JAVA_LONG, 0, 3L);
+      return;
+    }
+    long salt = salt(key);
+    double[] r = rule(key, t.shape());
+    double offset = r[0];
+    double scale = r[1];
+    if (t.dtype() == DType.FLOAT32) {
+      for (long i = 0; i < n; i++) {
+        s.setAtIndex(JAVA_FLOAT, i, (float) (offset + scale * u(i, salt)));
+      }
+    } else if (t.dtype() == DType.FLOAT64) {
+      for (long i = 0; i < n; i++) {
+        s.setAtIndex(JAVA_DOUBLE, i, offset + scale * u(i, salt));
+      }
+    } else {
+      throw new AssertionError(key + " has dtype " + t.dtype());
     }
   }
 

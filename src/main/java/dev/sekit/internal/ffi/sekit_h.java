@@ -4685,6 +4685,127 @@ public class sekit_h extends sekit_h$shared {
         }
     }
 
+    private static class sk_module_prepare_inference {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_module_prepare_inference");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_module_prepare_inference(const sk_module *m, sk_module **out)
+     * }
+     */
+    public static FunctionDescriptor sk_module_prepare_inference$descriptor() {
+        return sk_module_prepare_inference.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_module_prepare_inference(const sk_module *m, sk_module **out)
+     * }
+     */
+    public static MethodHandle sk_module_prepare_inference$handle() {
+        return sk_module_prepare_inference.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_module_prepare_inference(const sk_module *m, sk_module **out)
+     * }
+     */
+    public static MemorySegment sk_module_prepare_inference$address() {
+        return sk_module_prepare_inference.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_module_prepare_inference(const sk_module *m, sk_module **out)
+     * }
+     */
+    public static MemorySegment sk_module_prepare_inference(MemorySegment m, MemorySegment out) {
+        var mh$ = sk_module_prepare_inference.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_module_prepare_inference", m, out);
+            }
+            return (MemorySegment)mh$.invokeExact(m, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_module_inference_plan {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_INT,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_module_inference_plan");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int32_t sk_module_inference_plan(const sk_module *m)
+     * }
+     */
+    public static FunctionDescriptor sk_module_inference_plan$descriptor() {
+        return sk_module_inference_plan.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int32_t sk_module_inference_plan(const sk_module *m)
+     * }
+     */
+    public static MethodHandle sk_module_inference_plan$handle() {
+        return sk_module_inference_plan.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int32_t sk_module_inference_plan(const sk_module *m)
+     * }
+     */
+    public static MemorySegment sk_module_inference_plan$address() {
+        return sk_module_inference_plan.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int32_t sk_module_inference_plan(const sk_module *m)
+     * }
+     */
+    public static int sk_module_inference_plan(MemorySegment m) {
+        var mh$ = sk_module_inference_plan.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_module_inference_plan", m);
+            }
+            return (int)mh$.invokeExact(m);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class sk_module_state_count {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             sekit_h.C_POINTER,

@@ -1,0 +1,1025 @@
+// Inference preparation: an eval-mode module turned into a fixed plan of oneDNN primitives.
+//
+// What the plan does that the module's own forward does not:
+//  - BatchNorm folded into the convolution before it (weights scaled, a bias added), ReLU
+//    fused as a oneDNN post-op: one pass per ConvNormAct instead of three.
+//  - One activation layout for the whole network, oneDNN's blocked nChw8c (nChw16c with
+//    AVX-512) when every channel count allows it, else NHWC; weights reordered once.
+//  - OSA aggregation without a concatenation: the block's input and each layer's output are
+//    written straight into their channel slice of the aggregation buffer, which the 1x1
+//    aggregation convolution then reads whole.
+//  - SE / eSE (and the residual add) as one squeeze pass and one scale pass on the blocked
+//    layout, with the excitation on the small fused linear kernels.
+//  - Buffers planned once per input size: every intermediate lives at a fixed offset of one
+//    arena (buffers whose lifetimes do not overlap share memory), so a steady-state call
+//    allocates only its result.
+//  - A batch runs image by image through a plan made for one image: the working set of an
+//    image stays in cache, and a channel slice of one image is a plain sub-tensor that
+//    oneDNN's convolutions read and write in place.
+// Modules, dtypes or devices the plan does not cover run the module's own forward without
+// autograd (the fallback), so a prepared module always computes the same function.
+#include "infer.hpp"
+
+#include "osa.hpp"
+
+#include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
+
+#include <dnnl.hpp>
+#include <dnnl_version.h>
+
+#if DNNL_VERSION_MAJOR != 2
+#error "sekit's inference plans are written for oneDNN 2.x: install Debian 12's libdnnl-dev (oneDNN 2.6)"
+#endif
+
+#define SEKIT_KERNEL_NS base
+#include "se_kernels.hpp"
+#undef SEKIT_KERNEL_NS
+#define SEKIT_KERNEL_NS avx2
+#include "se_kernels.hpp"
+#undef SEKIT_KERNEL_NS
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <map>
+#include <mutex>
+#include <tuple>
+
+namespace sekit {
+namespace {
+
+namespace kb = kernels::base;
+namespace ka = kernels::avx2;
+
+bool use_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+}
+#define SEKIT_DISPATCH(fn, ...) (use_avx2() ? ka::fn(__VA_ARGS__) : kb::fn(__VA_ARGS__))
+
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+using dt = dnnl::memory::data_type;
+
+dnnl::engine& engine() {
+  static dnnl::engine* e = new dnnl::engine(dnnl::engine::kind::cpu, 0);
+  return *e;
+}
+
+// The activation layout of a plan.
+struct Layout {
+  bool blocked;   // nChw{block}c, else nhwc
+  int64_t block;  // 8 or 16 when blocked
+  tag full() const {
+    if (!blocked) return tag::nhwc;
+    return block == 16 ? tag::nChw16c : tag::nChw8c;
+  }
+};
+
+// A buffer of the arena: one image of [c, h, w] in the plan's layout.
+struct Buffer {
+  int64_t c, h, w;
+  size_t bytes;
+  int first = INT_MAX, last = -1;  // ops that touch it
+  size_t offset = 0;
+};
+
+// A channel slice [c_off, c_off + c) of a buffer; buf == kInput is the call's input image,
+// buf == kOutput a result written per call.
+constexpr int kInput = -1;
+struct ExciteOp;
+struct Value {
+  int buf;
+  int64_t c_off, c, h, w;
+  // Not yet scaled by this SE/eSE gate (>= 0): a max pool or the global average pool that
+  // follows applies it to its 4x (or HW x) smaller output instead.
+  ExciteOp* gate = nullptr;
+};
+
+struct Plan;
+
+// Per call: the input image and where results go.
+struct RunContext {
+  const float* input;  // this image
+  std::vector<float*> outputs;  // this image's row of each result
+  dnnl::stream* stream;
+};
+
+struct Op {
+  virtual ~Op() = default;
+  virtual void bind(Plan& p) = 0;           // once the arena exists
+  virtual void run(Plan& p, RunContext& r) = 0;
+  std::vector<int> touches;                 // buffer ids
+};
+
+// What the caller of an emitter wants for the emitter's result: a slot made on demand
+// (c, h, w) -> Value, or nothing (a fresh buffer).
+using Want = std::function<Value(int64_t c, int64_t h, int64_t w)>;
+
+struct Result {  // one result of the plan
+  bool map;      // [N, C, H, W] channels-last; else [N, C] rows
+  int64_t c, h, w;
+};
+
+struct Plan {
+  Layout layout;
+  int64_t in_c, in_h, in_w;
+  bool in_channels_last;
+  std::vector<Buffer> buffers;
+  std::vector<std::unique_ptr<Op>> ops;
+  std::vector<Result> results;
+  at::Tensor arena;
+  char* base = nullptr;
+
+  memory::desc input_md() const {
+    return memory::desc({1, in_c, in_h, in_w}, dt::f32, in_channels_last ? tag::nhwc : tag::nchw);
+  }
+  memory::desc buffer_md(int b) const {
+    const Buffer& B = buffers[static_cast<size_t>(b)];
+    return memory::desc({1, B.c, B.h, B.w}, dt::f32, layout.full());
+  }
+  // A value's memory: blocked slices of one image are dense tensors of their own (the
+  // slice offset is a multiple of the block), NHWC slices are sub-memories of the buffer.
+  memory::desc md(const Value& v) const {
+    if (v.buf == kInput) return input_md();
+    if (layout.blocked) return memory::desc({1, v.c, v.h, v.w}, dt::f32, layout.full());
+    memory::desc full = buffer_md(v.buf);
+    const Buffer& B = buffers[static_cast<size_t>(v.buf)];
+    if (v.c_off == 0 && v.c == B.c) return full;
+    return full.submemory_desc({1, v.c, v.h, v.w}, {0, v.c_off, 0, 0});
+  }
+  // The handle for md(v).
+  void* handle(const Value& v) const { return layout.blocked ? static_cast<void*>(ptr(v)) : buffer_ptr(v.buf); }
+  char* buffer_ptr(int b) const { return base + buffers[static_cast<size_t>(b)].offset; }
+  // First element of a value (the slice's own first element).
+  float* ptr(const Value& v) const {
+    float* p = reinterpret_cast<float*>(buffer_ptr(v.buf));
+    const Buffer& B = buffers[static_cast<size_t>(v.buf)];
+    if (layout.blocked) return p + (v.c_off / layout.block) * B.h * B.w * layout.block;
+    return p + v.c_off;
+  }
+  int64_t row_stride(const Value& v) const { return buffers[static_cast<size_t>(v.buf)].c; }  // nhwc
+
+  int new_buffer(int64_t c, int64_t h, int64_t w) {
+    Buffer b{c, h, w, static_cast<size_t>(c * h * w) * sizeof(float)};
+    buffers.push_back(b);
+    return static_cast<int>(buffers.size()) - 1;
+  }
+  Value fresh(int64_t c, int64_t h, int64_t w) { return {new_buffer(c, h, w), 0, c, h, w}; }
+
+  // Lifetimes from the ops, then offsets: largest first, each at the lowest offset that no
+  // buffer alive at the same time uses.
+  void allocate() {
+    for (size_t i = 0; i < ops.size(); ++i)
+      for (int b : ops[i]->touches) {
+        Buffer& B = buffers[static_cast<size_t>(b)];
+        B.first = std::min(B.first, static_cast<int>(i));
+        B.last = std::max(B.last, static_cast<int>(i));
+      }
+    std::vector<size_t> order(buffers.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return buffers[a].bytes > buffers[b].bytes; });
+    std::vector<size_t> placed;
+    size_t total = 0;
+    auto align = [](size_t v) { return (v + 63) / 64 * 64; };
+    for (size_t i : order) {
+      Buffer& B = buffers[i];
+      if (B.last < 0) continue;  // never used
+      std::vector<std::pair<size_t, size_t>> busy;
+      for (size_t j : placed) {
+        const Buffer& o = buffers[j];
+        if (o.first <= B.last && B.first <= o.last) busy.emplace_back(o.offset, o.offset + align(o.bytes));
+      }
+      std::sort(busy.begin(), busy.end());
+      size_t at = 0;
+      for (auto& r : busy) {
+        if (at + align(B.bytes) <= r.first) break;
+        at = std::max(at, r.second);
+      }
+      B.offset = at;
+      total = std::max(total, at + align(B.bytes));
+      placed.push_back(i);
+    }
+    arena = at::empty({static_cast<int64_t>(std::max<size_t>(total, 64) + 64)}, at::kByte);
+    base = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(arena.data_ptr()) + 63) / 64 * 64);
+    for (auto& op : ops) op->bind(*this);
+  }
+
+  void add(std::unique_ptr<Op> op, std::initializer_list<Value> values) {
+    for (const Value& v : values)
+      if (v.buf >= 0) op->touches.push_back(v.buf);
+    ops.push_back(std::move(op));
+  }
+};
+
+// A oneDNN primitive whose arguments are values of the plan.
+struct DnnlOp : Op {
+  dnnl::primitive prim;
+  std::vector<std::pair<int, Value>> value_args;
+  std::unordered_map<int, memory> args;  // weights and bias fixed; the rest bound later
+  int input_arg = -1;
+  int output_arg = -1;   // written to result `result` per call
+  int result = -1;
+  memory::desc output_md;
+
+  void bind(Plan& p) override {
+    for (auto& [arg, v] : value_args) {
+      if (v.buf == kInput) {
+        input_arg = arg;
+        args[arg] = memory(p.md(v), engine(), DNNL_MEMORY_NONE);
+      } else {
+        args[arg] = memory(p.md(v), engine(), p.handle(v));
+      }
+    }
+    if (result >= 0) args[output_arg] = memory(output_md, engine(), DNNL_MEMORY_NONE);
+  }
+  void run(Plan&, RunContext& r) override {
+    if (input_arg >= 0) args[input_arg].set_data_handle(const_cast<float*>(r.input));
+    if (result >= 0) args[output_arg].set_data_handle(r.outputs[static_cast<size_t>(result)]);
+    prim.execute(*r.stream, args);
+  }
+};
+
+bool is_reference(const std::string& impl) { return impl.rfind("ref", 0) == 0; }
+
+memory owned(const at::Tensor& t, const memory::desc& md) {
+  memory m(md, engine());
+  at::Tensor c = t.to(at::kFloat).contiguous();
+  std::memcpy(m.get_data_handle(), c.data_ptr<float>(), static_cast<size_t>(c.numel()) * sizeof(float));
+  return m;
+}
+
+// ------------------------------------------------------------------------------- kernels
+
+// Channel c of a value at pixel p: blocked slices are dense [c / b, hw, b]; nhwc rows have
+// the buffer's channel count as stride.
+struct View {
+  float* p;
+  int64_t c, hw, block, ld;  // block > 0: blocked; else nhwc with row stride ld
+  float& at(int64_t ch, int64_t px) const {
+    return block > 0 ? p[(ch / block) * hw * block + px * block + ch % block] : p[px * ld + ch];
+  }
+};
+
+View view(Plan& p, const Value& v) {
+  return {p.ptr(v), v.c, v.h * v.w, p.layout.blocked ? p.layout.block : 0,
+          p.layout.blocked ? 0 : p.row_stride(v)};
+}
+
+// mean (and max) per channel -> sum[c] (double), max[c]
+void squeeze(const View& x, double* sum, float* max) {
+  if (x.block > 0) {
+    const int64_t blocks = x.c / x.block;
+    at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        std::fill(sum + b * x.block, sum + (b + 1) * x.block, 0.0);
+        if (max) std::fill(max + b * x.block, max + (b + 1) * x.block, -std::numeric_limits<float>::infinity());
+        SEKIT_DISPATCH(squeeze_rows<float>, x.p, b, 0, x.hw, x.hw, x.block, sum + b * x.block,
+                       max ? max + b * x.block : nullptr);
+      }
+    });
+    return;
+  }
+  std::fill(sum, sum + x.c, 0.0);
+  if (max) std::fill(max, max + x.c, -std::numeric_limits<float>::infinity());
+  for (int64_t px = 0; px < x.hw; ++px) {
+    const float* row = x.p + px * x.ld;
+    for (int64_t ch = 0; ch < x.c; ++ch) {
+      sum[ch] += row[ch];
+      if (max) max[ch] = std::max(max[ch], row[ch]);
+    }
+  }
+}
+
+float activate(int32_t act, float v) {
+  switch (act) {
+    case SK_ACT_IDENTITY: return v;
+    case SK_ACT_RELU: return v > 0 ? v : 0.f;
+    case SK_ACT_SIGMOID: return 1.f / (1.f + std::exp(-v));
+    case SK_ACT_HARD_SIGMOID: return std::min(std::max(v + 3.f, 0.f), 6.f) / 6.f;
+    case SK_ACT_SILU: return v / (1.f + std::exp(-v));
+    case SK_ACT_GELU: return 0.5f * v * (1.f + std::erf(v / std::sqrt(2.f)));
+    case SK_ACT_HARD_SWISH: return v * std::min(std::max(v + 3.f, 0.f), 6.f) / 6.f;
+    case SK_ACT_TANH: return std::tanh(v);
+    default: return v;
+  }
+}
+
+// z[o] = b[o] + w[o, :] . s on the fused kernels' small linear layer.
+void linear(const float* s, const float* w, const float* b, float* z, int64_t in, int64_t out) {
+  at::parallel_for(0, out, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, in)), [&](int64_t r0, int64_t r1) {
+    SEKIT_DISPATCH(linear_forward<float>, s, w, b, z, r0, r1, in, out);
+  });
+}
+
+// SE / eSE on a value, with the residual added after the scale: y = z * gate(z) (+ x).
+struct ExciteOp : Op {
+  ExcitationParams e;
+  at::Tensor w1, b1, w2, b2;  // float
+  Value z, y, res;
+  bool has_res = false;
+  bool defer = false;  // leave the scale to a later op (ScaleOp, HeadOp)
+  std::vector<double> sum;
+  std::vector<float> mean, max, hidden, gate;
+
+  void bind(Plan&) override {
+    sum.resize(static_cast<size_t>(z.c));
+    mean.resize(static_cast<size_t>(z.c));
+    max.resize(e.add_maxpool ? static_cast<size_t>(z.c) : 0);
+    hidden.resize(static_cast<size_t>(e.reduced));
+    gate.resize(static_cast<size_t>(z.c));
+  }
+  void run(Plan& p, RunContext&) override {
+    View vz = view(p, z), vy = view(p, y);
+    squeeze(vz, sum.data(), e.add_maxpool ? max.data() : nullptr);
+    for (int64_t c = 0; c < z.c; ++c) {
+      float m = static_cast<float>(sum[static_cast<size_t>(c)] / static_cast<double>(vz.hw));
+      mean[static_cast<size_t>(c)] = e.add_maxpool ? 0.5f * (m + max[static_cast<size_t>(c)]) : m;
+    }
+    if (e.se) {
+      linear(mean.data(), w1.data_ptr<float>(), b1.data_ptr<float>(), hidden.data(), z.c, e.reduced);
+      for (auto& h : hidden) h = activate(e.act, h);
+      linear(hidden.data(), w2.data_ptr<float>(), b2.data_ptr<float>(), gate.data(), e.reduced, z.c);
+    } else {
+      linear(mean.data(), w1.data_ptr<float>(), b1.data_ptr<float>(), gate.data(), z.c, z.c);
+    }
+    for (auto& g : gate) g = activate(e.gate, g);
+    if (defer) return;
+    const float* g = gate.data();
+    if (vz.block > 0 && vy.block > 0 && !has_res) {
+      const int64_t blocks = z.c / vz.block;
+      at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b)
+          SEKIT_DISPATCH(scale_rows<float>, vz.p, g, vy.p, b, 0, vz.hw, vz.hw, vz.block);
+      });
+      return;
+    }
+    View vx = has_res ? view(p, res) : View{};
+    if (vz.block > 0) {
+      const int64_t B = vz.block, blocks = z.c / B;
+      at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          const float* zp = vz.p + b * vz.hw * B;
+          const float* xp = vx.p + b * vz.hw * B;
+          float* yp = vy.p + b * vz.hw * B;
+          const float* gb = g + b * B;
+          for (int64_t px = 0; px < vz.hw; ++px)
+            for (int64_t k = 0; k < B; ++k) yp[px * B + k] = zp[px * B + k] * gb[k] + xp[px * B + k];
+        }
+      });
+      return;
+    }
+    for (int64_t px = 0; px < vz.hw; ++px)
+      for (int64_t c = 0; c < z.c; ++c) {
+        float v = vz.p[px * vz.ld + c] * g[c];
+        if (has_res) v += vx.p[px * vx.ld + c];
+        vy.p[px * vy.ld + c] = v;
+      }
+  }
+};
+
+// v *= gate, in place: a deferred SE/eSE scale applied to what its max pool produced.
+struct ScaleOp : Op {
+  Value v;
+  ExciteOp* gate;
+  void bind(Plan&) override {}
+  void run(Plan& p, RunContext&) override {
+    View x = view(p, v);
+    const float* g = gate->gate.data();
+    if (x.block > 0) {
+      at::parallel_for(0, v.c / x.block, 1, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) SEKIT_DISPATCH(scale_rows<float>, x.p, g, x.p, b, 0, x.hw, x.hw, x.block);
+      });
+      return;
+    }
+    for (int64_t px = 0; px < x.hw; ++px)
+      for (int64_t c = 0; c < v.c; ++c) x.p[px * x.ld + c] *= g[c];
+  }
+};
+
+// y = z + x (a residual block without attention).
+struct AddOp : Op {
+  Value z, x, y;
+  void bind(Plan&) override {}
+  void run(Plan& p, RunContext&) override {
+    View vz = view(p, z), vx = view(p, x), vy = view(p, y);
+    if (vz.block > 0) {
+      const int64_t n = z.c * vz.hw;
+      at::parallel_for(0, n, 16384, [&](int64_t a, int64_t b) {
+        for (int64_t i = a; i < b; ++i) vy.p[i] = vz.p[i] + vx.p[i];
+      });
+      return;
+    }
+    for (int64_t px = 0; px < vz.hw; ++px)
+      for (int64_t c = 0; c < z.c; ++c) vy.p[px * vy.ld + c] = vz.p[px * vz.ld + c] + vx.p[px * vx.ld + c];
+  }
+};
+
+// Global average pool (and a Linear) into this image's row of a result.
+struct HeadOp : Op {
+  Value x;
+  ExciteOp* gate = nullptr;  // a deferred scale: mean(z * g) = mean(z) * g
+  int result = 0;
+  at::Tensor w, b;  // float [K, C], [K]; undefined: pooled features only
+  std::vector<double> sum;
+  std::vector<float> pooled;
+  void bind(Plan&) override {
+    sum.resize(static_cast<size_t>(x.c));
+    pooled.resize(static_cast<size_t>(x.c));
+  }
+  void run(Plan& p, RunContext& r) override {
+    View v = view(p, x);
+    squeeze(v, sum.data(), nullptr);
+    float* out = r.outputs[static_cast<size_t>(result)];
+    float* dst = w.defined() ? pooled.data() : out;
+    for (int64_t c = 0; c < x.c; ++c) dst[c] = static_cast<float>(sum[static_cast<size_t>(c)] / static_cast<double>(v.hw));
+    if (gate)
+      for (int64_t c = 0; c < x.c; ++c) dst[c] *= gate->gate[static_cast<size_t>(c)];
+    if (w.defined()) linear(pooled.data(), w.data_ptr<float>(), b.data_ptr<float>(), out, x.c, w.size(0));
+  }
+};
+
+// ------------------------------------------------------------------------------- builder
+
+struct Unsupported : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+class Builder {
+ public:
+  Builder(Plan& p) : p_(p) {}
+
+  // Emits m's ops on x; the result goes where `want` says, if given.
+  Value build(Module& m, Value x, const Want& want) {
+    if (auto* s = dynamic_cast<Sequential*>(&m)) return chain(s->items(), x, want);
+    if (auto* c = dynamic_cast<ConvNormAct*>(&m)) return conv_norm_act(*c, settle(x), want);
+    if (auto* mp = dynamic_cast<MaxPool2d*>(&m)) return pool(x, mp->kernel(), mp->stride(), mp->ceil_mode(), want);
+    if (auto* b = dynamic_cast<OsaBlock*>(&m)) return osa_block(*b, settle(x), want);
+    if (auto* st = dynamic_cast<OsaStage*>(&m)) {
+      Value h = x;
+      if (st->downsample()) h = pool(x, 3, 2, true, input_want(st->blocks()));
+      return chain(st->blocks(), h, want);
+    }
+    ExcitationParams e;
+    if (excitation_params(m, e)) {
+      x = materialize(x);
+      return excite(e, x, nullptr, want);
+    }
+    throw Unsupported(std::string("no plan for ") + typeid(m).name());
+  }
+
+  Value chain(const std::vector<std::shared_ptr<Module>>& items, Value x, const Want& want) {
+    for (size_t i = 0; i < items.size(); ++i) {
+      const bool last = i + 1 == items.size();
+      if (auto* head = dynamic_cast<ClassifierHead*>(items[i].get())) {
+        if (!last) throw Unsupported("a ClassifierHead before the end of a Sequential");
+        classifier(head->fc(), x);
+        return x;
+      }
+      Want w = last ? want : input_want({items.begin() + static_cast<std::ptrdiff_t>(i) + 1, items.end()});
+      x = build(*items[i], x, w);
+    }
+    return x;
+  }
+
+  // Global average pool, then fc when given: a [N, K] (or [N, C]) result.
+  void classifier(Linear* fc, Value x) {
+    ExciteOp* gate = x.gate;
+    x.gate = nullptr;
+    x = materialize(x);
+    auto op = std::make_unique<HeadOp>();
+    op->x = x;
+    op->gate = gate;
+    op->result = static_cast<int>(p_.results.size());
+    int64_t k = x.c;
+    if (fc) {
+      at::NoGradGuard g;
+      if (fc->weight().size(1) != x.c) throw Unsupported("head width");
+      op->w = fc->weight().to(at::kFloat).contiguous();
+      op->b = fc->bias() ? fc->bias()->to(at::kFloat).contiguous() : at::zeros({fc->weight().size(0)}, at::kFloat);
+      k = fc->weight().size(0);
+    }
+    p_.results.push_back({false, k, 1, 1});
+    p_.add(std::move(op), {x});
+  }
+
+  // Copies x (in any layout) into a result map [N, C, H, W] channels-last; returns x
+  // (scaled, when it had a deferred gate).
+  Value tap(Value x) {
+    x = settle(x);
+    auto op = std::make_unique<DnnlOp>();
+    memory::desc out_md({1, x.c, x.h, x.w}, dt::f32, tag::nhwc);
+    memory::desc src_md = p_.md(x);
+    op->prim = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), src_md, engine(), out_md));
+    op->value_args = {{DNNL_ARG_FROM, x}};
+    op->output_arg = DNNL_ARG_TO;
+    op->output_md = out_md;
+    op->result = static_cast<int>(p_.results.size());
+    p_.results.push_back({true, x.c, x.h, x.w});
+    p_.add(std::move(op), {x});
+    return x;
+  }
+
+  // x with its deferred SE/eSE scale applied (in place).
+  Value settle(Value x) {
+    if (!x.gate) return x;
+    auto op = std::make_unique<ScaleOp>();
+    op->gate = x.gate;
+    x.gate = nullptr;
+    op->v = x;
+    p_.add(std::move(op), {x});
+    return x;
+  }
+
+  // Where the first of `items` wants its input (an OSA block: slice 0 of its aggregation
+  // buffer), or nothing.
+  Want input_want(const std::vector<std::shared_ptr<Module>>& items) {
+    if (items.empty()) return nullptr;
+    Module* m = items.front().get();
+    if (auto* s = dynamic_cast<Sequential*>(m)) return input_want(s->items());
+    if (auto* st = dynamic_cast<OsaStage*>(m)) return st->downsample() ? nullptr : input_want(st->blocks());
+    if (auto* b = dynamic_cast<OsaBlock*>(m)) {
+      return [this, b](int64_t c, int64_t h, int64_t w) {
+        Value cat = p_.fresh(aggregate_channels(*b), h, w);
+        pending_[b] = cat.buf;
+        return Value{cat.buf, 0, c, h, w};
+      };
+    }
+    return nullptr;
+  }
+
+ private:
+  static int64_t aggregate_channels(OsaBlock& b) {
+    int64_t c = b.in_channels();
+    for (auto& m : b.conv_mid()) c += out_channels(*m);
+    return c;
+  }
+  static int64_t out_channels(Module& m) {
+    auto* c = dynamic_cast<ConvNormAct*>(&m);
+    if (!c) throw Unsupported("an OSA layer that is not a ConvNormAct");
+    return c->separable() ? c->conv_pw()->out_channels() : c->conv()->out_channels();
+  }
+
+  // The input image or a value the custom kernels can read: the input is copied into a
+  // buffer first.
+  Value materialize(Value x) {
+    x = settle(x);
+    if (x.buf != kInput) return x;
+    Value v = p_.fresh(x.c, x.h, x.w);
+    copy(x, v);
+    return v;
+  }
+
+  void copy(Value from, Value to) {
+    auto op = std::make_unique<DnnlOp>();
+    op->prim = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), p_.md(from), engine(), p_.md(to)));
+    op->value_args = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+    p_.add(std::move(op), {from, to});
+  }
+
+  Value target(const Want& want, int64_t c, int64_t h, int64_t w) {
+    return want ? want(c, h, w) : p_.fresh(c, h, w);
+  }
+
+  // A convolution with folded weights [O, I/g, k, k] and bias [O], ReLU when `relu`.
+  Value conv(Value x, const at::Tensor& weight, const at::Tensor& bias, int64_t stride, int64_t pad,
+             int64_t groups, bool relu, const Want& want) {
+    x = settle(x);
+    const int64_t o = weight.size(0), k = weight.size(2);
+    const int64_t oh = (x.h + 2 * pad - k) / stride + 1, ow = (x.w + 2 * pad - k) / stride + 1;
+    Value y = target(want, o, oh, ow);
+    memory::desc w_user = groups == 1
+                              ? memory::desc({o, x.c, k, k}, dt::f32, tag::oihw)
+                              : memory::desc({groups, o / groups, x.c / groups, k, k}, dt::f32, tag::goihw);
+    memory::desc w_any = groups == 1 ? memory::desc({o, x.c, k, k}, dt::f32, tag::any)
+                                     : memory::desc({groups, o / groups, x.c / groups, k, k}, dt::f32, tag::any);
+    memory::desc b_md({o}, dt::f32, tag::x);
+    dnnl::primitive_attr attr;
+    if (relu) {
+      dnnl::post_ops po;
+      po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+      attr.set_post_ops(po);
+    }
+    auto make = [&](const memory::desc& src, const memory::desc& dst) {
+      dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
+                                        w_any, b_md, dst, {stride, stride}, {pad, pad}, {pad, pad});
+      return dnnl::convolution_forward::primitive_desc(d, attr, engine(), /*allow_empty=*/true);
+    };
+    // Read and write slices in place when a fast implementation takes them; else through
+    // a dense copy.
+    Value src = x, dst = y;
+    auto pd = make(p_.md(src), p_.md(dst));
+    auto bad = [](const dnnl::convolution_forward::primitive_desc& q) {
+      return !q || is_reference(q.impl_info_str());
+    };
+    if (bad(pd) && is_slice(y)) {
+      dst = p_.fresh(o, oh, ow);
+      pd = make(p_.md(src), p_.md(dst));
+    }
+    if (bad(pd) && is_slice(x)) {
+      src = p_.fresh(x.c, x.h, x.w);
+      copy(x, src);
+      pd = make(p_.md(src), p_.md(dst));
+    }
+    if (!pd) throw Unsupported("no oneDNN convolution");
+    auto op = std::make_unique<DnnlOp>();
+    memory w_mem = owned(weight, w_user);
+    memory w_prim(pd.weights_desc(), engine());
+    dnnl::stream s(engine());
+    dnnl::reorder(w_mem, w_prim).execute(s, w_mem, w_prim);
+    s.wait();
+    op->args[DNNL_ARG_WEIGHTS] = w_prim;
+    op->args[DNNL_ARG_BIAS] = owned(bias, b_md);
+    op->prim = dnnl::convolution_forward(pd);
+    op->value_args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
+    p_.add(std::move(op), {src, dst});
+    if (dst.buf != y.buf) copy(dst, y);
+    return y;
+  }
+
+  bool is_slice(const Value& v) const {
+    if (v.buf == kInput || p_.layout.blocked) return false;
+    return v.c_off != 0 || v.c != p_.buffers[static_cast<size_t>(v.buf)].c;
+  }
+
+  Value conv_norm_act(ConvNormAct& c, Value x, const Want& want) {
+    at::NoGradGuard g;
+    auto [scale, shift] = c.bn()->affine();
+    Conv2d* last = c.separable() ? c.conv_pw() : c.conv();
+    // BatchNorm folded: w' = w * scale[o], b' = shift (the convolution has no bias).
+    at::Tensor w = last->weight().to(at::kDouble) * scale.reshape({-1, 1, 1, 1});
+    if (last->bias()) shift = shift + last->bias()->to(at::kDouble) * scale;
+    Value h = x;
+    if (c.separable()) {
+      Conv2d* dw = c.conv_dw();
+      at::Tensor b = dw->bias() ? dw->bias()->to(at::kDouble) : at::zeros({dw->out_channels()}, at::kDouble);
+      h = conv(h, dw->weight(), b, dw->stride(), dw->padding(), dw->groups(), false, nullptr);
+    }
+    return conv(h, w, shift, last->stride(), last->padding(), last->groups(), true, want);
+  }
+
+  // Max pooling; a deferred gate g >= 0 is applied after it: max(z * g) = max(z) * g.
+  Value pool(Value x, int64_t k, int64_t s, bool ceil, const Want& want) {
+    ExciteOp* gate = x.gate;
+    x.gate = nullptr;
+    auto out = [&](int64_t n) {
+      int64_t o = (n - k + (ceil ? s - 1 : 0)) / s + 1;
+      if (ceil && (o - 1) * s >= n) --o;
+      return o;
+    };
+    const int64_t oh = out(x.h), ow = out(x.w);
+    const int64_t ph = (oh - 1) * s + k - x.h, pw = (ow - 1) * s + k - x.w;
+    if (ph < 0 || pw < 0) throw Unsupported("max pool that drops a remainder");
+    Value y = target(want, x.c, oh, ow);
+    auto make = [&](const memory::desc& src, const memory::desc& dst) {
+      dnnl::pooling_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::pooling_max, src, dst,
+                                    {s, s}, {k, k}, {0, 0}, {ph, pw});
+      return dnnl::pooling_forward::primitive_desc(d, engine(), /*allow_empty=*/true);
+    };
+    Value src = x, dst = y;
+    auto pd = make(p_.md(src), p_.md(dst));
+    auto bad = [](const dnnl::pooling_forward::primitive_desc& q) { return !q || is_reference(q.impl_info_str()); };
+    if (bad(pd) && is_slice(y)) {
+      dst = p_.fresh(x.c, oh, ow);
+      pd = make(p_.md(src), p_.md(dst));
+    }
+    if (bad(pd) && (is_slice(x) || x.buf == kInput)) {
+      src = p_.fresh(x.c, x.h, x.w);
+      copy(x, src);
+      pd = make(p_.md(src), p_.md(dst));
+    }
+    if (!pd) throw Unsupported("no oneDNN pooling");
+    auto op = std::make_unique<DnnlOp>();
+    op->prim = dnnl::pooling_forward(pd);
+    op->value_args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
+    p_.add(std::move(op), {src, dst});
+    if (dst.buf != y.buf) copy(dst, y);
+    y.gate = gate;
+    return settle(y);
+  }
+
+  static bool nonnegative(int32_t gate) { return gate == SK_ACT_SIGMOID || gate == SK_ACT_HARD_SIGMOID; }
+
+  Value excite(const ExcitationParams& e, Value z, const Value* res, const Want& want) {
+    auto op = std::make_unique<ExciteOp>();
+    op->e = e;
+    op->w1 = e.w1.to(at::kFloat).contiguous();
+    op->b1 = e.b1.to(at::kFloat).contiguous();
+    if (e.se) {
+      op->w2 = e.w2.to(at::kFloat).contiguous();
+      op->b2 = e.b2.to(at::kFloat).contiguous();
+    }
+    op->z = z;
+    op->y = want ? want(z.c, z.h, z.w) : z;  // in place unless told where
+    if (res) {
+      op->res = *res;
+      op->has_res = true;
+    }
+    Value y = op->y;
+    last_excite_ = op.get();
+    if (res)
+      p_.add(std::move(op), {z, y, *res});
+    else
+      p_.add(std::move(op), {z, y});
+    return y;
+  }
+
+  Value osa_block(OsaBlock& b, Value x, const Want& want) {
+    const int64_t total = aggregate_channels(b);
+    // The aggregation buffer: x already in slice 0 when the producer wrote it there.
+    Value cat;
+    auto it = pending_.find(&b);
+    if (it != pending_.end() && x.buf == it->second && x.c_off == 0) {
+      cat = Value{x.buf, 0, total, x.h, x.w};
+    } else {
+      cat = p_.fresh(total, x.h, x.w);
+      Value slot{cat.buf, 0, x.c, x.h, x.w};
+      copy(x, slot);
+      x = slot;
+    }
+    pending_.erase(&b);
+    Value h = x;
+    if (b.conv_reduction()) h = build(*b.conv_reduction(), x, nullptr);
+    int64_t off = x.c;
+    for (auto& layer : b.conv_mid()) {
+      const int64_t c = out_channels(*layer);
+      const int64_t buf = cat.buf, o = off;
+      h = build(*layer, h, [buf, o](int64_t cc, int64_t hh, int64_t ww) { return Value{static_cast<int>(buf), o, cc, hh, ww}; });
+      off += c;
+    }
+    Module* attn = b.attn();
+    const bool tail = attn || b.residual();
+    Value z = build(*b.conv_concat(), cat, tail ? nullptr : want);
+    if (attn) {
+      ExcitationParams e;
+      if (!excitation_params(*attn, e)) throw Unsupported("OSA attention");
+      if (!b.residual() && !want && nonnegative(e.gate)) {
+        // The scale waits for the consumer: a max pool or the head scales a smaller tensor.
+        Value y = excite(e, z, nullptr, nullptr);
+        y.gate = last_excite_;
+        last_excite_->defer = true;
+        return y;
+      }
+      return excite(e, z, b.residual() ? &x : nullptr, want);
+    }
+    if (b.residual()) {
+      auto op = std::make_unique<AddOp>();
+      op->z = z;
+      op->x = x;
+      op->y = want ? want(z.c, z.h, z.w) : z;
+      Value y = op->y;
+      p_.add(std::move(op), {z, x, y});
+      return y;
+    }
+    return z;
+  }
+
+  Plan& p_;
+  std::map<OsaBlock*, int> pending_;
+  ExciteOp* last_excite_ = nullptr;
+};
+
+// Channel counts that become buffer widths or slice offsets.
+void collect_channels(Module& m, std::vector<int64_t>& out) {
+  m.visit([&](Module& c) {
+    if (auto* conv = dynamic_cast<Conv2d*>(&c)) out.push_back(conv->out_channels());
+    if (auto* b = dynamic_cast<OsaBlock*>(&c)) out.push_back(b->in_channels());
+    ExcitationParams e;
+    if (dynamic_cast<ConvNormAct*>(&c) == nullptr && excitation_params(c, e)) out.push_back(e.channels);
+  });
+}
+
+Layout choose_layout(Module& m) {
+  std::vector<int64_t> chans;
+  collect_channels(m, chans);
+  auto all = [&](int64_t b) { return std::all_of(chans.begin(), chans.end(), [b](int64_t c) { return c % b == 0; }); };
+  if (__builtin_cpu_supports("avx512f") && all(16)) return {true, 16};
+  if (all(8)) return {true, 8};
+  return {false, 0};
+}
+
+}  // namespace
+
+// ----------------------------------------------------------------------------- the module
+
+namespace {
+
+bool coverable(Module& root) {
+  bool ok = true;
+  root.visit([&](Module& m) {
+    ExcitationParams e;
+    if (!(dynamic_cast<Sequential*>(&m) || dynamic_cast<ConvNormAct*>(&m) || dynamic_cast<Conv2d*>(&m) ||
+          dynamic_cast<BatchNorm2d*>(&m) || dynamic_cast<MaxPool2d*>(&m) || dynamic_cast<OsaBlock*>(&m) ||
+          dynamic_cast<OsaStage*>(&m) || dynamic_cast<ClassifierHead*>(&m) || dynamic_cast<Linear*>(&m) ||
+          dynamic_cast<VoVNet*>(&m) || excitation_params(m, e)))
+      ok = false;
+  });
+  return ok;
+}
+
+// Channels the first layer of m takes, or -1 when unknown.
+int64_t input_channels(Module& m) {
+  if (auto* net = dynamic_cast<VoVNet*>(&m)) return net->in_channels();
+  if (auto* s = dynamic_cast<Sequential*>(&m)) return s->items().empty() ? -1 : input_channels(*s->items().front());
+  if (auto* c = dynamic_cast<ConvNormAct*>(&m)) return (c->separable() ? c->conv_dw() : c->conv())->in_channels();
+  if (auto* b = dynamic_cast<OsaBlock*>(&m)) return b->in_channels();
+  if (auto* st = dynamic_cast<OsaStage*>(&m)) return st->blocks().empty() ? -1 : input_channels(*st->blocks().front());
+  ExcitationParams e;
+  if (excitation_params(m, e)) return e.channels;
+  return -1;
+}
+
+}  // namespace
+
+struct PreparedModule::Impl {
+  std::shared_ptr<Module> source;
+  std::vector<StateEntry> state;  // the source's, to see changes
+  std::vector<std::pair<const void*, uint32_t>> stamp;
+  bool planned = false;
+  Layout layout{false, 0};
+  int64_t in_channels = -1;
+  std::map<std::tuple<int, int64_t, int64_t, int64_t, bool>, std::unique_ptr<Plan>> plans;  // (stages?, c, h, w, cl)
+  dnnl::stream stream{engine()};
+
+  std::vector<std::pair<const void*, uint32_t>> current() const {
+    std::vector<std::pair<const void*, uint32_t>> v;
+    v.reserve(state.size());
+    for (const StateEntry& e : state) v.emplace_back(e.tensor->data_ptr(), e.tensor->_version());
+    return v;
+  }
+
+  // Drops the plans when the source's weights changed since they were made.
+  void refresh() {
+    auto now = current();
+    if (now != stamp) {
+      plans.clear();
+      stamp = std::move(now);
+    }
+  }
+
+  Plan& plan(bool stages, const at::Tensor& x, bool cl) {
+    auto key = std::make_tuple(stages ? 1 : 0, x.size(1), x.size(2), x.size(3), cl);
+    auto it = plans.find(key);
+    if (it != plans.end()) return *it->second;
+    if (plans.size() >= 8) plans.clear();  // a bounded cache of input sizes
+    auto p = std::make_unique<Plan>();
+    p->layout = layout;
+    p->in_c = x.size(1);
+    p->in_h = x.size(2);
+    p->in_w = x.size(3);
+    p->in_channels_last = cl;
+    Builder b(*p);
+    Value in{kInput, 0, x.size(1), x.size(2), x.size(3)};
+    if (auto* net = dynamic_cast<VoVNet*>(source.get())) {
+      Value h = b.chain(net->stem(), in, b.input_want(net->stages()));
+      const auto& st = net->stages();
+      for (size_t i = 0; i < st.size(); ++i) {
+        const bool last = i + 1 == st.size();
+        h = b.build(*st[i], h, last ? nullptr : b.input_want({st.begin() + static_cast<std::ptrdiff_t>(i) + 1, st.end()}));
+        if (stages) h = b.tap(h);
+      }
+      if (!stages) b.classifier(net->head() ? net->head()->fc() : nullptr, h);
+    } else {
+      Value out;
+      if (auto* s = dynamic_cast<Sequential*>(source.get()))
+        out = b.chain(s->items(), in, nullptr);
+      else
+        out = b.build(*source, in, nullptr);
+      if (p->results.empty()) b.tap(out);
+    }
+    p->allocate();
+    Plan& ref = *p;
+    plans[key] = std::move(p);
+    return ref;
+  }
+
+  std::vector<at::Tensor> run(const at::Tensor& x_in, bool stages) {
+    at::Tensor x = x_in;
+    const bool cl = x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous();
+    if (!cl) x = x.contiguous();
+    Plan& p = plan(stages, x, cl);
+    const int64_t n = x.size(0);
+    std::vector<at::Tensor> outs;
+    for (const Result& r : p.results)
+      outs.push_back(r.map ? at::empty({n, r.c, r.h, r.w}, at::TensorOptions(at::kFloat).memory_format(at::MemoryFormat::ChannelsLast))
+                           : at::empty({n, r.c}, at::kFloat));
+    at::internal::lazy_init_num_threads();
+    RunContext ctx;
+    ctx.stream = &stream;
+    ctx.outputs.resize(outs.size());
+    const int64_t image = x.size(1) * x.size(2) * x.size(3);
+    const float* xp = x.data_ptr<float>();
+    for (int64_t i = 0; i < n; ++i) {
+      ctx.input = xp + i * image;
+      for (size_t k = 0; k < outs.size(); ++k) {
+        const Result& r = p.results[k];
+        ctx.outputs[k] = outs[k].data_ptr<float>() + i * r.c * r.h * r.w;
+      }
+      for (auto& op : p.ops) op->run(p, ctx);
+    }
+    stream.wait();
+    return outs;
+  }
+
+  // Whether x goes through the plan; otherwise the source computes it (and reports bad
+  // inputs with its own messages).
+  bool takes(const at::Tensor& x) const {
+    return planned && x.device().is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 4 && x.size(0) > 0 &&
+           x.size(1) == in_channels && !x.requires_grad();
+  }
+
+  // The source's own forward in evaluation mode, without autograd.
+  template <typename F>
+  auto fallback(F f) {
+    at::NoGradGuard no_grad;
+    const bool was = source->training();
+    if (was) source->set_training(false);
+    struct Restore {
+      Module& m;
+      bool on;
+      ~Restore() {
+        if (on) m.set_training(true);
+      }
+    } restore{*source, was};
+    return f();
+  }
+};
+
+PreparedModule::PreparedModule(std::shared_ptr<Module> source) : impl_(std::make_unique<Impl>()) {
+  if (source->training())
+    fail("inference preparation needs a module in evaluation mode: call eval() first (BatchNorm then uses its "
+         "running statistics, which the preparation folds into the convolutions)");
+  impl_->source = source;
+  source->collect_state("", impl_->state);
+  impl_->stamp = impl_->current();
+  at::TensorOptions o = source->param_options();
+  const bool cpu_f32 = o.has_dtype() && c10::typeMetaToScalarType(o.dtype()) == at::kFloat &&
+                       (!o.has_device() || o.device().is_cpu());
+  impl_->in_channels = input_channels(*source);
+  if (cpu_f32 && impl_->in_channels > 0 && coverable(*source)) {
+    impl_->layout = choose_layout(*source);
+    impl_->planned = true;
+  }
+  training_ = false;
+}
+
+PreparedModule::~PreparedModule() = default;
+
+bool PreparedModule::planned() const { return impl_->planned; }
+bool PreparedModule::is_vovnet() const { return dynamic_cast<VoVNet*>(impl_->source.get()) != nullptr; }
+
+at::Tensor PreparedModule::forward(const at::Tensor& x) {
+  impl_->refresh();
+  if (impl_->takes(x)) {
+    at::NoGradGuard no_grad;
+    try {
+      return impl_->run(x, false).back();
+    } catch (const Unsupported&) {
+      impl_->planned = false;  // a part the plan does not cover: the source from now on
+    } catch (const dnnl::error&) {
+      // oneDNN refused this input size (say, smaller than a kernel): the source reports it
+    }
+  }
+  return impl_->fallback([&] { return impl_->source->forward(x); });
+}
+
+std::vector<at::Tensor> PreparedModule::forward_stages(const at::Tensor& x) {
+  auto* net = dynamic_cast<VoVNet*>(impl_->source.get());
+  if (net == nullptr) fail("module is not a VoVNet");
+  impl_->refresh();
+  if (impl_->takes(x)) {
+    at::NoGradGuard no_grad;
+    try {
+      return impl_->run(x, true);
+    } catch (const Unsupported&) {
+      impl_->planned = false;
+    } catch (const dnnl::error&) {
+    }
+  }
+  return impl_->fallback([&] { return net->forward_stages(x); });
+}
+
+}  // namespace sekit
+
+using namespace sekit;
+
+extern "C" {
+
+sk_error* sk_module_prepare_inference(const sk_module* m, sk_module** out) {
+  SK_GUARD_BEGIN
+  sk_module* src = module_arg(m);
+  out_arg(out, "out");
+  if (dynamic_cast<PreparedModule*>(src->module.get())) fail("the module is already prepared for inference");
+  *out = wrap_module(std::make_shared<PreparedModule>(src->module));
+  SK_GUARD_END
+}
+
+int32_t sk_module_inference_plan(const sk_module* m) {
+  if (m == nullptr || !m->module) return -1;
+  auto* p = dynamic_cast<PreparedModule*>(m->module.get());
+  if (p == nullptr) return -1;
+  return p->planned() ? 1 : 0;
+}
+
+}  // extern "C"
