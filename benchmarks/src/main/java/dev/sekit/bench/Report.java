@@ -95,7 +95,7 @@ public final class Report {
       double p = m.get("sekit_prepared");
       md.append(String.format(Locale.ROOT, "**%.2f×** | **%.2f×** | **%.2f×** |%n", m.get("ort") / p,
           m.get("pytorch_eager_nchw") / p, m.get("pytorch_frozen") / p));
-      labels.add(e.getKey());
+      labels.add(e.getKey().replace("ese_vovnet", "").replace(" batch ", ", batch "));
       vsOrt.add(m.get("ort") / p);
       vsEager.add(m.get("pytorch_eager_nchw") / p);
       vsFrozen.add(m.get("pytorch_frozen") / p);
