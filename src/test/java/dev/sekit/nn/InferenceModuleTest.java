@@ -28,10 +28,13 @@ import org.junit.jupiter.params.provider.ValueSource;
  * Inference preparation: the prepared module's outputs equal the unprepared module's and
  * PyTorch's fixtures within float32 rounding.
  *
- * <p>Tolerance: float32's 1e-5 relative (largest difference over largest reference value)
- * everywhere. Folding BatchNorm into the weights reorders the rounding of every
- * convolution (w * s summed, instead of the sum scaled), which moves outputs by a few ulps
- * per layer; measured, it stays well inside 1e-5 on these networks.
+ * <p>Tolerance: float32's 1e-5 relative (largest difference over largest reference value).
+ * Folding BatchNorm into the weights reorders the rounding of every convolution (w * s
+ * summed, instead of the sum scaled), and dense 3x3 convolutions go through Winograd where
+ * oneDNN has it; both move outputs by a few ulps per layer. On the PyTorch fixtures and
+ * realistic networks that stays well inside 1e-5; only the deepest stages of random
+ * networks, where the unprepared module itself leaves 1e-5, are held to "no further from
+ * float64 than the unprepared module".
  */
 class InferenceModuleTest {
   private static final double TOL = TestSupport.tolerance(DType.FLOAT32);
@@ -149,11 +152,16 @@ class InferenceModuleTest {
         assertArrayEquals(ref.get(i).shape(), maps.get(i).shape());
         double plainErr = TestSupport.relativeError(ref.get(i), plain.get(i));
         WORST.merge("timm VoVNets stages unprepared vs float64", plainErr, Math::max);
-        close("timm VoVNets stages vs float64", ref.get(i), maps.get(i));
+        double prepErr = TestSupport.relativeError(ref.get(i), maps.get(i));
+        WORST.merge("timm VoVNets stages vs float64", prepErr, Math::max);
         // Deep stages of random 57b/99b networks amplify rounding: there the unprepared
         // float32 module (channels-last convolutions) is itself up to 2.4e-5 from the float64
-        // answer while the prepared one stays within 1e-5 (asserted above), so the two
-        // float32 paths are compared through the float64 answer, not with each other.
+        // answer, and the prepared one (Winograd 3x3 convolutions) up to 1.7e-5. The prepared
+        // module must be within float32's 1e-5 of float64, or no further from it than the
+        // unprepared module is; the two float32 paths are compared through the float64
+        // answer, not with each other.
+        assertTrue(prepErr < Math.max(TOL, plainErr),
+            name + " stage " + i + ": prepared " + prepErr + " from float64, unprepared " + plainErr);
         double mutual = TestSupport.relativeError(plain.get(i), maps.get(i));
         WORST.merge("timm VoVNets stages vs unprepared", mutual, Math::max);
       }

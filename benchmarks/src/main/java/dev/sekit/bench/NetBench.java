@@ -55,14 +55,20 @@ public final class NetBench {
     double[] t = new double[reps];
     double err;
     try (Arena arena = Arena.ofConfined()) {
-      SafeTensors st = SafeTensors.open(arena, dir.resolve(model + ".safetensors"));
-      float[] check = st.tensor("check.input").toFloatArray();
-      float[] expected = st.tensor("check.output").toFloatArray();
+      float[] check;
+      float[] expected;
       Runner run;
-      if (engine.equals("ort")) {
-        run = ort(dir.resolve(model + ".onnx"), threads);
-      } else {
-        run = sekit(arena, st, model, engine, threads);
+      // The file's memory is released once the weights are loaded, as ONNX Runtime does
+      // with its model file.
+      try (Arena file = Arena.ofConfined()) {
+        SafeTensors st = SafeTensors.open(file, dir.resolve(model + ".safetensors"));
+        check = st.tensor("check.input").toFloatArray();
+        expected = st.tensor("check.output").toFloatArray();
+        if (engine.equals("ort")) {
+          run = ort(dir.resolve(model + ".onnx"), threads);
+        } else {
+          run = sekit(arena, st, model, engine, threads);
+        }
       }
       err = relativeError(expected, run.forward(check, 1));
       for (int i = 0; i < 3; i++) {
