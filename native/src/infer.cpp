@@ -111,6 +111,7 @@ struct Op {
   virtual void bind(Plan& p) = 0;           // once the arena exists
   virtual void run(Plan& p, RunContext& r) = 0;
   std::vector<int> touches;                 // buffer ids
+  size_t scratch_bytes = 0;                 // oneDNN scratchpad it needs from the plan
 };
 
 // What the caller of an emitter wants for the emitter's result: a slot made on demand
@@ -131,6 +132,10 @@ struct Plan {
   std::vector<Result> results;
   at::Tensor arena;
   char* base = nullptr;
+  // The primitives' scratchpad, owned by the plan (oneDNN's user mode): plans run on
+  // different threads at once, so no scratchpad may be shared between them.
+  at::Tensor scratch;
+  char* scratch_base = nullptr;
 
   memory::desc input_md() const {
     return memory::desc({1, in_c, in_h, in_w}, dt::f32, in_channels_last ? tag::nhwc : tag::nchw);
@@ -203,6 +208,12 @@ struct Plan {
     }
     arena = at::empty({static_cast<int64_t>(std::max<size_t>(total, 64) + 64)}, at::kByte);
     base = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(arena.data_ptr()) + 63) / 64 * 64);
+    size_t scratch_total = 0;
+    for (auto& op : ops) scratch_total = std::max(scratch_total, op->scratch_bytes);
+    if (scratch_total > 0) {
+      scratch = at::empty({static_cast<int64_t>(scratch_total + 64)}, at::kByte);
+      scratch_base = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(scratch.data_ptr()) + 63) / 64 * 64);
+    }
     for (auto& op : ops) op->bind(*this);
   }
 
@@ -222,6 +233,15 @@ struct DnnlOp : Op {
   int output_arg = -1;   // written to result `result` per call
   int result = -1;
   memory::desc output_md;
+  memory::desc scratch_md;
+
+  // The primitive of pd, with its scratchpad from the plan.
+  template <typename PD, typename Prim>
+  void set(const PD& pd) {
+    prim = Prim(pd);
+    scratch_md = pd.scratchpad_desc();
+    scratch_bytes = scratch_md.get_size();
+  }
 
   void bind(Plan& p) override {
     for (auto& [arg, v] : value_args) {
@@ -233,6 +253,7 @@ struct DnnlOp : Op {
       }
     }
     if (result >= 0) args[output_arg] = memory(output_md, engine(), DNNL_MEMORY_NONE);
+    if (scratch_bytes > 0) args[DNNL_ARG_SCRATCHPAD] = memory(scratch_md, engine(), p.scratch_base);
   }
   void run(Plan&, RunContext& r) override {
     if (input_arg >= 0) args[input_arg].set_data_handle(const_cast<float*>(r.input));
@@ -242,6 +263,13 @@ struct DnnlOp : Op {
 };
 
 bool is_reference(const std::string& impl) { return impl.rfind("ref", 0) == 0; }
+
+// Attributes asking for the scratchpad to come from the caller (the plan).
+dnnl::primitive_attr user_scratchpad() {
+  dnnl::primitive_attr a;
+  a.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return a;
+}
 
 memory owned(const at::Tensor& t, const memory::desc& md) {
   memory m(md, engine());
@@ -511,7 +539,8 @@ class Builder {
     auto op = std::make_unique<DnnlOp>();
     memory::desc out_md({1, x.c, x.h, x.w}, dt::f32, tag::nhwc);
     memory::desc src_md = p_.md(x);
-    op->prim = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), src_md, engine(), out_md));
+    op->set<dnnl::reorder::primitive_desc, dnnl::reorder>(
+        dnnl::reorder::primitive_desc(engine(), src_md, engine(), out_md, user_scratchpad()));
     op->value_args = {{DNNL_ARG_FROM, x}};
     op->output_arg = DNNL_ARG_TO;
     op->output_md = out_md;
@@ -573,7 +602,8 @@ class Builder {
 
   void copy(Value from, Value to) {
     auto op = std::make_unique<DnnlOp>();
-    op->prim = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), p_.md(from), engine(), p_.md(to)));
+    op->set<dnnl::reorder::primitive_desc, dnnl::reorder>(
+        dnnl::reorder::primitive_desc(engine(), p_.md(from), engine(), p_.md(to), user_scratchpad()));
     op->value_args = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
     p_.add(std::move(op), {from, to});
   }
@@ -595,7 +625,7 @@ class Builder {
     memory::desc w_any = groups == 1 ? memory::desc({o, x.c, k, k}, dt::f32, tag::any)
                                      : memory::desc({groups, o / groups, x.c / groups, k, k}, dt::f32, tag::any);
     memory::desc b_md({o}, dt::f32, tag::x);
-    dnnl::primitive_attr attr;
+    dnnl::primitive_attr attr = user_scratchpad();
     if (relu) {
       dnnl::post_ops po;
       po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
@@ -642,7 +672,7 @@ class Builder {
     s.wait();
     op->args[DNNL_ARG_WEIGHTS] = w_prim;
     op->args[DNNL_ARG_BIAS] = owned(bias, b_md);
-    op->prim = dnnl::convolution_forward(pd);
+    op->set<dnnl::convolution_forward::primitive_desc, dnnl::convolution_forward>(pd);
     op->value_args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
     p_.add(std::move(op), {src, dst});
     if (dst.buf != y.buf) copy(dst, y);
@@ -686,7 +716,7 @@ class Builder {
     auto make = [&](const memory::desc& src, const memory::desc& dst) {
       dnnl::pooling_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::pooling_max, src, dst,
                                     {s, s}, {k, k}, {0, 0}, {ph, pw});
-      return dnnl::pooling_forward::primitive_desc(d, engine(), /*allow_empty=*/true);
+      return dnnl::pooling_forward::primitive_desc(d, user_scratchpad(), engine(), /*allow_empty=*/true);
     };
     Value src = x, dst = y;
     auto pd = make(p_.md(src), p_.md(dst));
@@ -702,7 +732,7 @@ class Builder {
     }
     if (!pd) throw Unsupported("no oneDNN pooling");
     auto op = std::make_unique<DnnlOp>();
-    op->prim = dnnl::pooling_forward(pd);
+    op->set<dnnl::pooling_forward::primitive_desc, dnnl::pooling_forward>(pd);
     op->value_args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
     p_.add(std::move(op), {src, dst});
     if (dst.buf != y.buf) copy(dst, y);
@@ -850,8 +880,9 @@ struct PreparedModule::Impl {
   bool planned = false;
   Layout layout{false, 0};
   int64_t in_channels = -1;
-  std::map<std::tuple<int, int64_t, int64_t, int64_t, bool>, std::unique_ptr<Plan>> plans;  // (stages?, c, h, w, cl)
-  dnnl::stream stream{engine()};
+  // (stages?, c, h, w, cl) -> identical plans, one per worker thread of a batch
+  std::map<std::tuple<int, int64_t, int64_t, int64_t, bool>, std::vector<std::unique_ptr<Plan>>> plans;
+  std::vector<dnnl::stream> streams;  // one per worker
 
   std::vector<std::pair<const void*, uint32_t>> current() const {
     std::vector<std::pair<const void*, uint32_t>> v;
@@ -869,11 +900,21 @@ struct PreparedModule::Impl {
     }
   }
 
-  Plan& plan(bool stages, const at::Tensor& x, bool cl) {
+  // `count` identical plans for inputs like x (each worker thread of a batch runs its own).
+  std::vector<std::unique_ptr<Plan>>& plans_for(bool stages, const at::Tensor& x, bool cl, size_t count) {
     auto key = std::make_tuple(stages ? 1 : 0, x.size(1), x.size(2), x.size(3), cl);
     auto it = plans.find(key);
-    if (it != plans.end()) return *it->second;
-    if (plans.size() >= 8) plans.clear();  // a bounded cache of input sizes
+    if (it == plans.end()) {
+      if (plans.size() >= 8) plans.clear();  // a bounded cache of input sizes
+      it = plans.emplace(key, std::vector<std::unique_ptr<Plan>>{}).first;
+    }
+    auto& v = it->second;
+    while (v.size() < count) v.push_back(make_plan(stages, x, cl));
+    while (streams.size() < count) streams.emplace_back(engine());
+    return v;
+  }
+
+  std::unique_ptr<Plan> make_plan(bool stages, const at::Tensor& x, bool cl) {
     auto p = std::make_unique<Plan>();
     p->layout = layout;
     p->in_c = x.size(1);
@@ -900,36 +941,51 @@ struct PreparedModule::Impl {
       if (p->results.empty()) b.tap(out);
     }
     p->allocate();
-    Plan& ref = *p;
-    plans[key] = std::move(p);
-    return ref;
+    return p;
   }
 
   std::vector<at::Tensor> run(const at::Tensor& x_in, bool stages) {
     at::Tensor x = x_in;
     const bool cl = x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous();
     if (!cl) x = x.contiguous();
-    Plan& p = plan(stages, x, cl);
     const int64_t n = x.size(0);
+    at::internal::lazy_init_num_threads();
+    // A batch of two or more images runs image-parallel: each worker thread takes a contiguous
+    // run of images through its own plan with single-threaded primitives, so the threads never
+    // meet between layers (with threads that sleep while waiting, as OMP_WAIT_POLICY=passive
+    // makes them, a meeting per layer costs more than the layer's own parallel speed-up).
+    const int64_t threads = at::in_parallel_region() ? 1 : at::get_num_threads();
+    const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(threads, n));
+    auto& ps = plans_for(stages, x, cl, static_cast<size_t>(workers));
     std::vector<at::Tensor> outs;
-    for (const Result& r : p.results)
+    for (const Result& r : ps[0]->results)
       outs.push_back(r.map ? at::empty({n, r.c, r.h, r.w}, at::TensorOptions(at::kFloat).memory_format(at::MemoryFormat::ChannelsLast))
                            : at::empty({n, r.c}, at::kFloat));
-    at::internal::lazy_init_num_threads();
-    RunContext ctx;
-    ctx.stream = &stream;
-    ctx.outputs.resize(outs.size());
     const int64_t image = x.size(1) * x.size(2) * x.size(3);
     const float* xp = x.data_ptr<float>();
-    for (int64_t i = 0; i < n; ++i) {
-      ctx.input = xp + i * image;
-      for (size_t k = 0; k < outs.size(); ++k) {
-        const Result& r = p.results[k];
-        ctx.outputs[k] = outs[k].data_ptr<float>() + i * r.c * r.h * r.w;
+    const int64_t chunk = (n + workers - 1) / workers;
+    auto run_images = [&](int64_t w) {
+      Plan& p = *ps[static_cast<size_t>(w)];
+      RunContext ctx;
+      ctx.stream = &streams[static_cast<size_t>(w)];
+      ctx.outputs.resize(outs.size());
+      for (int64_t i = w * chunk; i < std::min(n, (w + 1) * chunk); ++i) {
+        ctx.input = xp + i * image;
+        for (size_t k = 0; k < outs.size(); ++k) {
+          const Result& r = p.results[k];
+          ctx.outputs[k] = outs[k].data_ptr<float>() + i * r.c * r.h * r.w;
+        }
+        for (auto& op : p.ops) op->run(p, ctx);
       }
-      for (auto& op : p.ops) op->run(p, ctx);
+      ctx.stream->wait();
+    };
+    if (workers == 1) {
+      run_images(0);
+    } else {
+      at::parallel_for(0, workers, 1, [&](int64_t w0, int64_t w1) {
+        for (int64_t w = w0; w < w1; ++w) run_images(w);
+      });
     }
-    stream.wait();
     return outs;
   }
 

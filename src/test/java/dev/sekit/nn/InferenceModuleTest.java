@@ -225,6 +225,36 @@ class InferenceModuleTest {
   }
 
   @Test
+  void aBatchRunsImageParallelAndEqualsItsImagesOneByOne() {
+    int threads = Sekit.numThreads();
+    try (Arena arena = Arena.ofConfined()) {
+      Sekit.manualSeed(12);
+      VoVNet net = VoVNet.builder("ese_vovnet19b_slim_dw").numClasses(5).build(arena);
+      randomiseBatchNorm(arena, net, 8);
+      net.eval();
+      InferenceModule fast = net.prepareForInference();
+      Tensor x = Tensor.randn(arena, DType.FLOAT32, Device.CPU, 5, 3, 40, 36);
+      // 5 images over 1, 2 and 3 workers: uneven runs of images, and a last worker with fewer.
+      for (int t : new int[] {1, 2, 3}) {
+        Sekit.setNumThreads(t);
+        Tensor batch = fast.forward(arena, x);
+        List<Tensor> stages = fast.forwardStages(arena, x);
+        for (int i = 0; i < 5; i++) {
+          Tensor xi = x.narrow(arena, 0, i, 1);
+          close("batch vs one by one", fast.forward(arena, xi), batch.narrow(arena, 0, i, 1));
+          List<Tensor> si = fast.forwardStages(arena, xi);
+          for (int k = 0; k < si.size(); k++) {
+            close("batch vs one by one", si.get(k), stages.get(k).narrow(arena, 0, i, 1));
+          }
+        }
+        close("batch vs unprepared", net.forward(arena, x, false), batch);
+      }
+    } finally {
+      Sekit.setNumThreads(threads);
+    }
+  }
+
+  @Test
   void followsTheSourcesWeightsAndFallsBackWhereNotPlanned() {
     try (Arena arena = Arena.ofConfined()) {
       VoVNet net = VoVNet.builder("ese_vovnet19b_slim_dw").numClasses(5).build(arena);
