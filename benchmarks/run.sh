@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the benchmark suite and regenerates benchmarks/results/{results.md, chart.png, *.json}.
-#   benchmarks/run.sh [--quick] [--spin] [THREADS]   (default 2 threads; --quick: short smoke run)
+#   benchmarks/run.sh [--quick] [--spin] [--networks] [THREADS]
+#   (default 2 threads; --quick: short smoke run; --networks: only the whole-network and
+#   training rows, keeping the block results of the last full run)
 # In one run, side by side with the same thread count: JMH from Java (fused kernels and the
 # libtorch composition), a C++ driver calling the shim directly, PyTorch eager in Python on
 # the same libtorch, and the memory-copy bandwidth that gives the floor; then whole networks
@@ -16,10 +18,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=""
 spin=""
+networks=""
 while [[ "${1:-}" == --* ]]; do
   case "$1" in
     --quick) quick=quick ;;
     --spin) spin=spin ;;
+    --networks) networks=networks ;;
   esac
   shift
 done
@@ -38,13 +42,15 @@ g++ -O2 -std=c++17 -I native/include benchmarks/driver/block_driver.cpp -L targe
 
 if [[ -n "$quick" ]]; then jmh=(-wi 1 -w 200ms -i 2 -r 300ms -f 1); else jmh=(-wi 3 -w 1s -i 5 -r 1s -f 1); fi
 jvm="--enable-native-access=ALL-UNNAMED -Dsekit.threads=$threads -Dsekit.bench.jni=$PWD/benchmarks/target/libnoop_jni.so"
-echo "== JMH (Java -> sekit)"
-"$JAVA_HOME/bin/java" $jvm -jar benchmarks/target/benchmarks.jar -jvmArgsAppend "$jvm" \
-  -rf json -rff "$out/jmh.json" "${jmh[@]}" "dev.sekit.bench.*" | grep -E "^(Benchmark|[A-Z][a-zA-Z]+Bench\.)" || true
-echo "== C++ driver"
-benchmarks/target/block_driver "$threads" $quick | tee "$out/driver.json"
-echo "== PyTorch eager"
-/usr/bin/python3 benchmarks/python/eager.py "$threads" $quick | tee "$out/eager.json"
+if [[ -z "$networks" ]]; then
+  echo "== JMH (Java -> sekit)"
+  "$JAVA_HOME/bin/java" $jvm -jar benchmarks/target/benchmarks.jar -jvmArgsAppend "$jvm" \
+    -rf json -rff "$out/jmh.json" "${jmh[@]}" "dev.sekit.bench.*" | grep -E "^(Benchmark|[A-Z][a-zA-Z]+Bench\.)" || true
+  echo "== C++ driver"
+  benchmarks/target/block_driver "$threads" $quick | tee "$out/driver.json"
+  echo "== PyTorch eager"
+  /usr/bin/python3 benchmarks/python/eager.py "$threads" $quick | tee "$out/eager.json"
+fi
 echo "== networks (each engine in its own process)"
 ort="$(mvn -B -ntp -q -f benchmarks/pom.xml dependency:build-classpath -Dmdep.outputFile=/dev/stdout | tr ':' '\n' | grep onnxruntime)"
 /usr/bin/python3 benchmarks/net/prepare.py benchmarks/target/net ese_vovnet19b_dw ese_vovnet39b
