@@ -21,9 +21,10 @@ Everything is written under OUT_DIR/images/:
                               then F.hflip when F = 1: raw bytes 224 x 224 x 3
   folder/...                  a small image folder; folder.json holds torchvision's
                               ImageFolder classes, class_to_idx and samples
-  predict.safetensors         random weights of ese_vovnet19b_slim_dw (timm statement)
-  index.json                  what was written, with sizes, and the classifier's
-                              logits' top-5 (indices and softmax probabilities)
+  predict.safetensors         random weights of ese_vovnet19b_slim_dw (timm statement),
+                              BatchNorm statistics from a batch of the photographs
+  index.json                  what was written, with sizes, and for each photograph the
+                              classifier's top-5 (indices and softmax probabilities)
 """
 
 import glob
@@ -213,24 +214,33 @@ def main(argv):
 
     index["folder"] = write_folder(out)
 
-    # A classifier with random weights (timm's ese_vovnet19b_slim_dw, restated), eval mode,
-    # on the evaluation transform of the first photograph.
+    # A classifier with random weights (timm's ese_vovnet19b_slim_dw, restated), eval mode.
+    # Its BatchNorm statistics are those of a batch of the photographs (so that the logits
+    # depend on the image: with arbitrary statistics the features collapse to a constant),
+    # its classifier scaled up so that the top classes are well apart.
     torch.manual_seed(zlib.crc32(b"predict"))
     net = vovnet_ref.VovNet(vovnet_ref.CONFIGS["ese_vovnet19b_slim_dw"], in_chans=3, num_classes=1000)
     make_fixtures.randomise_batchnorm(net)
+    photo_names = [n for n in names if n.startswith("photo")]
+    xs = [eval_tensor(decoded[n], 224, 0.875).unsqueeze(0) for n in photo_names]
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = 1.0
+    net.train()
     with torch.no_grad():
-        net.head.fc.weight.mul_(20.0)  # spread the logits so that the top 5 are well apart
+        net(torch.cat(xs + [x.flip(3) for x in xs]))
+        net.head.fc.weight.mul_(30.0)
     net.eval()
     make_fixtures.write_safetensors(os.path.join(out, "predict.safetensors"),
                                     list(net.state_dict().items()), {"model": "ese_vovnet19b_slim_dw"})
-    x = eval_tensor(photo, 224, 0.875).unsqueeze(0)
-    with torch.no_grad():
-        logits = net(x)[0]
-    probs = torch.softmax(logits, 0)
-    top = torch.topk(probs, 5)
-    index["predict"] = {"model": "ese_vovnet19b_slim_dw", "image": names[0], "size": 224, "crop_pct": 0.875,
-                        "top5": [int(i) for i in top.indices], "probs": [float(p) for p in top.values],
-                        "sixth": float(torch.topk(probs, 6).values[5])}
+    index["predict"] = []
+    for name, x in zip(photo_names, xs):
+        with torch.no_grad():
+            probs = torch.softmax(net(x)[0], 0)
+        top = torch.topk(probs, 6)
+        index["predict"].append({"model": "ese_vovnet19b_slim_dw", "image": name, "size": 224, "crop_pct": 0.875,
+                                 "top5": [int(i) for i in top.indices[:5]],
+                                 "probs": [float(p) for p in top.values[:5]], "sixth": float(top.values[5])})
 
     with open(os.path.join(out, "index.json"), "w", encoding="utf-8") as f:
         json.dump(index, f, indent=1)

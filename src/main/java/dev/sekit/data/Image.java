@@ -18,6 +18,7 @@ import java.util.Objects;
 import javax.imageio.ImageIO;
 import javax.imageio.ImageReader;
 import javax.imageio.stream.ImageInputStream;
+import javax.imageio.stream.MemoryCacheImageInputStream;
 
 /**
  * An 8-bit RGB image in off-heap memory: {@code height × width × 3} bytes, row-major,
@@ -120,7 +121,8 @@ public record Image(int width, int height, MemorySegment pixels) {
           + head(encoded));
     }
     BufferedImage bi;
-    try (ImageInputStream in = ImageIO.createImageInputStream(new ByteArrayInputStream(encoded))) {
+    // In memory: ImageIO.createImageInputStream would cache the stream in a temporary file.
+    try (ImageInputStream in = new MemoryCacheImageInputStream(new ByteArrayInputStream(encoded))) {
       Iterator<ImageReader> readers = ImageIO.getImageReadersByFormatName(format);
       if (!readers.hasNext()) {
         throw new MalformedImageException("this JDK has no ImageIO reader for " + format);
