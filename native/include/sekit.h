@@ -489,6 +489,21 @@ SK_API sk_error* sk_optimizer_state_entry(const sk_optimizer* opt, int64_t index
 SK_API sk_error* sk_random_crop_flip(const sk_tensor* x, int64_t pad, double fill, int32_t flip,
                                      uint64_t seed, sk_tensor** out);
 
+/* ===================================================================== */
+/* Images                                                                 */
+/* ===================================================================== */
+
+/* JPEG decoding with libjpeg-turbo (TurboJPEG), the library PIL decodes with on Debian,
+ * with PIL's settings (accurate integer DCT, fancy upsampling), so that the pixels equal
+ * PIL's Image.open(f).convert("RGB") bit for bit. `data` (borrowed) holds `len` bytes of
+ * a JPEG file. sk_jpeg_info reads its header: width and height in pixels. */
+SK_API sk_error* sk_jpeg_info(const uint8_t* data, size_t len, int32_t* width, int32_t* height);
+/* Decodes the JPEG into `out` (borrowed, caller memory of out_len = width * height * 3
+ * bytes): RGB, row-major, height x width x 3. Grayscale images come out with three equal
+ * channels, CMYK (Adobe) images converted as PIL's convert("RGB") does. A corrupt or
+ * truncated file is SK_ERR_INVALID_ARGUMENT; `out` may then hold partial pixels. */
+SK_API sk_error* sk_jpeg_decode_rgb(const uint8_t* data, size_t len, uint8_t* out, size_t out_len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,6 +1,9 @@
 // Unit tests of libsekit through its C ABI only (what any caller sees).
 #include "sekit.h"
 
+#include <turbojpeg.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -329,6 +332,43 @@ static void test_resnet() {
   sk_module_free(m);
 }
 
+// JPEG decoding: a small image encoded by TurboJPEG comes back (lossy, so nearly equal); bad
+// arguments and bad bytes are errors, never crashes.
+static void test_jpeg() {
+  const int w = 16, h = 8;
+  std::vector<unsigned char> rgb(w * h * 3);
+  for (int i = 0; i < w * h; i++) {
+    rgb[3 * i] = static_cast<unsigned char>(16 * (i % w));
+    rgb[3 * i + 1] = static_cast<unsigned char>(32 * (i / w));
+    rgb[3 * i + 2] = 128;
+  }
+  tjhandle enc = tjInitCompress();
+  unsigned char* jpeg = nullptr;
+  unsigned long size = 0;
+  CHECK(tjCompress2(enc, rgb.data(), w, 0, h, TJPF_RGB, &jpeg, &size, TJSAMP_444, 100, 0) == 0);
+  int32_t ww = 0, hh = 0;
+  EXPECT_OK(sk_jpeg_info(jpeg, size, &ww, &hh));
+  CHECK(ww == w && hh == h);
+  std::vector<uint8_t> out(w * h * 3);
+  EXPECT_OK(sk_jpeg_decode_rgb(jpeg, size, out.data(), out.size()));
+  int worst = 0;
+  for (size_t i = 0; i < out.size(); i++) worst = std::max(worst, std::abs(out[i] - rgb[i]));
+  CHECK(worst <= 8);
+  EXPECT_ERROR(sk_jpeg_decode_rgb(jpeg, size, out.data(), out.size() - 1), SK_ERR_INVALID_ARGUMENT, "needs 384");
+  EXPECT_ERROR(sk_jpeg_decode_rgb(jpeg, size, nullptr, out.size()), SK_ERR_INVALID_ARGUMENT, "out must not be NULL");
+  EXPECT_ERROR(sk_jpeg_decode_rgb(jpeg, size / 2, out.data(), out.size()), SK_ERR_INVALID_ARGUMENT, "");
+  EXPECT_ERROR(sk_jpeg_info(nullptr, 10, &ww, &hh), SK_ERR_INVALID_ARGUMENT, "data must not be NULL");
+  EXPECT_ERROR(sk_jpeg_info(jpeg, size, nullptr, &hh), SK_ERR_INVALID_ARGUMENT, "width must not be NULL");
+  const uint8_t png[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+  EXPECT_ERROR(sk_jpeg_info(png, sizeof png, &ww, &hh), SK_ERR_INVALID_ARGUMENT, "not a JPEG file");
+  std::vector<uint8_t> garbage(64, 0x42);
+  garbage[0] = 0xFF;
+  garbage[1] = 0xD8;
+  EXPECT_ERROR(sk_jpeg_info(garbage.data(), garbage.size(), &ww, &hh), SK_ERR_INVALID_ARGUMENT, "");
+  tjFree(jpeg);
+  tjDestroy(enc);
+}
+
 int main() {
   test_library();
   test_errors_and_storage();
@@ -336,6 +376,7 @@ int main() {
   test_ese_closed_form();
   test_bad_module_input();
   test_resnet();
+  test_jpeg();
   std::printf("shim_test: %d checks, %d failed\n", checks, failures);
   return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -13,6 +13,8 @@ module dev.sekit {
   exports dev.sekit.data;
 
   requires com.google.gson;
+  // ImageIO decodes PNG and BMP files (dev.sekit.data.Image).
+  requires java.desktop;
 
   // Gson reads and writes the training records in checkpoints.
   opens dev.sekit.train to com.google.gson;

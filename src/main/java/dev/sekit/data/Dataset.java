@@ -24,6 +24,13 @@ public interface Dataset {
    */
   long read(int index, MemorySegment dst);
 
+  /**
+   * Tells a data set with random transforms which epoch comes next, so that each epoch draws
+   * its own random crops (as PyTorch's {@code DistributedSampler.set_epoch}); a trainer calls
+   * it before each epoch. Data sets without randomness ignore it.
+   */
+  default void setEpoch(int epoch) {}
+
   /** Bytes of one input. */
   default long sampleBytes() {
     long n = 4;

@@ -5738,5 +5738,131 @@ public class sekit_h extends sekit_h$shared {
            throw new AssertionError("should not reach here", ex$);
         }
     }
+
+    private static class sk_jpeg_info {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_LONG,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_jpeg_info");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_jpeg_info(const uint8_t *data, size_t len, int32_t *width, int32_t *height)
+     * }
+     */
+    public static FunctionDescriptor sk_jpeg_info$descriptor() {
+        return sk_jpeg_info.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_jpeg_info(const uint8_t *data, size_t len, int32_t *width, int32_t *height)
+     * }
+     */
+    public static MethodHandle sk_jpeg_info$handle() {
+        return sk_jpeg_info.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_jpeg_info(const uint8_t *data, size_t len, int32_t *width, int32_t *height)
+     * }
+     */
+    public static MemorySegment sk_jpeg_info$address() {
+        return sk_jpeg_info.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_jpeg_info(const uint8_t *data, size_t len, int32_t *width, int32_t *height)
+     * }
+     */
+    public static MemorySegment sk_jpeg_info(MemorySegment data, long len, MemorySegment width, MemorySegment height) {
+        var mh$ = sk_jpeg_info.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_jpeg_info", data, len, width, height);
+            }
+            return (MemorySegment)mh$.invokeExact(data, len, width, height);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_jpeg_decode_rgb {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_LONG,
+            sekit_h.C_POINTER,
+            sekit_h.C_LONG
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_jpeg_decode_rgb");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_jpeg_decode_rgb(const uint8_t *data, size_t len, uint8_t *out, size_t out_len)
+     * }
+     */
+    public static FunctionDescriptor sk_jpeg_decode_rgb$descriptor() {
+        return sk_jpeg_decode_rgb.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_jpeg_decode_rgb(const uint8_t *data, size_t len, uint8_t *out, size_t out_len)
+     * }
+     */
+    public static MethodHandle sk_jpeg_decode_rgb$handle() {
+        return sk_jpeg_decode_rgb.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_jpeg_decode_rgb(const uint8_t *data, size_t len, uint8_t *out, size_t out_len)
+     * }
+     */
+    public static MemorySegment sk_jpeg_decode_rgb$address() {
+        return sk_jpeg_decode_rgb.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_jpeg_decode_rgb(const uint8_t *data, size_t len, uint8_t *out, size_t out_len)
+     * }
+     */
+    public static MemorySegment sk_jpeg_decode_rgb(MemorySegment data, long len, MemorySegment out, long out_len) {
+        var mh$ = sk_jpeg_decode_rgb.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_jpeg_decode_rgb", data, len, out, out_len);
+            }
+            return (MemorySegment)mh$.invokeExact(data, len, out, out_len);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
 }
 
