@@ -112,6 +112,14 @@ class CliTest {
         + "in each of 2 processes"), ok);
     assertTrue(ok.matches("(?s).*\\[rank 0\\] test accuracy \\d+\\.\\d+% after 1 epochs.*"), ok);
     assertTrue(Files.size(out.resolve("checkpoint.safetensors")) > 0);
+    // rank 0's checkpoint resumes in one process (every rank held the same state)
+    Process alone = start("train", "--epochs", "2", "--batch", "64", "--limit-train", "512", "--limit-test", "128",
+        "--no-progress", "--resume", "--out", out.toString());
+    assertTrue(alone.waitFor(300, TimeUnit.SECONDS), log());
+    String resumed = log();
+    assertEquals(0, alone.exitValue(), resumed);
+    assertTrue(resumed.contains("epoch 2/2") && !resumed.contains("epoch 1/2"), resumed);
+    assertEquals(3, Files.readAllLines(out.resolve("log.csv")).size(), "header + 2 epochs");
 
     Process q = start("train", "--nproc-per-node", "2", "--epochs", "20", "--batch", "64", "--limit-train", "1024",
         "--limit-test", "64", "--dist-timeout", "20", "--out", dir.resolve("ddp2").toString());
