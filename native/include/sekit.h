@@ -44,6 +44,7 @@ extern "C" {
 #define SK_ERR_OUT_OF_MEMORY 2    /* an allocation failed (host or device) */
 #define SK_ERR_DEVICE 3           /* a CUDA or device error */
 #define SK_ERR_INTERNAL 4         /* anything else libtorch or the shim raised */
+#define SK_ERR_DISTRIBUTED 5      /* a collective failed or timed out: a peer was lost or stuck */
 
 /* ---- dtypes (stable) ---- */
 #define SK_FLOAT32 0
@@ -75,6 +76,12 @@ extern "C" {
 #define SK_ATTN_ESE 1 /* timm 'ese': EffectiveSEModule(out_chs) */
 #define SK_ATTN_SE 2  /* timm 'se': SEModule(out_chs), rd_ratio 1/16 */
 
+/* ---- reductions of collectives (stable) ---- */
+#define SK_REDUCE_SUM 0
+#define SK_REDUCE_AVG 1 /* the sum divided by the world size */
+#define SK_REDUCE_MIN 2
+#define SK_REDUCE_MAX 3
+
 /* ---- residual blocks (stable) ---- */
 #define SK_BLOCK_BASIC 0             /* timm BasicBlock: 3x3 -> 3x3, expansion 1 */
 #define SK_BLOCK_BOTTLENECK 1        /* timm Bottleneck: 1x1 -> 3x3 (grouped) -> 1x1, expansion 4 */
@@ -96,6 +103,8 @@ typedef struct sk_error sk_error;
 typedef struct sk_tensor sk_tensor;
 typedef struct sk_module sk_module;
 typedef struct sk_optimizer sk_optimizer;
+typedef struct sk_process_group sk_process_group;
+typedef struct sk_ddp sk_ddp;
 
 /* ===================================================================== */
 /* Library                                                                */
@@ -503,6 +512,64 @@ SK_API sk_error* sk_jpeg_info(const uint8_t* data, size_t len, int32_t* width, i
  * channels, CMYK (Adobe) images converted as PIL's convert("RGB") does. A corrupt or
  * truncated file is SK_ERR_INVALID_ARGUMENT; `out` may then hold partial pixels. */
 SK_API sk_error* sk_jpeg_decode_rgb(const uint8_t* data, size_t len, uint8_t* out, size_t out_len);
+
+/* ===================================================================== */
+/* Distributed (PyTorch's c10d)                                           */
+/* ===================================================================== */
+
+/*
+ * Joins a process group of `world_size` processes as rank `rank`, with torchrun's
+ * rendezvous: rank 0 hosts a c10d TCPStore on `master_port` (all interfaces), the others
+ * connect to it at `master_addr`; then Gloo connects every pair of ranks. Gloo binds to
+ * the interface named by the environment variable GLOO_SOCKET_IFNAME when set, to
+ * 127.0.0.1 when master_addr is a loopback address, else to the address this host's name
+ * resolves to. timeout_ms (> 0) bounds the rendezvous and every collective below: a peer
+ * that is lost or stuck makes them return SK_ERR_DISTRIBUTED within it, with a message
+ * that names the ranks whose heartbeat stopped (each rank writes one to the store every
+ * 500 ms). Only CPU tensors (Gloo); CUDA tensors need NCCL, which this build lacks.
+ */
+SK_API sk_error* sk_process_group_new(const char* master_addr, int32_t master_port, int32_t rank,
+                                      int32_t world_size, int64_t timeout_ms, sk_process_group** out);
+/* Leaves the group (a DDP made on it keeps its own reference). Accepts NULL. */
+SK_API void sk_process_group_free(sk_process_group* pg);
+SK_API int32_t sk_process_group_rank(const sk_process_group* pg);       /* -1 on NULL */
+SK_API int32_t sk_process_group_world_size(const sk_process_group* pg); /* -1 on NULL */
+
+/* Collectives: every rank calls the same ones in the same order, with tensors of the same
+ * shape and dtype (contiguous, on the CPU); they block until done or failed. */
+/* t = reduce(t over all ranks), in place; op is SK_REDUCE_*. */
+SK_API sk_error* sk_all_reduce(sk_process_group* pg, sk_tensor* t, int32_t op);
+/* t = rank root's t, in place. */
+SK_API sk_error* sk_broadcast(sk_process_group* pg, sk_tensor* t, int32_t root);
+/* Returns when every rank has entered it. */
+SK_API sk_error* sk_barrier(sk_process_group* pg);
+/* *out (new) is [world_size, *t.shape]: row r is rank r's t. */
+SK_API sk_error* sk_all_gather(sk_process_group* pg, const sk_tensor* t, sk_tensor** out);
+
+/*
+ * Data-parallel training of module m over pg, as PyTorch's DistributedDataParallel: at
+ * creation every parameter and buffer is set to rank 0's (broadcast); then, during each
+ * backward through m, each parameter's gradient (after accumulation) is multiplied by
+ * 1 / world_size into a bucket as soon as it is ready, and a bucket whose gradients are all
+ * in (buckets of at most bucket_bytes, filled in reverse parameter order, launched in
+ * order) is all-reduced asynchronously while backward goes on. When backward ends, it
+ * waits for every bucket and writes the averages back into the gradients, so after
+ * sk_tensor_backward returns every rank holds the same averaged gradients. A parameter
+ * that got no gradient counts as zero. m's parameters must be on the CPU; m and pg stay
+ * alive while the DDP lives.
+ */
+SK_API sk_error* sk_ddp_new(sk_process_group* pg, sk_module* m, int64_t bucket_bytes, sk_ddp** out);
+/* Detaches the gradient hooks. Accepts NULL. */
+SK_API void sk_ddp_free(sk_ddp* ddp);
+/* Before a forward: drops what a failed backward left, and, when broadcast_buffers, sets
+ * m's buffers (BatchNorm statistics) to rank 0's, as DDP does before each forward. */
+SK_API sk_error* sk_ddp_prepare(sk_ddp* ddp, int32_t broadcast_buffers);
+/* Sets every parameter and buffer of m to rank 0's again (after loading a checkpoint). */
+SK_API sk_error* sk_ddp_broadcast_state(sk_ddp* ddp);
+/* Number of buckets, gradient reductions done, and seconds spent waiting for buckets at the
+ * end of backward (communication not hidden behind backward), since creation. */
+SK_API sk_error* sk_ddp_stats(const sk_ddp* ddp, int64_t* buckets, int64_t* reductions,
+                              double* wait_seconds);
 
 #ifdef __cplusplus
 }

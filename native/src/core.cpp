@@ -74,6 +74,8 @@ sk_error* error_from_current_exception() noexcept {
     return make_error(SK_ERR_INVALID_ARGUMENT, e.what());
   } catch (const DeviceError& e) {
     return make_error(SK_ERR_DEVICE, e.what());
+  } catch (const DistributedError& e) {
+    return make_error(SK_ERR_DISTRIBUTED, e.what());
   } catch (const c10::Error& e) {
     try {
       std::string msg = plain_message(e);

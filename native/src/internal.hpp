@@ -35,6 +35,11 @@ struct DeviceError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A collective that failed or timed out (a lost or stuck peer); becomes SK_ERR_DISTRIBUTED.
+struct DistributedError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 sk_error* make_error(int32_t code, std::string message) noexcept;
 
 // The one error the guard returns for every exception: its code and a message without

@@ -11,6 +11,7 @@ module dev.sekit {
   exports dev.sekit.io;
   exports dev.sekit.train;
   exports dev.sekit.data;
+  exports dev.sekit.dist;
 
   requires com.google.gson;
   // ImageIO decodes PNG and BMP files (dev.sekit.data.Image).

@@ -59,6 +59,7 @@ except ImportError as exc:  # pragma: no cover - environment problem
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vovnet_ref  # noqa: E402  (next to this file)
 import resnet_fixtures  # noqa: E402  (residual blocks and ResNets)
+import ddp_fixtures  # noqa: E402  (PyTorch DistributedDataParallel, 2 processes)
 
 BASE_SEED = 20240611
 WEIGHT_SCALE = 0.5
@@ -640,6 +641,8 @@ def main(argv):
         total += training_bytes
         resnet_bytes, resnet_cases = resnet_fixtures.write_all(out_dir, write_safetensors, case_seed)
         total += resnet_bytes
+        ddp_bytes, _ = ddp_fixtures.write_all(out_dir, write_safetensors)  # ddp_sgd.safetensors
+        total += ddp_bytes
         manifest = {"torch_version": torch.__version__,
                     "cases": [n for n, _ in specs] + resnet_cases,
                     "training": training}

@@ -20,7 +20,9 @@ public final class SekitException extends RuntimeException {
     /** A CUDA runtime or driver error. */
     DEVICE,
     /** Anything else the library or libtorch raised. */
-    INTERNAL
+    INTERNAL,
+    /** A collective of a process group failed or timed out: a peer was lost or is stuck. */
+    DISTRIBUTED
   }
 
   private final Code code;

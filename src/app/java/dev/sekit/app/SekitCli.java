@@ -20,7 +20,11 @@ public final class SekitCli implements Runnable {
     throw new CommandLine.ParameterException(spec.commandLine(), "name a command: train, ablate or predict");
   }
 
+  /** The command line as given (the launcher of --nproc-per-node passes it on to its workers). */
+  static String[] args = new String[0];
+
   public static void main(String[] args) {
+    SekitCli.args = args.clone();
     System.setProperty("java.awt.headless", "true");
     CommandLine cli = new CommandLine(new SekitCli());
     cli.setExecutionExceptionHandler((ex, cmd, parsed) -> {

@@ -1,11 +1,13 @@
 package dev.sekit.app;
 
+import dev.sekit.dist.ProcessGroup;
 import dev.sekit.nn.Attention;
 import dev.sekit.train.Trainer;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
@@ -21,7 +23,9 @@ import org.knowm.xchart.XYChart;
 import org.knowm.xchart.XYChartBuilder;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
 /** {@code sekit train}: trains a tiny eSE-VoVNet (or --model resnet-tiny) on Fashion-MNIST. */
 @Command(name = "train", mixinStandardHelpOptions = true,
@@ -44,9 +48,54 @@ final class TrainCommand implements Callable<Integer> {
   @Option(names = "--no-progress", description = "Print one line per epoch instead of a progress bar.")
   boolean noProgress;
 
+  @Option(names = "--nproc-per-node", description = "Train data-parallel in N worker processes on this machine "
+      + "(PyTorch's c10d with Gloo), each with its share of the cores (or of --threads); their output is prefixed "
+      + "with their rank. Workers started by another launcher (torchrun-style variables MASTER_ADDR, MASTER_PORT, RANK, "
+      + "WORLD_SIZE, LOCAL_RANK) join the same way on one or several machines. Default: -e.")
+  int nprocPerNode = 1;
+
+  @Option(names = "--master-port", description = "Port of rank 0's rendezvous store for --nproc-per-node. "
+      + "Default: a free port.")
+  int masterPort;
+
+  @Option(names = "--dist-timeout", description = "Seconds a collective may wait for the other workers before "
+      + "the run fails naming the lost one. Default: -e.")
+  int distTimeout = 300;
+
+  @Spec CommandSpec spec;
+
   @Override
   public Integer call() throws Exception {
     Attention attention = TrainOptions.attention(attn);
+    if (nprocPerNode < 1) {
+      throw new IllegalArgumentException("--nproc-per-node must be >= 1, got " + nprocPerNode);
+    }
+    if (distTimeout < 1) {
+      throw new IllegalArgumentException("--dist-timeout must be >= 1, got " + distTimeout);
+    }
+    if (nprocPerNode > 1) {
+      if (ProcessGroup.launched()) {
+        throw new IllegalArgumentException("--nproc-per-node in a worker that a launcher started (WORLD_SIZE is set)");
+      }
+      int threads = spec.commandLine().getParseResult().hasMatchedOption("--threads") ? options.threads
+          : Runtime.getRuntime().availableProcessors();
+      return Launcher.run(SekitCli.args, nprocPerNode, masterPort, threads);
+    }
+    try (ProcessGroup group = joinGroup()) {
+      return train(attention, group);
+    }
+  }
+
+  /** The group of a worker that a launcher started (null when alone). */
+  private ProcessGroup joinGroup() {
+    if (!ProcessGroup.launched() || "1".equals(System.getenv("WORLD_SIZE").trim())) {
+      return null;
+    }
+    return ProcessGroup.fromEnvironment(Duration.ofSeconds(distTimeout));
+  }
+
+  private Integer train(Attention attention, ProcessGroup group) throws Exception {
+    boolean lead = group == null || group.rank() == 0;
     Files.createDirectories(out);
     Path ckpt = out.resolve("checkpoint.safetensors");
     AtomicBoolean stop = new AtomicBoolean();
@@ -62,11 +111,17 @@ final class TrainCommand implements Callable<Integer> {
     Runtime.getRuntime().addShutdownHook(hook);
     List<Trainer.EpochStats> history = new ArrayList<>();
     try {
-      System.out.printf(Locale.ROOT, "sekit train: %s with %s attention, %d epochs, batch %d, %s, %d thread(s), seed %d%n",
-          options.model, attn, options.epochs, options.batch, options.device, options.threads, options.seed);
-      Listener listener = new Listener(options.epochs, !noProgress);
-      Runs.Outcome o = Runs.run(options, attention, options.seed, ckpt, resume, listener, stop::get);
+      if (lead) {
+        System.out.printf(Locale.ROOT, "sekit train: %s with %s attention, %d epochs, batch %d, %s, %d thread(s)%s, seed %d%n",
+            options.model, attn, options.epochs, options.batch, options.device, options.threads,
+            group == null ? "" : " in each of " + group.worldSize() + " processes", options.seed);
+      }
+      Trainer.Listener listener = lead ? new Listener(options.epochs, !noProgress) : new Trainer.Listener() {};
+      Runs.Outcome o = Runs.run(options, attention, options.seed, ckpt, resume, listener, stop::get, group);
       history.addAll(o.result().history());
+      if (!lead) {
+        return o.result().completed() ? 0 : INTERRUPTED;
+      }
       if (!o.result().completed()) {
         System.out.println("stopped: checkpoint written to " + ckpt + "; continue with --resume");
         writeLogs(history, o, false); // no plot: the JVM is shutting down (AWT cannot start now)
@@ -76,6 +131,10 @@ final class TrainCommand implements Callable<Integer> {
       Trainer.EpochStats last = history.get(history.size() - 1);
       System.out.printf(Locale.ROOT, "test accuracy %.2f%% after %d epochs (%.0f s of training, %.0f samples/s, %,d parameters)%n",
           100 * last.testAccuracy(), last.epoch(), o.seconds(), last.samplesPerSecond(), o.parameters());
+      if (o.ddp() != null && o.ddp().reductions() > 0) {
+        System.out.printf(Locale.ROOT, "data-parallel: %d bucket(s); backward waited %.2f ms per step for gradient "
+            + "reductions not hidden behind it%n", o.ddp().buckets(), 1e3 * o.ddp().waitSeconds() / o.ddp().reductions());
+      }
       System.out.println("wrote " + ckpt + ", " + out.resolve("log.csv") + ", " + out.resolve("summary.json")
           + ", " + out.resolve("curves.png"));
       return 0;

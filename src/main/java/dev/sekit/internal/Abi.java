@@ -108,6 +108,9 @@ public final class Abi {
     if (code == sekit_h.SK_ERR_DEVICE()) {
       return SekitException.Code.DEVICE;
     }
+    if (code == sekit_h.SK_ERR_DISTRIBUTED()) {
+      return SekitException.Code.DISTRIBUTED;
+    }
     return SekitException.Code.INTERNAL;
   }
 

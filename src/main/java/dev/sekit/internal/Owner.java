@@ -19,7 +19,7 @@ import java.util.WeakHashMap;
 final class Owner {
   /** The free function of each kind of handle. */
   enum Kind {
-    TENSOR, MODULE, OPTIMIZER;
+    TENSOR, MODULE, OPTIMIZER, PROCESS_GROUP, DDP;
 
     void free(long address) {
       MemorySegment p = MemorySegment.ofAddress(address);
@@ -27,6 +27,8 @@ final class Owner {
         case TENSOR -> sekit_h.sk_tensor_free(p);
         case MODULE -> sekit_h.sk_module_free(p);
         case OPTIMIZER -> sekit_h.sk_optimizer_free(p);
+        case PROCESS_GROUP -> sekit_h.sk_process_group_free(p);
+        case DDP -> sekit_h.sk_ddp_free(p);
       }
     }
   }

@@ -11,6 +11,9 @@ import dev.sekit.data.Augment;
 import dev.sekit.data.BatchLoader;
 import dev.sekit.data.Dataset;
 import dev.sekit.data.EpochOrder;
+import dev.sekit.dist.DistributedDataParallel;
+import dev.sekit.dist.ProcessGroup;
+import dev.sekit.dist.ReduceOp;
 import dev.sekit.nn.Module;
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -356,6 +359,11 @@ public final class Trainer {
   private final Dataset test;
   private final Device device;
   private final List<EpochStats> history = new ArrayList<>();
+  private final ProcessGroup group;
+  private final DistributedDataParallel ddp;
+  private final int rank;
+  private final int world;
+  private final int localBatch;
   private long globalStep;
 
   /**
@@ -363,12 +371,34 @@ public final class Trainer {
    * @param test evaluated after every epoch; may be null
    */
   public Trainer(Arena arena, Module model, Dataset train, Dataset test, Options options) {
+    this(arena, model, train, test, options, null);
+  }
+
+  /**
+   * A data-parallel trainer: this process is one rank of {@code group}. The batch size of the
+   * options is the global one: each rank trains on {@code batchSize / worldSize} samples of
+   * its shard of each epoch ({@link EpochOrder#shard}), the model is wrapped in a
+   * {@link DistributedDataParallel} (gradients averaged over the ranks), the epoch metrics
+   * and evaluation are reduced over the ranks, and only rank 0 writes checkpoints. Since every
+   * rank holds the same weights and optimizer state, a checkpoint resumes at any world size.
+   *
+   * @param group null (or a group of one) trains in this process alone
+   */
+  public Trainer(Arena arena, Module model, Dataset train, Dataset test, Options options, ProcessGroup group) {
     Objects.requireNonNull(arena, "arena");
     this.model = Objects.requireNonNull(model, "model");
     this.train = Objects.requireNonNull(train, "train");
     this.test = test;
     this.opts = Objects.requireNonNull(options, "options");
-    this.stepsPerEpoch = train.size() / opts.batchSize();
+    this.world = group == null ? 1 : group.worldSize();
+    this.rank = group == null ? 0 : group.rank();
+    if (opts.batchSize() % world != 0) {
+      throw new IllegalArgumentException("the batch size " + opts.batchSize() + " is the global one and must be a "
+          + "multiple of the world size " + world);
+    }
+    this.localBatch = opts.batchSize() / world;
+    int shard = (train.size() + world - 1) / world;
+    this.stepsPerEpoch = (world == 1 ? train.size() : shard) / localBatch;
     if (stepsPerEpoch < 1) {
       throw new IllegalArgumentException("the training data (" + train.size() + " samples) is smaller than a batch ("
           + opts.batchSize() + ")");
@@ -381,6 +411,8 @@ public final class Trainer {
     if (opts.channelsLast()) {
       model.to(MemoryFormat.CHANNELS_LAST);
     }
+    this.group = world > 1 ? group : null;
+    this.ddp = world > 1 ? DistributedDataParallel.of(arena, group, model) : null;
     long total = (long) stepsPerEpoch * opts.epochs();
     long warmup = Math.min(total - 1, Math.round(opts.warmupEpochs() * stepsPerEpoch));
     this.schedule = new CosineSchedule(opts.lr(), 0.0, warmup, total);
@@ -392,6 +424,11 @@ public final class Trainer {
 
   public int stepsPerEpoch() {
     return stepsPerEpoch;
+  }
+
+  /** The data-parallel wrapper of the model, when this trainer runs on more than one rank. */
+  public java.util.Optional<DistributedDataParallel> distributed() {
+    return java.util.Optional.ofNullable(ddp);
   }
 
   /**
@@ -435,21 +472,21 @@ public final class Trainer {
       long correct = 0;
       long seen = 0;
       long t0 = System.nanoTime();
-      try (BatchLoader loader = new BatchLoader(train, EpochOrder.shard(train.size(), opts.seed(), epoch, 0, 1),
-          opts.batchSize(), true, opts.loaderThreads())) {
+      try (BatchLoader loader = new BatchLoader(train, EpochOrder.shard(train.size(), opts.seed(), epoch, rank, world),
+          localBatch, true, opts.loaderThreads())) {
         loader.skip(first);
         for (int b = first; b < stepsPerEpoch; b++) {
           double[] lc;
           try (BatchLoader.Batch batch = loader.next()) {
             lc = step(batch);
           }
-          lossSum += lc[0] * opts.batchSize();
+          lossSum += lc[0] * localBatch;
           correct += (long) lc[1];
-          seen += opts.batchSize();
+          seen += localBatch;
           globalStep++;
           double secs = (System.nanoTime() - t0) / 1e9;
-          l.onStep(epoch, b, lossSum / seen, (double) correct / seen, seen / secs);
-          if (s.getAsBoolean() && globalStep < (long) stepsPerEpoch * opts.epochs()) {
+          l.onStep(epoch, b, lossSum / seen, (double) correct / seen, seen * world / secs);
+          if (stopRequested(s) && globalStep < (long) stepsPerEpoch * opts.epochs()) {
             if (checkpoint != null) {
               save(checkpoint);
               l.onCheckpoint(checkpoint, true);
@@ -459,6 +496,12 @@ public final class Trainer {
         }
       }
       double secs = (System.nanoTime() - t0) / 1e9;
+      if (group != null) { // the epoch's numbers over every rank
+        double[] sums = group.allReduce(new double[] {lossSum, correct, seen}, ReduceOp.SUM);
+        lossSum = sums[0];
+        correct = Math.round(sums[1]);
+        seen = Math.round(sums[2]);
+      }
       double[] ev = test == null ? new double[] {Double.NaN, Double.NaN} : evaluate(test);
       EpochStats st = new EpochStats(epoch + 1, lossSum / seen, (double) correct / seen, ev[0], ev[1],
           seen / secs, secs);
@@ -481,11 +524,11 @@ public final class Trainer {
       Tensor y = onDevice(step, batch.labels(step));
       if (opts.cropPad() > 0 || opts.flip()) {
         x = Augment.randomCropFlip(step, x, opts.cropPad(), opts.cropFill(), opts.flip(),
-            opts.seed() * 1_000_003L + globalStep);
+            perRank(opts.seed() * 1_000_003L + globalStep));
       }
       x = layout(step, x);
-      Sekit.manualSeed(opts.seed() * 7_919L + globalStep); // dropout, if any
-      Tensor logits = model.forward(step, x, true);
+      Sekit.manualSeed(perRank(opts.seed() * 7_919L + globalStep)); // dropout, if any
+      Tensor logits = ddp != null ? ddp.forward(step, x, true) : model.forward(step, x, true);
       Tensor loss = Losses.crossEntropy(logits, y, opts.labelSmoothing());
       optimizer.zeroGrad();
       loss.backward();
@@ -498,6 +541,20 @@ public final class Trainer {
     }
   }
 
+  /** A seed of its own for each rank (the same as alone when there is one). */
+  private long perRank(long seed) {
+    return world == 1 ? seed : seed * world + rank;
+  }
+
+  /** Whether {@code stop} says so; with several ranks, whether it says so on any (all stop together). */
+  private boolean stopRequested(BooleanSupplier stop) {
+    boolean mine = stop.getAsBoolean();
+    if (group == null) {
+      return mine;
+    }
+    return group.allReduce(new double[] {mine ? 1 : 0}, ReduceOp.MAX)[0] > 0;
+  }
+
   private Tensor onDevice(Arena a, Tensor t) {
     return device.isCpu() ? t : t.to(a, t.dtype(), device);
   }
@@ -506,32 +563,49 @@ public final class Trainer {
     return opts.channelsLast() ? x.contiguous(a, MemoryFormat.CHANNELS_LAST) : x;
   }
 
-  /** Mean loss (without label smoothing) and accuracy on {@code data}, in eval mode. */
+  /**
+   * Mean loss (without label smoothing) and accuracy on {@code data}, in eval mode. With
+   * several ranks each evaluates every worldSize-th sample and the sums are reduced.
+   */
   public double[] evaluate(Dataset data) {
     Objects.requireNonNull(data, "data");
     model.eval();
     double loss = 0;
     long correct = 0;
-    int[] inOrder = new int[data.size()];
+    int[] inOrder = new int[Math.max(0, (data.size() - rank + world - 1) / world)];
     for (int i = 0; i < inOrder.length; i++) {
-      inOrder[i] = i;
+      inOrder[i] = rank + i * world;
     }
-    try (BatchLoader loader = new BatchLoader(data, inOrder, opts.evalBatch(), false, opts.loaderThreads())) {
-      for (int k = 0; k < loader.batches(); k++) {
-        try (BatchLoader.Batch b = loader.next(); Arena a = Arena.ofConfined()) {
-          Tensor y = onDevice(a, b.labels(a));
-          Tensor logits = model.forward(a, layout(a, onDevice(a, b.inputs(a))), false);
-          loss += Losses.crossEntropy(logits, y, 0).item() * b.size();
-          correct += Losses.countCorrect(logits, y);
+    try {
+      if (inOrder.length > 0) {
+        try (BatchLoader loader = new BatchLoader(data, inOrder, opts.evalBatch(), false, opts.loaderThreads())) {
+          for (int k = 0; k < loader.batches(); k++) {
+            try (BatchLoader.Batch b = loader.next(); Arena a = Arena.ofConfined()) {
+              Tensor y = onDevice(a, b.labels(a));
+              Tensor logits = model.forward(a, layout(a, onDevice(a, b.inputs(a))), false);
+              loss += Losses.crossEntropy(logits, y, 0).item() * b.size();
+              correct += Losses.countCorrect(logits, y);
+            }
+          }
         }
       }
     } finally {
       model.train();
     }
+    if (group != null) {
+      double[] sums = group.allReduce(new double[] {loss, correct}, ReduceOp.SUM);
+      loss = sums[0];
+      correct = Math.round(sums[1]);
+    }
     return new double[] {loss / data.size(), (double) correct / data.size()};
   }
 
+  /** Writes the checkpoint on rank 0 only (the ranks hold the same state); the others wait for it. */
   private void save(Path file) throws IOException {
+    if (rank != 0) {
+      group.barrier();
+      return;
+    }
     Map<String, String> meta = new LinkedHashMap<>();
     meta.put("global_step", Long.toString(globalStep));
     meta.put("epoch", Long.toString(globalStep / stepsPerEpoch));
@@ -544,5 +618,8 @@ public final class Trainer {
       Files.createDirectories(dir);
     }
     Checkpoint.save(file, model, optimizer, meta);
+    if (group != null) {
+      group.barrier();
+    }
   }
 }

@@ -95,6 +95,50 @@ class CliTest {
     assertTrue(log().contains("--model must be one of ese-vovnet-tiny, resnet-tiny, got 'resnet-huge'"), log());
   }
 
+  /**
+   * --nproc-per-node 2: two workers train together (rank 0 reports, with its prefix), and when
+   * one of them is killed the launcher stops the other and exits non-zero naming the dead rank.
+   */
+  @Test
+  void nprocPerNodeTrainsAndADeadWorkerStopsTheRun() throws Exception {
+    Path out = dir.resolve("ddp");
+    Process p = start("train", "--nproc-per-node", "2", "--epochs", "1", "--batch", "64", "--limit-train", "512",
+        "--limit-test", "128", "--out", out.toString());
+    assertTrue(p.waitFor(300, TimeUnit.SECONDS), log());
+    String ok = log();
+    assertEquals(0, p.exitValue(), ok);
+    assertTrue(ok.contains("sekit train: 2 worker processes on 127.0.0.1:"), ok);
+    assertTrue(ok.contains("[rank 0] sekit train: ese-vovnet-tiny with ese attention, 1 epochs, batch 64, cpu, 1 thread(s) "
+        + "in each of 2 processes"), ok);
+    assertTrue(ok.matches("(?s).*\\[rank 0\\] test accuracy \\d+\\.\\d+% after 1 epochs.*"), ok);
+    assertTrue(Files.size(out.resolve("checkpoint.safetensors")) > 0);
+    // rank 0's checkpoint resumes in one process (every rank held the same state)
+    Process alone = start("train", "--epochs", "2", "--batch", "64", "--limit-train", "512", "--limit-test", "128",
+        "--no-progress", "--resume", "--out", out.toString());
+    assertTrue(alone.waitFor(300, TimeUnit.SECONDS), log());
+    String resumed = log();
+    assertEquals(0, alone.exitValue(), resumed);
+    assertTrue(resumed.contains("epoch 2/2") && !resumed.contains("epoch 1/2"), resumed);
+    assertEquals(3, Files.readAllLines(out.resolve("log.csv")).size(), "header + 2 epochs");
+
+    Process q = start("train", "--nproc-per-node", "2", "--epochs", "20", "--batch", "64", "--limit-train", "1024",
+        "--limit-test", "64", "--dist-timeout", "20", "--out", dir.resolve("ddp2").toString());
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(240);
+    while (!log().contains("[rank 0] epoch 1/20") && q.isAlive() && System.nanoTime() < deadline) {
+      Thread.sleep(50);
+    }
+    assertTrue(log().contains("[rank 0] epoch 1/20"), log());
+    ProcessHandle rank1 = q.toHandle().children().max(java.util.Comparator.comparingLong(ProcessHandle::pid))
+        .orElseThrow();
+    rank1.destroyForcibly(); // SIGKILL
+    assertTrue(q.waitFor(120, TimeUnit.SECONDS), log());
+    String failed = log();
+    assertEquals(1, q.exitValue(), failed);
+    assertTrue(failed.contains("sekit: worker rank 1 exited with code 137 (killed by signal 9); stopping the other "
+        + "workers"), failed);
+    assertTrue(failed.contains("sekit: training failed: rank 1 of 2 died"), failed);
+  }
+
   private static String[] concat(String[] a, String b) {
     String[] r = java.util.Arrays.copyOf(a, a.length + 1);
     r[a.length] = b;

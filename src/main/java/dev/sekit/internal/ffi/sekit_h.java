@@ -69,6 +69,15 @@ public class sekit_h extends sekit_h$shared {
     public static int SK_ERR_INTERNAL() {
         return SK_ERR_INTERNAL;
     }
+    private static final int SK_ERR_DISTRIBUTED = (int)5L;
+    /**
+     * {@snippet lang=c :
+     * #define SK_ERR_DISTRIBUTED 5
+     * }
+     */
+    public static int SK_ERR_DISTRIBUTED() {
+        return SK_ERR_DISTRIBUTED;
+    }
     private static final int SK_FLOAT32 = (int)0L;
     /**
      * {@snippet lang=c :
@@ -248,6 +257,42 @@ public class sekit_h extends sekit_h$shared {
      */
     public static int SK_ATTN_SE() {
         return SK_ATTN_SE;
+    }
+    private static final int SK_REDUCE_SUM = (int)0L;
+    /**
+     * {@snippet lang=c :
+     * #define SK_REDUCE_SUM 0
+     * }
+     */
+    public static int SK_REDUCE_SUM() {
+        return SK_REDUCE_SUM;
+    }
+    private static final int SK_REDUCE_AVG = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * #define SK_REDUCE_AVG 1
+     * }
+     */
+    public static int SK_REDUCE_AVG() {
+        return SK_REDUCE_AVG;
+    }
+    private static final int SK_REDUCE_MIN = (int)2L;
+    /**
+     * {@snippet lang=c :
+     * #define SK_REDUCE_MIN 2
+     * }
+     */
+    public static int SK_REDUCE_MIN() {
+        return SK_REDUCE_MIN;
+    }
+    private static final int SK_REDUCE_MAX = (int)3L;
+    /**
+     * {@snippet lang=c :
+     * #define SK_REDUCE_MAX 3
+     * }
+     */
+    public static int SK_REDUCE_MAX() {
+        return SK_REDUCE_MAX;
     }
     private static final int SK_BLOCK_BASIC = (int)0L;
     /**
@@ -5858,6 +5903,802 @@ public class sekit_h extends sekit_h$shared {
                 traceDowncall("sk_jpeg_decode_rgb", data, len, out, out_len);
             }
             return (MemorySegment)mh$.invokeExact(data, len, out, out_len);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_process_group_new {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_INT,
+            sekit_h.C_INT,
+            sekit_h.C_INT,
+            sekit_h.C_LONG,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_process_group_new");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_process_group_new(const char *master_addr, int32_t master_port, int32_t rank, int32_t world_size, int64_t timeout_ms, sk_process_group **out)
+     * }
+     */
+    public static FunctionDescriptor sk_process_group_new$descriptor() {
+        return sk_process_group_new.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_process_group_new(const char *master_addr, int32_t master_port, int32_t rank, int32_t world_size, int64_t timeout_ms, sk_process_group **out)
+     * }
+     */
+    public static MethodHandle sk_process_group_new$handle() {
+        return sk_process_group_new.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_process_group_new(const char *master_addr, int32_t master_port, int32_t rank, int32_t world_size, int64_t timeout_ms, sk_process_group **out)
+     * }
+     */
+    public static MemorySegment sk_process_group_new$address() {
+        return sk_process_group_new.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_process_group_new(const char *master_addr, int32_t master_port, int32_t rank, int32_t world_size, int64_t timeout_ms, sk_process_group **out)
+     * }
+     */
+    public static MemorySegment sk_process_group_new(MemorySegment master_addr, int master_port, int rank, int world_size, long timeout_ms, MemorySegment out) {
+        var mh$ = sk_process_group_new.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_process_group_new", master_addr, master_port, rank, world_size, timeout_ms, out);
+            }
+            return (MemorySegment)mh$.invokeExact(master_addr, master_port, rank, world_size, timeout_ms, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_process_group_free {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.ofVoid(
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_process_group_free");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * void sk_process_group_free(sk_process_group *pg)
+     * }
+     */
+    public static FunctionDescriptor sk_process_group_free$descriptor() {
+        return sk_process_group_free.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * void sk_process_group_free(sk_process_group *pg)
+     * }
+     */
+    public static MethodHandle sk_process_group_free$handle() {
+        return sk_process_group_free.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * void sk_process_group_free(sk_process_group *pg)
+     * }
+     */
+    public static MemorySegment sk_process_group_free$address() {
+        return sk_process_group_free.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * void sk_process_group_free(sk_process_group *pg)
+     * }
+     */
+    public static void sk_process_group_free(MemorySegment pg) {
+        var mh$ = sk_process_group_free.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_process_group_free", pg);
+            }
+            mh$.invokeExact(pg);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_process_group_rank {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_INT,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_process_group_rank");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int32_t sk_process_group_rank(const sk_process_group *pg)
+     * }
+     */
+    public static FunctionDescriptor sk_process_group_rank$descriptor() {
+        return sk_process_group_rank.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int32_t sk_process_group_rank(const sk_process_group *pg)
+     * }
+     */
+    public static MethodHandle sk_process_group_rank$handle() {
+        return sk_process_group_rank.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int32_t sk_process_group_rank(const sk_process_group *pg)
+     * }
+     */
+    public static MemorySegment sk_process_group_rank$address() {
+        return sk_process_group_rank.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int32_t sk_process_group_rank(const sk_process_group *pg)
+     * }
+     */
+    public static int sk_process_group_rank(MemorySegment pg) {
+        var mh$ = sk_process_group_rank.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_process_group_rank", pg);
+            }
+            return (int)mh$.invokeExact(pg);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_process_group_world_size {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_INT,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_process_group_world_size");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int32_t sk_process_group_world_size(const sk_process_group *pg)
+     * }
+     */
+    public static FunctionDescriptor sk_process_group_world_size$descriptor() {
+        return sk_process_group_world_size.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int32_t sk_process_group_world_size(const sk_process_group *pg)
+     * }
+     */
+    public static MethodHandle sk_process_group_world_size$handle() {
+        return sk_process_group_world_size.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int32_t sk_process_group_world_size(const sk_process_group *pg)
+     * }
+     */
+    public static MemorySegment sk_process_group_world_size$address() {
+        return sk_process_group_world_size.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int32_t sk_process_group_world_size(const sk_process_group *pg)
+     * }
+     */
+    public static int sk_process_group_world_size(MemorySegment pg) {
+        var mh$ = sk_process_group_world_size.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_process_group_world_size", pg);
+            }
+            return (int)mh$.invokeExact(pg);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_all_reduce {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_all_reduce");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_all_reduce(sk_process_group *pg, sk_tensor *t, int32_t op)
+     * }
+     */
+    public static FunctionDescriptor sk_all_reduce$descriptor() {
+        return sk_all_reduce.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_all_reduce(sk_process_group *pg, sk_tensor *t, int32_t op)
+     * }
+     */
+    public static MethodHandle sk_all_reduce$handle() {
+        return sk_all_reduce.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_all_reduce(sk_process_group *pg, sk_tensor *t, int32_t op)
+     * }
+     */
+    public static MemorySegment sk_all_reduce$address() {
+        return sk_all_reduce.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_all_reduce(sk_process_group *pg, sk_tensor *t, int32_t op)
+     * }
+     */
+    public static MemorySegment sk_all_reduce(MemorySegment pg, MemorySegment t, int op) {
+        var mh$ = sk_all_reduce.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_all_reduce", pg, t, op);
+            }
+            return (MemorySegment)mh$.invokeExact(pg, t, op);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_broadcast {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_broadcast");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_broadcast(sk_process_group *pg, sk_tensor *t, int32_t root)
+     * }
+     */
+    public static FunctionDescriptor sk_broadcast$descriptor() {
+        return sk_broadcast.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_broadcast(sk_process_group *pg, sk_tensor *t, int32_t root)
+     * }
+     */
+    public static MethodHandle sk_broadcast$handle() {
+        return sk_broadcast.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_broadcast(sk_process_group *pg, sk_tensor *t, int32_t root)
+     * }
+     */
+    public static MemorySegment sk_broadcast$address() {
+        return sk_broadcast.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_broadcast(sk_process_group *pg, sk_tensor *t, int32_t root)
+     * }
+     */
+    public static MemorySegment sk_broadcast(MemorySegment pg, MemorySegment t, int root) {
+        var mh$ = sk_broadcast.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_broadcast", pg, t, root);
+            }
+            return (MemorySegment)mh$.invokeExact(pg, t, root);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_barrier {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_barrier");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_barrier(sk_process_group *pg)
+     * }
+     */
+    public static FunctionDescriptor sk_barrier$descriptor() {
+        return sk_barrier.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_barrier(sk_process_group *pg)
+     * }
+     */
+    public static MethodHandle sk_barrier$handle() {
+        return sk_barrier.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_barrier(sk_process_group *pg)
+     * }
+     */
+    public static MemorySegment sk_barrier$address() {
+        return sk_barrier.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_barrier(sk_process_group *pg)
+     * }
+     */
+    public static MemorySegment sk_barrier(MemorySegment pg) {
+        var mh$ = sk_barrier.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_barrier", pg);
+            }
+            return (MemorySegment)mh$.invokeExact(pg);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_all_gather {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_all_gather");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_all_gather(sk_process_group *pg, const sk_tensor *t, sk_tensor **out)
+     * }
+     */
+    public static FunctionDescriptor sk_all_gather$descriptor() {
+        return sk_all_gather.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_all_gather(sk_process_group *pg, const sk_tensor *t, sk_tensor **out)
+     * }
+     */
+    public static MethodHandle sk_all_gather$handle() {
+        return sk_all_gather.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_all_gather(sk_process_group *pg, const sk_tensor *t, sk_tensor **out)
+     * }
+     */
+    public static MemorySegment sk_all_gather$address() {
+        return sk_all_gather.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_all_gather(sk_process_group *pg, const sk_tensor *t, sk_tensor **out)
+     * }
+     */
+    public static MemorySegment sk_all_gather(MemorySegment pg, MemorySegment t, MemorySegment out) {
+        var mh$ = sk_all_gather.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_all_gather", pg, t, out);
+            }
+            return (MemorySegment)mh$.invokeExact(pg, t, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_ddp_new {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_LONG,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_ddp_new");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_ddp_new(sk_process_group *pg, sk_module *m, int64_t bucket_bytes, sk_ddp **out)
+     * }
+     */
+    public static FunctionDescriptor sk_ddp_new$descriptor() {
+        return sk_ddp_new.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_ddp_new(sk_process_group *pg, sk_module *m, int64_t bucket_bytes, sk_ddp **out)
+     * }
+     */
+    public static MethodHandle sk_ddp_new$handle() {
+        return sk_ddp_new.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_ddp_new(sk_process_group *pg, sk_module *m, int64_t bucket_bytes, sk_ddp **out)
+     * }
+     */
+    public static MemorySegment sk_ddp_new$address() {
+        return sk_ddp_new.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_ddp_new(sk_process_group *pg, sk_module *m, int64_t bucket_bytes, sk_ddp **out)
+     * }
+     */
+    public static MemorySegment sk_ddp_new(MemorySegment pg, MemorySegment m, long bucket_bytes, MemorySegment out) {
+        var mh$ = sk_ddp_new.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_ddp_new", pg, m, bucket_bytes, out);
+            }
+            return (MemorySegment)mh$.invokeExact(pg, m, bucket_bytes, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_ddp_free {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.ofVoid(
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_ddp_free");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * void sk_ddp_free(sk_ddp *ddp)
+     * }
+     */
+    public static FunctionDescriptor sk_ddp_free$descriptor() {
+        return sk_ddp_free.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * void sk_ddp_free(sk_ddp *ddp)
+     * }
+     */
+    public static MethodHandle sk_ddp_free$handle() {
+        return sk_ddp_free.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * void sk_ddp_free(sk_ddp *ddp)
+     * }
+     */
+    public static MemorySegment sk_ddp_free$address() {
+        return sk_ddp_free.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * void sk_ddp_free(sk_ddp *ddp)
+     * }
+     */
+    public static void sk_ddp_free(MemorySegment ddp) {
+        var mh$ = sk_ddp_free.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_ddp_free", ddp);
+            }
+            mh$.invokeExact(ddp);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_ddp_prepare {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_ddp_prepare");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_ddp_prepare(sk_ddp *ddp, int32_t broadcast_buffers)
+     * }
+     */
+    public static FunctionDescriptor sk_ddp_prepare$descriptor() {
+        return sk_ddp_prepare.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_ddp_prepare(sk_ddp *ddp, int32_t broadcast_buffers)
+     * }
+     */
+    public static MethodHandle sk_ddp_prepare$handle() {
+        return sk_ddp_prepare.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_ddp_prepare(sk_ddp *ddp, int32_t broadcast_buffers)
+     * }
+     */
+    public static MemorySegment sk_ddp_prepare$address() {
+        return sk_ddp_prepare.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_ddp_prepare(sk_ddp *ddp, int32_t broadcast_buffers)
+     * }
+     */
+    public static MemorySegment sk_ddp_prepare(MemorySegment ddp, int broadcast_buffers) {
+        var mh$ = sk_ddp_prepare.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_ddp_prepare", ddp, broadcast_buffers);
+            }
+            return (MemorySegment)mh$.invokeExact(ddp, broadcast_buffers);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_ddp_broadcast_state {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_ddp_broadcast_state");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_ddp_broadcast_state(sk_ddp *ddp)
+     * }
+     */
+    public static FunctionDescriptor sk_ddp_broadcast_state$descriptor() {
+        return sk_ddp_broadcast_state.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_ddp_broadcast_state(sk_ddp *ddp)
+     * }
+     */
+    public static MethodHandle sk_ddp_broadcast_state$handle() {
+        return sk_ddp_broadcast_state.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_ddp_broadcast_state(sk_ddp *ddp)
+     * }
+     */
+    public static MemorySegment sk_ddp_broadcast_state$address() {
+        return sk_ddp_broadcast_state.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_ddp_broadcast_state(sk_ddp *ddp)
+     * }
+     */
+    public static MemorySegment sk_ddp_broadcast_state(MemorySegment ddp) {
+        var mh$ = sk_ddp_broadcast_state.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_ddp_broadcast_state", ddp);
+            }
+            return (MemorySegment)mh$.invokeExact(ddp);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_ddp_stats {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_ddp_stats");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_ddp_stats(const sk_ddp *ddp, int64_t *buckets, int64_t *reductions, double *wait_seconds)
+     * }
+     */
+    public static FunctionDescriptor sk_ddp_stats$descriptor() {
+        return sk_ddp_stats.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_ddp_stats(const sk_ddp *ddp, int64_t *buckets, int64_t *reductions, double *wait_seconds)
+     * }
+     */
+    public static MethodHandle sk_ddp_stats$handle() {
+        return sk_ddp_stats.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_ddp_stats(const sk_ddp *ddp, int64_t *buckets, int64_t *reductions, double *wait_seconds)
+     * }
+     */
+    public static MemorySegment sk_ddp_stats$address() {
+        return sk_ddp_stats.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_ddp_stats(const sk_ddp *ddp, int64_t *buckets, int64_t *reductions, double *wait_seconds)
+     * }
+     */
+    public static MemorySegment sk_ddp_stats(MemorySegment ddp, MemorySegment buckets, MemorySegment reductions, MemorySegment wait_seconds) {
+        var mh$ = sk_ddp_stats.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_ddp_stats", ddp, buckets, reductions, wait_seconds);
+            }
+            return (MemorySegment)mh$.invokeExact(ddp, buckets, reductions, wait_seconds);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {

@@ -1,0 +1,588 @@
+// Data-parallel training on PyTorch's c10d: a Gloo process group joined with torchrun's
+// rendezvous (a TCPStore on rank 0), collectives with a timeout, and DistributedDataParallel's
+// gradient buckets all-reduced from autograd hooks while backward runs.
+#include "module.hpp"
+
+#include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/engine.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <iomanip>
+#include <mutex>
+#include <thread>
+
+namespace sekit {
+namespace dist {
+
+using Clock = std::chrono::steady_clock;
+using Millis = std::chrono::milliseconds;
+
+constexpr Millis kHeartbeat{500};
+
+std::string heartbeat_key(int rank) { return "sekit/heartbeat/" + std::to_string(rank); }
+
+c10::intrusive_ptr<c10d::TCPStore> store_client(const std::string& host, int port, Millis timeout) {
+  c10d::TCPStoreOptions o;
+  o.port = static_cast<std::uint16_t>(port);
+  o.isServer = false;
+  o.waitWorkers = false;
+  o.timeout = timeout;
+  return c10::make_intrusive<c10d::TCPStore>(host, o);
+}
+
+// Every rank bumps its counter in the store every 500 ms from a thread of its own (with a
+// store connection of its own), so that after a failed collective the survivors can tell
+// which ranks stopped.
+class Heartbeat {
+ public:
+  Heartbeat(std::string host, int port, int rank, Millis timeout)
+      : host_(std::move(host)), port_(port), rank_(rank), timeout_(timeout) {
+    thread_ = std::thread([this] { run(); });
+  }
+  ~Heartbeat() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  void run() noexcept {
+    try {
+      auto store = store_client(host_, port_, std::min(timeout_, Millis(5000)));
+      const std::string key = heartbeat_key(rank_);
+      std::unique_lock<std::mutex> l(mu_);
+      while (!stop_) {
+        l.unlock();
+        store->add(key, 1);
+        l.lock();
+        cv_.wait_for(l, kHeartbeat, [this] { return stop_; });
+      }
+    } catch (...) {
+      // The store is gone (rank 0 ended or was lost): nothing more to report to.
+    }
+  }
+
+  std::string host_;
+  int port_, rank_;
+  Millis timeout_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+bool is_loopback(const std::string& addr) {
+  return addr == "localhost" || addr.rfind("127.", 0) == 0 || addr == "::1";
+}
+
+// The shared state of a group: the handle and every DDP on it hold a reference.
+struct Group {
+  std::string master_addr;
+  int port = 0, rank = 0, size = 0;
+  Millis timeout{0};
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  std::unique_ptr<Heartbeat> heartbeat;
+
+  // The ranks whose heartbeat does not move for 3.2 beats, as a sentence.
+  std::string lost_ranks() const noexcept {
+    try {
+      c10::intrusive_ptr<c10d::TCPStore> s;
+      try {
+        s = store_client(master_addr, port, std::min(timeout, Millis(3000)));
+      } catch (...) {
+        return rank == 0 ? "the store on this rank does not answer"
+                         : "rank 0 is lost (its store at " + master_addr + ":" + std::to_string(port) +
+                               " does not answer)";
+      }
+      std::vector<int64_t> before(size);
+      for (int r = 0; r < size; ++r) before[r] = s->add(heartbeat_key(r), 0);
+      std::this_thread::sleep_for(kHeartbeat * 32 / 10);
+      std::vector<int> lost;
+      for (int r = 0; r < size; ++r)
+        if (r != rank && s->add(heartbeat_key(r), 0) == before[r]) lost.push_back(r);
+      if (lost.empty()) return "every rank's heartbeat is alive: a rank is stuck or ran other collectives";
+      std::ostringstream os;
+      os << (lost.size() == 1 ? "rank " : "ranks ");
+      for (size_t i = 0; i < lost.size(); ++i) os << (i ? ", " : "") << lost[i];
+      os << (lost.size() == 1 ? " is" : " are") << " lost (heartbeat stopped)";
+      return os.str();
+    } catch (...) {
+      return "rank 0 is lost (its store stopped answering)";
+    }
+  }
+
+  // Waits for w; a failure or timeout becomes a DistributedError naming the lost ranks.
+  void wait(const c10::intrusive_ptr<c10d::Work>& w, const char* what) const {
+    const auto t0 = Clock::now();
+    std::string cause;
+    try {
+      w->wait(timeout);
+      return;
+    } catch (const c10::Error& e) {
+      cause = e.what_without_backtrace();
+    } catch (const std::exception& e) {
+      cause = e.what();
+    }
+    auto pos = cause.find("\nException raised from");
+    if (pos != std::string::npos) cause.erase(pos);
+    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    std::ostringstream os;
+    os << what << " failed on rank " << rank << " of " << size << " after " << std::fixed << std::setprecision(3) << secs
+       << " s: " << lost_ranks()
+       << " (Gloo: " << cause << ")";
+    throw DistributedError(os.str());
+  }
+};
+
+}  // namespace dist
+}  // namespace sekit
+
+struct sk_process_group {
+  std::shared_ptr<sekit::dist::Group> group;
+};
+
+namespace sekit {
+namespace dist {
+
+Group& group_arg(const sk_process_group* pg) {
+  if (pg == nullptr || !pg->group) fail("process group must not be NULL");
+  return *pg->group;
+}
+
+const at::Tensor& collective_tensor(const sk_tensor* t, const char* name) {
+  const at::Tensor& x = tensor_arg(t, name);
+  if (!x.device().is_cpu())
+    fail(name, " is on ", x.device(), ": Gloo reduces CPU tensors (CUDA needs NCCL, which this build lacks)");
+  if (!x.is_contiguous()) fail(name, " must be contiguous for a collective");
+  return x;
+}
+
+void reduce_in_place(Group& g, at::Tensor x, int32_t op) {
+  c10d::AllreduceOptions o;
+  o.timeout = g.timeout;
+  switch (op) {
+    case SK_REDUCE_SUM:
+    case SK_REDUCE_AVG: o.reduceOp = c10d::ReduceOp::SUM; break;
+    case SK_REDUCE_MIN: o.reduceOp = c10d::ReduceOp::MIN; break;
+    case SK_REDUCE_MAX: o.reduceOp = c10d::ReduceOp::MAX; break;
+    default: fail("unknown reduction ", op, " (expected SK_REDUCE_SUM, _AVG, _MIN or _MAX)");
+  }
+  if (op == SK_REDUCE_AVG && !at::isFloatingType(x.scalar_type()))
+    fail("an average needs a floating tensor, got ", c10::toString(x.scalar_type()));
+  std::vector<at::Tensor> v{x};
+  g.wait(g.pg->allreduce(v, o), "all_reduce");
+  if (op == SK_REDUCE_AVG) x.div_(g.size);
+}
+
+// Sets every tensor of `ts` to rank root's, one broadcast per dtype (flattened together).
+void broadcast_coalesced(Group& g, const std::vector<at::Tensor>& ts, int root) {
+  at::NoGradGuard no_grad;
+  std::vector<at::ScalarType> kinds;
+  for (auto& t : ts)
+    if (std::find(kinds.begin(), kinds.end(), t.scalar_type()) == kinds.end()) kinds.push_back(t.scalar_type());
+  for (auto st : kinds) {
+    std::vector<at::Tensor> flat;
+    std::vector<const at::Tensor*> which;
+    for (auto& t : ts)
+      if (t.scalar_type() == st) {
+        flat.push_back(t.contiguous().reshape({-1}));
+        which.push_back(&t);
+      }
+    at::Tensor all = at::cat(flat);
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    o.timeout = g.timeout;
+    std::vector<at::Tensor> v{all};
+    g.wait(g.pg->broadcast(v, o), "broadcast");
+    int64_t off = 0;
+    for (auto* t : which) {
+      const int64_t n = t->numel();
+      const_cast<at::Tensor*>(t)->copy_(all.narrow(0, off, n).view(t->sizes()));
+      off += n;
+    }
+  }
+}
+
+// ------------------------------------------------------------------ DDP
+
+struct Bucket {
+  std::vector<size_t> params;  // indices into Ddp::params
+  at::Tensor flat;
+  size_t pending = 0;
+  bool launched = false;
+  c10::intrusive_ptr<c10d::Work> work;
+};
+
+struct Ddp : std::enable_shared_from_this<Ddp> {
+  std::shared_ptr<Group> group;
+  std::shared_ptr<Module> module;  // keeps the parameters alive
+  std::vector<at::Tensor> params, buffers;
+  std::vector<std::string> names;
+  std::vector<size_t> bucket_of;
+  std::vector<int64_t> offset;  // of each parameter in its bucket
+  std::vector<Bucket> buckets;
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;
+  std::vector<uintptr_t> hook_keys;
+
+  std::mutex mu;
+  bool active = false;  // a backward is under way (its final callback is queued)
+  std::vector<bool> ready;
+  size_t next_launch = 0;
+  int64_t reductions = 0;
+  double wait_seconds = 0;
+
+  at::Tensor slice(size_t i) {
+    return buckets[bucket_of[i]].flat.narrow(0, offset[i], params[i].numel()).view(params[i].sizes());
+  }
+
+  void launch_ready() {
+    while (next_launch < buckets.size() && buckets[next_launch].pending == 0) {
+      Bucket& b = buckets[next_launch++];
+      c10d::AllreduceOptions o;
+      o.timeout = group->timeout;
+      std::vector<at::Tensor> v{b.flat};
+      b.work = group->pg->allreduce(v, o);
+      b.launched = true;
+    }
+  }
+
+  void reset() {
+    active = false;
+    next_launch = 0;
+    std::fill(ready.begin(), ready.end(), false);
+    for (auto& b : buckets) {
+      b.pending = b.params.size();
+      b.launched = false;
+      b.work.reset();
+    }
+  }
+
+  // Called by the hook of parameter i after its gradient was accumulated.
+  void on_gradient(size_t i) {
+    std::lock_guard<std::mutex> l(mu);
+    if (!active) {
+      active = true;
+      std::weak_ptr<Ddp> self = weak_from_this();
+      torch::autograd::Engine::get_default_engine().queue_callback([self] {
+        if (auto d = self.lock()) d->finish();
+      });
+    }
+    if (ready[i]) return;
+    ready[i] = true;
+    at::NoGradGuard no_grad;
+    const at::Tensor& g = params[i].grad();
+    at::Tensor s = slice(i);
+    if (g.defined()) {
+      s.copy_(g);
+      s.mul_(1.0 / group->size);  // as DDP: divided before the sum
+    } else {
+      s.zero_();
+    }
+    --buckets[bucket_of[i]].pending;
+    launch_ready();
+  }
+
+  // The end of backward: every bucket is reduced, the averages go into the gradients.
+  void finish() {
+    std::lock_guard<std::mutex> l(mu);
+    at::NoGradGuard no_grad;
+    for (size_t i = 0; i < params.size(); ++i)
+      if (!ready[i]) {
+        ready[i] = true;
+        slice(i).zero_();
+        --buckets[bucket_of[i]].pending;
+      }
+    launch_ready();
+    const auto t0 = Clock::now();
+    try {
+      for (auto& b : buckets) group->wait(b.work, "the gradient all_reduce of DistributedDataParallel");
+    } catch (...) {
+      reset();
+      throw;
+    }
+    wait_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+    ++reductions;
+    for (size_t i = 0; i < params.size(); ++i) {
+      at::Tensor avg = slice(i);
+      if (params[i].grad().defined()) {
+        params[i].mutable_grad().copy_(avg);
+      } else {
+        at::Tensor g = at::empty_like(params[i]);
+        g.copy_(avg);
+        params[i].mutable_grad() = g;
+      }
+    }
+    reset();
+  }
+
+  void detach_hooks() noexcept {
+    for (size_t i = 0; i < accumulators.size(); ++i) accumulators[i]->del_post_hook(hook_keys[i]);
+    accumulators.clear();
+    hook_keys.clear();
+  }
+};
+
+struct GradReadyHook : torch::autograd::FunctionPostHook {
+  std::weak_ptr<Ddp> ddp;
+  size_t index;
+  GradReadyHook(std::weak_ptr<Ddp> d, size_t i) : ddp(std::move(d)), index(i) {}
+  torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
+                                            const torch::autograd::variable_list& /*inputs*/) override {
+    if (auto d = ddp.lock()) d->on_gradient(index);
+    return outputs;
+  }
+};
+
+}  // namespace dist
+}  // namespace sekit
+
+struct sk_ddp {
+  std::shared_ptr<sekit::dist::Ddp> ddp;
+  ~sk_ddp() {
+    if (ddp) ddp->detach_hooks();
+  }
+};
+
+using namespace sekit;
+using namespace sekit::dist;
+
+extern "C" {
+
+sk_error* sk_process_group_new(const char* master_addr, int32_t master_port, int32_t rank, int32_t world_size,
+                               int64_t timeout_ms, sk_process_group** out) {
+  SK_GUARD_BEGIN
+  out_arg(out, "out");
+  if (master_addr == nullptr || *master_addr == '\0') fail("master_addr must be a host name or address");
+  if (master_port < 1 || master_port > 65535) fail("master_port must be in [1, 65535], got ", master_port);
+  if (world_size < 1) fail("world_size must be >= 1, got ", world_size);
+  if (rank < 0 || rank >= world_size) fail("rank must be in [0, ", world_size, "), got ", rank);
+  if (timeout_ms < 1) fail("timeout_ms must be >= 1, got ", timeout_ms);
+  auto g = std::make_shared<Group>();
+  g->master_addr = master_addr;
+  g->port = master_port;
+  g->rank = rank;
+  g->size = world_size;
+  g->timeout = Millis(timeout_ms);
+  try {
+    c10d::TCPStoreOptions so;
+    so.port = static_cast<std::uint16_t>(master_port);
+    so.isServer = rank == 0;
+    so.numWorkers = static_cast<std::size_t>(world_size);
+    so.waitWorkers = true;
+    so.timeout = g->timeout;
+    g->store = c10::make_intrusive<c10d::TCPStore>(g->master_addr, so);
+    auto opts = c10d::ProcessGroupGloo::Options::create(g->timeout);
+    const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+    if (ifname != nullptr && *ifname != '\0') {
+      opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+    } else if (is_loopback(g->master_addr)) {
+      opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+    } else {
+      opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    }
+    opts->threads = 2;
+    g->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(g->store, rank, world_size, opts);
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    auto pos = msg.find("\nException raised from");
+    if (pos != std::string::npos) msg.erase(pos);
+    std::ostringstream os;
+    os << "rank " << rank << " of " << world_size << " could not join the process group at " << master_addr << ":"
+       << master_port << " within " << timeout_ms << " ms: " << msg;
+    throw DistributedError(os.str());
+  }
+  g->heartbeat = std::make_unique<Heartbeat>(g->master_addr, master_port, rank, g->timeout);
+  *out = new sk_process_group{std::move(g)};
+  SK_GUARD_END
+}
+
+void sk_process_group_free(sk_process_group* pg) { delete pg; }
+
+int32_t sk_process_group_rank(const sk_process_group* pg) { return pg && pg->group ? pg->group->rank : -1; }
+
+int32_t sk_process_group_world_size(const sk_process_group* pg) {
+  return pg && pg->group ? pg->group->size : -1;
+}
+
+sk_error* sk_all_reduce(sk_process_group* pg, sk_tensor* t, int32_t op) {
+  SK_GUARD_BEGIN
+  Group& g = group_arg(pg);
+  const at::Tensor& x = collective_tensor(t, "t");
+  at::NoGradGuard no_grad;
+  reduce_in_place(g, x, op);
+  SK_GUARD_END
+}
+
+sk_error* sk_broadcast(sk_process_group* pg, sk_tensor* t, int32_t root) {
+  SK_GUARD_BEGIN
+  Group& g = group_arg(pg);
+  const at::Tensor& x = collective_tensor(t, "t");
+  if (root < 0 || root >= g.size) fail("root must be in [0, ", g.size, "), got ", root);
+  c10d::BroadcastOptions o;
+  o.rootRank = root;
+  o.timeout = g.timeout;
+  std::vector<at::Tensor> v{x};
+  at::NoGradGuard no_grad;
+  g.wait(g.pg->broadcast(v, o), "broadcast");
+  SK_GUARD_END
+}
+
+sk_error* sk_barrier(sk_process_group* pg) {
+  SK_GUARD_BEGIN
+  Group& g = group_arg(pg);
+  c10d::BarrierOptions o;
+  o.timeout = g.timeout;
+  g.wait(g.pg->barrier(o), "barrier");
+  SK_GUARD_END
+}
+
+sk_error* sk_all_gather(sk_process_group* pg, const sk_tensor* t, sk_tensor** out) {
+  SK_GUARD_BEGIN
+  Group& g = group_arg(pg);
+  const at::Tensor& x = collective_tensor(t, "t");
+  out_arg(out, "out");
+  at::NoGradGuard no_grad;
+  std::vector<int64_t> shape{g.size};
+  for (auto s : x.sizes()) shape.push_back(s);
+  at::Tensor result = at::empty(shape, x.options());
+  std::vector<std::vector<at::Tensor>> outputs(1);
+  for (int r = 0; r < g.size; ++r) outputs[0].push_back(result.select(0, r));
+  std::vector<at::Tensor> inputs{x};
+  c10d::AllgatherOptions o;
+  o.timeout = g.timeout;
+  g.wait(g.pg->allgather(outputs, inputs, o), "all_gather");
+  *out = new_handle(result);
+  SK_GUARD_END
+}
+
+sk_error* sk_ddp_new(sk_process_group* pg, sk_module* m, int64_t bucket_bytes, sk_ddp** out) {
+  SK_GUARD_BEGIN
+  Group& g = group_arg(pg);
+  sk_module* mod = module_arg(m);
+  out_arg(out, "out");
+  if (bucket_bytes < 1) fail("bucket_bytes must be >= 1, got ", bucket_bytes);
+  auto d = std::make_shared<Ddp>();
+  d->group = pg->group;
+  d->module = mod->module;
+  for (auto& e : mod->state) {
+    if (!e.tensor->device().is_cpu())
+      fail("DistributedDataParallel over Gloo needs the module on the CPU; ", e.name, " is on ", e.tensor->device(),
+           " (CUDA needs NCCL, which this build lacks)");
+    if (e.is_parameter) {
+      d->params.push_back(*e.tensor);
+      d->names.push_back(e.name);
+    } else {
+      d->buffers.push_back(*e.tensor);
+    }
+  }
+  if (d->params.empty()) fail("the module has no parameters to train");
+  // Buckets in reverse parameter order (roughly the order backward produces gradients),
+  // each of one dtype and at most bucket_bytes (a larger parameter gets one of its own).
+  const size_t n = d->params.size();
+  d->bucket_of.assign(n, 0);
+  d->offset.assign(n, 0);
+  std::vector<std::vector<size_t>> groups;
+  int64_t bytes = 0;
+  for (size_t k = n; k-- > 0;) {
+    const at::Tensor& p = d->params[k];
+    const int64_t pb = p.numel() * static_cast<int64_t>(p.element_size());
+    if (groups.empty() || bytes + pb > bucket_bytes ||
+        d->params[groups.back().front()].scalar_type() != p.scalar_type()) {
+      if (groups.empty() || !groups.back().empty()) groups.emplace_back();
+      bytes = 0;
+    }
+    groups.back().push_back(k);
+    bytes += pb;
+  }
+  for (auto& members : groups) {
+    Bucket b;
+    int64_t off = 0;
+    for (size_t k : members) {
+      d->bucket_of[k] = d->buckets.size();
+      d->offset[k] = off;
+      off += d->params[k].numel();
+    }
+    b.params = members;
+    b.flat = at::zeros({off}, d->params[members.front()].options().requires_grad(false));
+    d->buckets.push_back(std::move(b));
+  }
+  d->ready.assign(n, false);
+  d->reset();
+  std::vector<at::Tensor> all = d->params;
+  all.insert(all.end(), d->buffers.begin(), d->buffers.end());
+  broadcast_coalesced(g, all, 0);
+  for (size_t i = 0; i < n; ++i) {
+    auto acc = torch::autograd::impl::grad_accumulator(d->params[i]);
+    if (!acc) fail("parameter ", d->names[i], " does not require a gradient");
+    d->hook_keys.push_back(acc->add_post_hook(std::make_unique<GradReadyHook>(d, i)));
+    d->accumulators.push_back(std::move(acc));
+  }
+  *out = new sk_ddp{std::move(d)};
+  SK_GUARD_END
+}
+
+void sk_ddp_free(sk_ddp* ddp) { delete ddp; }
+
+static Ddp& ddp_arg(const sk_ddp* d) {
+  if (d == nullptr || !d->ddp) fail("ddp must not be NULL");
+  return *d->ddp;
+}
+
+sk_error* sk_ddp_prepare(sk_ddp* ddp, int32_t broadcast_buffers) {
+  SK_GUARD_BEGIN
+  Ddp& d = ddp_arg(ddp);
+  {
+    std::lock_guard<std::mutex> l(d.mu);
+    if (d.active) {
+      // A backward failed half-way: its launched reductions still have to end before the
+      // buckets are reused (every rank saw the failure, so they fail or finish quickly).
+      for (auto& b : d.buckets)
+        if (b.launched) {
+          try {
+            b.work->wait(d.group->timeout);
+          } catch (...) {
+          }
+        }
+      d.reset();
+    }
+  }
+  if (broadcast_buffers && !d.buffers.empty()) broadcast_coalesced(*d.group, d.buffers, 0);
+  SK_GUARD_END
+}
+
+sk_error* sk_ddp_broadcast_state(sk_ddp* ddp) {
+  SK_GUARD_BEGIN
+  Ddp& d = ddp_arg(ddp);
+  std::vector<at::Tensor> all = d.params;
+  all.insert(all.end(), d.buffers.begin(), d.buffers.end());
+  broadcast_coalesced(*d.group, all, 0);
+  SK_GUARD_END
+}
+
+sk_error* sk_ddp_stats(const sk_ddp* ddp, int64_t* buckets, int64_t* reductions, double* wait_seconds) {
+  SK_GUARD_BEGIN
+  Ddp& d = ddp_arg(ddp);
+  out_arg(buckets, "buckets");
+  out_arg(reductions, "reductions");
+  out_arg(wait_seconds, "wait_seconds");
+  std::lock_guard<std::mutex> l(d.mu);
+  *buckets = static_cast<int64_t>(d.buckets.size());
+  *reductions = d.reductions;
+  *wait_seconds = d.wait_seconds;
+  SK_GUARD_END
+}
+
+}  // extern "C"

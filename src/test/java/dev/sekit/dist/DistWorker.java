@@ -1,0 +1,166 @@
+package dev.sekit.dist;
+
+import dev.sekit.DType;
+import dev.sekit.SekitException;
+import dev.sekit.Tensor;
+import dev.sekit.io.SafeTensors;
+import dev.sekit.nn.ClassifierHead;
+import dev.sekit.nn.EffectiveSqueezeExcitation;
+import dev.sekit.nn.Module;
+import dev.sekit.nn.Sequential;
+import dev.sekit.nn.SqueezeExcitation;
+import dev.sekit.train.Losses;
+import dev.sekit.train.Optimizer;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * One rank of the data-parallel tests, in a JVM of its own; the group comes from torchrun's
+ * variables in the environment. Modes:
+ *
+ * <ul>
+ *   <li>{@code collectives}: prints the results of each collective;
+ *   <li>{@code train FIXTURE OUT}: the SGD steps of {@code ddp_sgd.safetensors} on this rank's
+ *       half of each batch, rank 0 starting from the fixture's weights and the others from
+ *       their own random ones; writes the final state dict to OUT (with the rank in the name);
+ *   <li>{@code endless}: DDP steps until a collective fails; prints the failure.
+ * </ul>
+ */
+public final class DistWorker {
+  private DistWorker() {}
+
+  public static void main(String[] args) throws Exception {
+    long timeoutMs = Long.parseLong(System.getProperty("dist.timeout.ms", "60000"));
+    try (ProcessGroup pg = ProcessGroup.fromEnvironment(Duration.ofMillis(timeoutMs))) {
+      System.out.println("JOINED rank " + pg.rank() + " of " + pg.worldSize() + " local " + pg.localRank());
+      switch (args[0]) {
+        case "collectives" -> collectives(pg);
+        case "train" -> train(pg, Path.of(args[1]), Path.of(args[2]));
+        case "endless" -> endless(pg);
+        default -> throw new IllegalArgumentException(args[0]);
+      }
+    }
+    System.out.println("DONE");
+  }
+
+  private static void collectives(ProcessGroup pg) {
+    int r = pg.rank();
+    try (Arena a = Arena.ofConfined()) {
+      Tensor t = Tensor.copyOf(a, new float[] {r + 1, 10 * (r + 1)}, 2);
+      pg.allReduce(t, ReduceOp.SUM);
+      System.out.println("SUM " + Arrays.toString(t.toFloatArray()));
+      Tensor u = Tensor.copyOf(a, new double[] {r + 1, -(r + 1)}, 2);
+      pg.allReduce(u, ReduceOp.AVG);
+      System.out.println("AVG " + Arrays.toString(u.toDoubleArray()));
+      Tensor m = Tensor.copyOf(a, new long[] {r, -r}, 2);
+      pg.allReduce(m, ReduceOp.MAX);
+      System.out.println("MAX " + Arrays.toString(m.toLongArray()));
+      pg.allReduce(m, ReduceOp.MIN);
+      System.out.println("MIN " + Arrays.toString(m.toLongArray()));
+      Tensor b = Tensor.copyOf(a, new float[] {100 + r, 200 + r, 300 + r}, 3);
+      pg.broadcast(b, pg.worldSize() - 1);
+      System.out.println("BROADCAST " + Arrays.toString(b.toFloatArray()));
+      pg.barrier();
+      Tensor g = pg.allGather(a, Tensor.copyOf(a, new float[] {r, r + 0.5f}, 2));
+      System.out.println("GATHER " + Arrays.toString(g.shape()) + " " + Arrays.toString(g.toFloatArray()));
+      System.out.println("METRICS " + Arrays.toString(pg.allReduce(new double[] {r, 1}, ReduceOp.SUM)));
+    }
+  }
+
+  /** The fixture's network: SE, eSE and a classifier head, as ddp_fixtures.py builds it. */
+  static Module network(Arena arena, int channels, int classes) {
+    return Sequential.of(arena, SqueezeExcitation.of(arena, channels), EffectiveSqueezeExcitation.of(arena, channels),
+        ClassifierHead.of(arena, channels, classes, 0.0));
+  }
+
+  /** Rows [from, from + n) of step k of x [steps, batch, C, H, W] (or of y [steps, batch]). */
+  static Tensor rows(Arena a, Tensor all, int k, int from, int n) {
+    long[] s = all.shape();
+    long per = 1;
+    for (int i = 2; i < s.length; i++) {
+      per *= s[i];
+    }
+    long elem = all.dtype() == DType.INT64 ? 8 : 4;
+    MemorySegment data = all.data().asSlice(((k * s[1]) + from) * per * elem, n * per * elem);
+    long[] shape = new long[s.length - 1];
+    shape[0] = n;
+    System.arraycopy(s, 2, shape, 1, s.length - 2);
+    return Tensor.copyOf(a, data, all.dtype(), shape);
+  }
+
+  /** SGD steps with the fixture's data and hyper-parameters; world 1 uses the whole batches. */
+  static Map<String, Tensor> trainSteps(Arena arena, Path fixture, ProcessGroup pg, boolean loadInit)
+      throws Exception {
+    SafeTensors st = SafeTensors.open(arena, fixture);
+    Map<String, String> meta = st.metadata();
+    int steps = Integer.parseInt(meta.get("steps"));
+    int batch = Integer.parseInt(meta.get("batch"));
+    int world = pg == null ? 1 : pg.worldSize();
+    int rank = pg == null ? 0 : pg.rank();
+    Module net = network(arena, Integer.parseInt(meta.get("channels")), Integer.parseInt(meta.get("classes")));
+    if (loadInit) {
+      net.loadStateDict(st.tensors("init."));
+    }
+    Optimizer opt = Optimizer.sgd(net, Double.parseDouble(meta.get("lr")))
+        .momentum(Double.parseDouble(meta.get("momentum"))).weightDecay(Double.parseDouble(meta.get("weight_decay")))
+        .build(arena);
+    DistributedDataParallel ddp = pg == null ? null : DistributedDataParallel.of(arena, pg, net);
+    Tensor x = st.tensors().get("x");
+    Tensor y = st.tensors().get("y");
+    int per = batch / world;
+    for (int k = 0; k < steps; k++) {
+      try (Arena step = Arena.ofConfined()) {
+        Tensor xb = rows(step, x, k, rank * per, per);
+        Tensor yb = rows(step, y, k, rank * per, per);
+        Tensor logits = ddp == null ? net.forward(step, xb, true) : ddp.forward(step, xb, true);
+        Tensor loss = Losses.crossEntropy(logits, yb, 0);
+        opt.zeroGrad();
+        loss.backward();
+        opt.step();
+      }
+    }
+    if (ddp != null) {
+      DistributedDataParallel.Stats s = ddp.stats();
+      System.out.println("STATS buckets " + s.buckets() + " reductions " + s.reductions());
+    }
+    return net.stateDict();
+  }
+
+  private static void train(ProcessGroup pg, Path fixture, Path out) throws Exception {
+    try (Arena arena = Arena.ofConfined()) {
+      dev.sekit.Sekit.manualSeed(1000 + pg.rank()); // rank 1 starts from other weights
+      Map<String, Tensor> state = trainSteps(arena, fixture, pg, pg.rank() == 0);
+      String name = out.getFileName().toString().replace(".safetensors", "-rank" + pg.rank() + ".safetensors");
+      SafeTensors.write(out.resolveSibling(name), new LinkedHashMap<>(state), Map.of());
+    }
+  }
+
+  private static void endless(ProcessGroup pg) {
+    try (Arena arena = Arena.ofConfined()) {
+      Module net = network(arena, 8, 10);
+      Optimizer opt = Optimizer.sgd(net, 0.01).build(arena);
+      DistributedDataParallel ddp = DistributedDataParallel.of(arena, pg, net);
+      for (int k = 0; ; k++) {
+        try (Arena step = Arena.ofConfined()) {
+          Tensor x = Tensor.randn(step, DType.FLOAT32, dev.sekit.Device.CPU, 4, 8, 5, 5);
+          Tensor y = Tensor.copyOf(step, new long[] {1, 2, 3, 4}, 4);
+          Tensor loss = Losses.crossEntropy(ddp.forward(step, x, true), y, 0);
+          opt.zeroGrad();
+          loss.backward();
+          opt.step();
+          System.out.println("STEP " + k);
+          Thread.sleep(20);
+        }
+      }
+    } catch (SekitException e) {
+      System.out.println("FAILED " + e.code() + ": " + e.getMessage());
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+}

@@ -1,0 +1,175 @@
+package dev.sekit.dist;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.sekit.Tensor;
+import dev.sekit.TestSupport;
+import dev.sekit.io.SafeTensors;
+import java.lang.foreign.Arena;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Locale;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Data-parallel training on c10d/Gloo over loopback, each rank a JVM of its own: the
+ * collectives, DDP against one process with the whole batch and against PyTorch's own
+ * DistributedDataParallel (fixture ddp_sgd.safetensors, made by ddp_fixtures.py with
+ * torch.distributed), and a rank killed in the middle of training.
+ */
+class DistributedTest {
+  @TempDir Path dir;
+
+  @Test
+  void collectivesGiveEveryRankTheReducedValues() throws Exception {
+    try (Workers w = Workers.start(dir, 2, 60_000, "collectives")) {
+      for (int r = 0; r < 2; r++) {
+        assertEquals(0, w.await(r), w.output(r));
+        String out = w.output(r);
+        assertTrue(out.contains("JOINED rank " + r + " of 2 local " + r), out);
+        assertTrue(out.contains("SUM [3.0, 30.0]"), out);
+        assertTrue(out.contains("AVG [1.5, -1.5]"), out);
+        assertTrue(out.contains("MAX [1, 0]"), out);
+        assertTrue(out.contains("MIN [1, 0]"), out);
+        assertTrue(out.contains("BROADCAST [101.0, 201.0, 301.0]"), out);
+        assertTrue(out.contains("GATHER [2, 2] [0.0, 0.5, 1.0, 1.5]"), out);
+        assertTrue(out.contains("METRICS [1.0, 2.0]"), out);
+        assertTrue(out.contains("DONE"), out);
+      }
+      assertTrue(w.crashLogs().isEmpty(), "crash logs: " + w.crashLogs());
+    }
+  }
+
+  /**
+   * 2 processes x half of each batch end with the weights of 1 process x the whole batch, and
+   * with PyTorch DDP's (2 processes, Gloo), to float32 rounding; the two replicas are equal
+   * bit for bit although rank 1 started from other random weights.
+   */
+  @Test
+  void twoProcessesMatchOneProcessAndPyTorchDdp() throws Exception {
+    Path fixture = TestSupport.fixtures().resolve("ddp_sgd.safetensors");
+    try (Workers w = Workers.start(dir, 2, 60_000, "train", fixture.toString(), dir.resolve("out.safetensors")
+        .toString())) {
+      for (int r = 0; r < 2; r++) {
+        assertEquals(0, w.await(r), w.output(r));
+        assertTrue(w.output(r).contains("STATS buckets 1 reductions 5"), w.output(r));
+      }
+      assertTrue(w.crashLogs().isEmpty(), "crash logs: " + w.crashLogs());
+    }
+    try (Arena arena = Arena.ofConfined()) {
+      SafeTensors fx = SafeTensors.open(arena, fixture);
+      Map<String, Tensor> rank0 = SafeTensors.open(arena, dir.resolve("out-rank0.safetensors")).tensors();
+      Map<String, Tensor> rank1 = SafeTensors.open(arena, dir.resolve("out-rank1.safetensors")).tensors();
+      Map<String, Tensor> alone = DistWorker.trainSteps(arena, fixture, null, true);
+      Map<String, Tensor> torchDdp = fx.tensors("ddp.");
+      Map<String, Tensor> torchSingle = fx.tensors("single.");
+      Map<String, Tensor> init = fx.tensors("init.");
+      assertEquals(torchDdp.keySet(), rank0.keySet());
+      double vsAlone = 0;
+      double vsTorch = 0;
+      double vsTorchSingle = 0;
+      double moved = 0;
+      for (String k : torchDdp.keySet()) {
+        float[] a = rank0.get(k).toFloatArray();
+        float[] b = rank1.get(k).toFloatArray();
+        assertTrue(java.util.Arrays.equals(a, b), "rank 0 and rank 1 differ in " + k);
+        vsAlone = Math.max(vsAlone, maxDiff(a, alone.get(k).toFloatArray()));
+        vsTorch = Math.max(vsTorch, maxDiff(a, torchDdp.get(k).toFloatArray()));
+        vsTorchSingle = Math.max(vsTorchSingle, maxDiff(torchDdp.get(k).toFloatArray(),
+            torchSingle.get(k).toFloatArray()));
+        moved = Math.max(moved, maxDiff(a, init.get(k).toFloatArray()));
+      }
+      System.out.printf(Locale.ROOT, "DDP max |diff|: sekit 2 procs vs 1 proc %.3g, vs PyTorch DDP %.3g "
+          + "(PyTorch DDP vs PyTorch 1 proc %.3g); weights moved by up to %.3g%n", vsAlone, vsTorch, vsTorchSingle, moved);
+      assertTrue(moved > 1e-2, "training changed the weights by only " + moved);
+      assertTrue(vsAlone < 1e-5, "2 processes vs 1 process: " + vsAlone);
+      assertTrue(vsTorch < 1e-5, "sekit DDP vs PyTorch DDP: " + vsTorch);
+    }
+  }
+
+  private static double maxDiff(float[] a, float[] b) {
+    assertEquals(a.length, b.length);
+    double m = 0;
+    for (int i = 0; i < a.length; i++) {
+      m = Math.max(m, Math.abs((double) a[i] - b[i]));
+    }
+    return m;
+  }
+
+  @Test
+  void aKilledRankMakesTheOtherFailNamingIt() throws Exception {
+    for (int victim : new int[] {1, 0}) {
+      Path d = java.nio.file.Files.createDirectories(dir.resolve("victim" + victim));
+      try (Workers w = Workers.start(d, 2, 10_000, "endless")) {
+        int survivor = 1 - victim;
+        w.awaitOutput(survivor, "STEP 3");
+        w.processes.get(victim).destroyForcibly(); // SIGKILL
+        w.await(victim);
+        assertEquals(0, w.await(survivor), w.output(survivor));
+        String out = w.output(survivor);
+        out.lines().filter(s -> s.startsWith("FAILED")).forEach(s -> System.out.println("survivor of a killed rank " + victim + ": " + s));
+        assertTrue(out.contains("FAILED DISTRIBUTED: "), out);
+        assertTrue(out.contains("rank " + victim + " is lost"), out);
+        assertTrue(w.crashLogs().isEmpty(), "crash logs: " + w.crashLogs() + "\n" + out);
+      }
+    }
+  }
+
+  /** The README's data-parallel example, extracted and run as a source-file program in 2 processes. */
+  @Test
+  void readmeExampleRunsInTwoProcesses() throws Exception {
+    String readme = java.nio.file.Files.readString(Path.of("README.md"));
+    int marker = readme.indexOf("<!-- ddp-example");
+    assertTrue(marker >= 0, "README.md has no ddp-example block");
+    int start = readme.indexOf("```java\n", marker) + "```java\n".length();
+    int end = readme.indexOf("```", start);
+    Path src = dir.resolve("DataParallel.java");
+    java.nio.file.Files.writeString(src, readme.substring(start, end));
+    try (Workers w = Workers.startMain(dir, 2, java.util.List.of(src.toString()))) {
+      for (int r = 0; r < 2; r++) {
+        assertEquals(0, w.await(r), w.output(r));
+      }
+      assertTrue(w.output(0).matches("(?s).*step 2 loss \\d+\\.\\d{4}.*"), w.output(0));
+      assertTrue(w.crashLogs().isEmpty(), "crash logs: " + w.crashLogs());
+    }
+  }
+
+  @Test
+  void badArgumentsAndMissingVariablesAreExplained() {
+    IllegalStateException e = assertThrows(IllegalStateException.class,
+        () -> ProcessGroup.fromEnvironment(Map.of("MASTER_ADDR", "127.0.0.1"), Duration.ofSeconds(1)));
+    assertTrue(e.getMessage().contains("MASTER_PORT is not set"), e.getMessage());
+    e = assertThrows(IllegalStateException.class, () -> ProcessGroup.fromEnvironment(
+        Map.of("MASTER_ADDR", "h", "MASTER_PORT", "x"), Duration.ofSeconds(1)));
+    assertTrue(e.getMessage().contains("MASTER_PORT must be an integer, got 'x'"), e.getMessage());
+    IllegalArgumentException a = assertThrows(IllegalArgumentException.class,
+        () -> ProcessGroup.create("127.0.0.1", 29500, 2, 2, Duration.ofSeconds(1)));
+    assertTrue(a.getMessage().contains("need 0 <= rank < worldSize, got rank 2 of 2"), a.getMessage());
+  }
+
+  @Test
+  void aRankWhosePeersNeverComeTimesOut() throws Exception {
+    // Rank 1 of 2 with no rank 0: the rendezvous gives up after the timeout.
+    dev.sekit.SekitException e = assertThrows(dev.sekit.SekitException.class,
+        () -> ProcessGroup.create("127.0.0.1", Workers.freePort(), 1, 2, Duration.ofMillis(1500)));
+    assertEquals(dev.sekit.SekitException.Code.DISTRIBUTED, e.code());
+    assertTrue(e.getMessage().contains("rank 1 of 2 could not join the process group"), e.getMessage());
+  }
+
+  @Test
+  void aGroupOfOneNeedsNoPeers() throws Exception {
+    try (ProcessGroup pg = ProcessGroup.create("127.0.0.1", Workers.freePort(), 0, 1, Duration.ofSeconds(30));
+        Arena a = Arena.ofConfined()) {
+      Tensor t = Tensor.copyOf(a, new float[] {2, 4}, 2);
+      pg.allReduce(t, ReduceOp.AVG);
+      assertEquals("[2.0, 4.0]", java.util.Arrays.toString(t.toFloatArray()));
+      pg.barrier();
+      pg.close();
+      assertThrows(IllegalStateException.class, pg::barrier);
+    }
+  }
+}
