@@ -1,13 +1,15 @@
 package dev.sekit.app;
 
 import dev.sekit.Sekit;
+import dev.sekit.data.ImageTransform;
 import dev.sekit.io.SafeTensors;
 import dev.sekit.nn.ImageClassifier;
 import dev.sekit.nn.Module;
 import dev.sekit.nn.ResNet;
 import dev.sekit.nn.VoVNet;
-import dev.sekit.data.ImageTransform;
+import java.io.IOException;
 import java.lang.foreign.Arena;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -52,17 +54,35 @@ final class PredictCommand implements Callable<Integer> {
     }
     try (Arena arena = Arena.ofConfined()) {
       Module net = create(arena, model);
-      SafeTensors file = SafeTensors.open(arena, weights);
+      SafeTensors file;
+      try {
+        file = SafeTensors.open(arena, weights);
+      } catch (IOException e) {
+        throw new IllegalArgumentException(problem(weights, e), e);
+      }
       net.loadStateDict(file.tensors(), true, true);
       ImageClassifier classifier = ImageClassifier.imageNet(net, ImageTransform.eval(size, cropPct));
       for (Path image : images) {
+        List<ImageClassifier.Prediction> best;
+        try {
+          best = classifier.classify(image, top);
+        } catch (IOException e) {
+          throw new IllegalArgumentException(problem(image, e), e);
+        }
         System.out.println(image);
-        for (ImageClassifier.Prediction p : classifier.classify(image, top)) {
+        for (ImageClassifier.Prediction p : best) {
           System.out.println("  " + p);
         }
       }
     }
     return 0;
+  }
+
+  private static String problem(Path file, IOException e) {
+    if (e instanceof NoSuchFileException) {
+      return file + ": no such file";
+    }
+    return file + ": " + (e.getMessage() == null ? e.toString() : e.getMessage());
   }
 
   private static Module create(Arena arena, String name) {

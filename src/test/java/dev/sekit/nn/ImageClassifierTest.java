@@ -76,19 +76,27 @@ class ImageClassifierTest {
     assertEquals("toilet tissue", names.get(999));
   }
 
-  @Test
-  void predictCommandPrintsTheTopFive() throws Exception {
-    JsonObject p = expected().get(1);
+  /** Runs the command-line program as users do (module dev.sekit.app); its exit code and output. */
+  static Object[] sekit(String... args) throws Exception {
     String modulePath = String.join(java.io.File.pathSeparator, "target/classes", "target/app-classes",
         Files.readString(Path.of("target/classpath.txt")).trim());
     List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
         "--enable-native-access=dev.sekit,org.jline.nativ", "-p", modulePath, "-m",
-        "dev.sekit.app/dev.sekit.app.SekitCli", "predict", "--model", "ese_vovnet19b_slim_dw", "--weights",
-        weights().toString(), "--threads", "2", photo(p).toString()));
+        "dev.sekit.app/dev.sekit.app.SekitCli"));
+    cmd.addAll(List.of(args));
     Process proc = new ProcessBuilder(cmd).redirectErrorStream(true).start();
     String out = new String(proc.getInputStream().readAllBytes());
     assertTrue(proc.waitFor(120, TimeUnit.SECONDS));
-    assertEquals(0, proc.exitValue(), out);
+    return new Object[] {proc.exitValue(), out};
+  }
+
+  @Test
+  void predictCommandPrintsTheTopFive() throws Exception {
+    JsonObject p = expected().get(1);
+    Object[] r = sekit("predict", "--model", "ese_vovnet19b_slim_dw", "--weights", weights().toString(), "--threads",
+        "2", photo(p).toString());
+    String out = (String) r[1];
+    assertEquals(0, r[0], out);
     List<String> lines = out.lines().toList();
     assertEquals(photo(p).toString(), lines.get(0), out);
     for (int i = 0; i < 5; i++) {
@@ -100,5 +108,9 @@ class ImageClassifierTest {
       double pct = Double.parseDouble(parts[0].replace("%", ""));
       assertEquals(100 * p.getAsJsonArray("probs").get(i).getAsDouble(), pct, 0.006, out);
     }
+    Object[] missing = sekit("predict", "--model", "ese_vovnet19b_slim_dw", "--weights", weights().toString(),
+        "no-such-photo.jpg");
+    assertEquals(2, missing[0], (String) missing[1]);
+    assertTrue(((String) missing[1]).contains("sekit: no-such-photo.jpg: no such file"), (String) missing[1]);
   }
 }
