@@ -466,6 +466,12 @@ SK_API sk_error* sk_cross_entropy(const sk_tensor* logits, const sk_tensor* targ
 /* Number of rows whose argmax equals the target. */
 SK_API sk_error* sk_count_correct(const sk_tensor* logits, const sk_tensor* targets,
                                   int64_t* out_count);
+/* Top-k accuracy counts as timm's accuracy(logits, targets, topk=ks): with m = min(max(ks), K),
+ * the classes of torch.topk(logits, m, dim=1) (largest, sorted; its choice among ties);
+ * out_counts[j] = number of rows whose target is among the first min(ks[j], m) of them.
+ * ks has n_ks >= 1 entries, each >= 1; out_counts has n_ks entries. */
+SK_API sk_error* sk_count_correct_topk(const sk_tensor* logits, const sk_tensor* targets, const int64_t* ks,
+                                       int64_t n_ks, int64_t* out_counts);
 /* Scales the gradients of m's parameters so that their global L2 norm is at most
  * max_norm (torch.nn.utils.clip_grad_norm_); *total_norm gets the norm before. */
 SK_API sk_error* sk_clip_grad_norm(sk_module* m, double max_norm, double* total_norm);
@@ -477,14 +483,34 @@ SK_API sk_error* sk_sgd_new(sk_module* m, double lr, double momentum, double dam
 /* torch.optim.AdamW over m's parameters (decoupled weight decay, amsgrad off). */
 SK_API sk_error* sk_adamw_new(sk_module* m, double lr, double beta1, double beta2, double eps,
                               double weight_decay, sk_optimizer** out);
+/*
+ * Parameter groups (torch.optim's param_groups). The parameters of m are numbered in state
+ * order (the order sk_module_state_entry lists them, buffers skipped); group_of[i] (n_params
+ * entries, exactly m's parameter count) puts parameter i into group group_of[i] in
+ * [0, n_groups), or leaves it out of the optimizer with -1 (frozen: never updated, no state).
+ * Group g has learning rate lrs[g] and weight decay weight_decays[g]; the other settings are
+ * shared, as above. State entries exist only for parameters in a group. The optimizers made
+ * by sk_sgd_new and sk_adamw_new have one group holding every parameter.
+ */
+SK_API sk_error* sk_sgd_new_grouped(sk_module* m, const int32_t* group_of, int64_t n_params, const double* lrs,
+                                    const double* weight_decays, int64_t n_groups, double momentum,
+                                    double dampening, int32_t nesterov, sk_optimizer** out);
+SK_API sk_error* sk_adamw_new_grouped(sk_module* m, const int32_t* group_of, int64_t n_params,
+                                      const double* lrs, const double* weight_decays, int64_t n_groups,
+                                      double beta1, double beta2, double eps, sk_optimizer** out);
+SK_API int64_t sk_optimizer_group_count(const sk_optimizer* opt); /* -1 on NULL */
+/* Learning rate of group `group` (torch's param_groups[group]["lr"]). */
+SK_API sk_error* sk_optimizer_group_lr(const sk_optimizer* opt, int64_t group, double* out_lr);
+SK_API sk_error* sk_optimizer_set_group_lr(sk_optimizer* opt, int64_t group, double lr);
 SK_API void sk_optimizer_free(sk_optimizer* opt);
-/* One update from the parameters' current gradients (parameters without one are
- * skipped, as PyTorch does). */
+/* One update from the parameters' current gradients (parameters without one, and frozen
+ * ones, are skipped, as PyTorch does). */
 SK_API sk_error* sk_optimizer_step(sk_optimizer* opt);
-/* Drops every parameter's gradient (set_to_none). */
+/* Drops the gradient of every parameter in a group (set_to_none). */
 SK_API sk_error* sk_optimizer_zero_grad(sk_optimizer* opt);
+/* Sets the learning rate of every group. */
 SK_API sk_error* sk_optimizer_set_lr(sk_optimizer* opt, double lr);
-SK_API double sk_optimizer_lr(const sk_optimizer* opt); /* -1 on NULL */
+SK_API double sk_optimizer_lr(const sk_optimizer* opt); /* group 0's; -1 on NULL */
 /* The optimizer's state tensors, for checkpoints: "<param>.momentum_buffer" (SGD),
  * "<param>.exp_avg", "<param>.exp_avg_sq" (AdamW) and "step" (an SK_INT64 scalar).
  * Entries alias the live state: copying into them restores it. */

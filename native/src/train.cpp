@@ -8,32 +8,62 @@
 #include <random>
 
 struct sk_optimizer {
+  struct Group {
+    double lr;
+    double weight_decay;
+  };
   virtual ~sk_optimizer() = default;
   std::shared_ptr<sekit::Module> module;  // keeps the parameters alive
-  std::vector<std::pair<std::string, at::Tensor>> params;
+  std::vector<std::pair<std::string, at::Tensor>> params;  // the optimised ones (frozen left out)
+  std::vector<size_t> group;                                // group of params[i]
+  std::vector<Group> groups;
   std::vector<std::pair<std::string, at::Tensor>> state;  // names are borrowed by callers
   at::Tensor step;                                         // int64 scalar
-  double lr = 0;
   virtual void update() = 0;
 };
 
 namespace sekit {
 namespace {
 
-void collect_params(sk_optimizer& o, sk_module* m) {
-  o.module = module_arg(m)->module;
-  for (auto& e : m->state)
-    if (e.is_parameter) o.params.emplace_back(e.name, *e.tensor);
-  if (o.params.empty()) fail("the module has no parameters to optimise");
-  o.step = at::zeros({}, at::kLong);
-}
-
 void check_lr(double lr) {
   if (!(lr >= 0.0 && std::isfinite(lr))) fail("learning rate must be a finite number >= 0, got ", lr);
 }
 
+// Fills o.params, o.group and o.groups; without `grouped`, one group of every parameter.
+void collect_params(sk_optimizer& o, sk_module* m, bool grouped, const int32_t* group_of, int64_t n_params,
+                    const double* lrs, const double* weight_decays, int64_t n_groups) {
+  o.module = module_arg(m)->module;
+  int64_t count = 0;
+  for (auto& e : m->state) count += e.is_parameter ? 1 : 0;
+  if (count == 0) fail("the module has no parameters to optimise");
+  if (grouped) {
+    if (group_of == nullptr) fail("group_of must not be NULL");
+    if (n_params != count) fail("group_of has ", n_params, " entries but the module has ", count, " parameters");
+    if (n_groups < 1) fail("n_groups must be >= 1, got ", n_groups);
+    if (lrs == nullptr || weight_decays == nullptr) fail("lrs and weight_decays must not be NULL");
+  }
+  for (int64_t g = 0; g < n_groups; ++g) {
+    check_lr(lrs[g]);
+    if (!(weight_decays[g] >= 0 && std::isfinite(weight_decays[g])))
+      fail("weight decay of group ", g, " must be a finite number >= 0, got ", weight_decays[g]);
+    o.groups.push_back({lrs[g], weight_decays[g]});
+  }
+  int64_t i = 0;
+  for (auto& e : m->state) {
+    if (!e.is_parameter) continue;
+    const int32_t g = grouped ? group_of[i] : 0;
+    if (g < -1 || g >= n_groups) fail("group_of[", i, "] (", e.name, ") is ", g, ", outside [-1, ", n_groups, ")");
+    ++i;
+    if (g < 0) continue;
+    o.params.emplace_back(e.name, *e.tensor);
+    o.group.push_back(static_cast<size_t>(g));
+  }
+  if (o.params.empty()) fail("every parameter is frozen: nothing to optimise");
+  o.step = at::zeros({}, at::kLong);
+}
+
 struct Sgd : sk_optimizer {
-  double momentum, dampening, weight_decay;
+  double momentum, dampening;
   bool nesterov;
   std::vector<at::Tensor> bufs;
 
@@ -43,6 +73,7 @@ struct Sgd : sk_optimizer {
       at::Tensor& p = params[i].second;
       const at::Tensor& g = p.grad();
       if (!g.defined()) continue;
+      const double lr = groups[group[i]].lr, weight_decay = groups[group[i]].weight_decay;
       at::Tensor d_p = weight_decay != 0 ? g.add(p, weight_decay) : g;
       if (momentum != 0) {
         at::Tensor& buf = bufs[i];
@@ -59,19 +90,20 @@ struct Sgd : sk_optimizer {
 };
 
 struct AdamW : sk_optimizer {
-  double beta1, beta2, eps, weight_decay;
+  double beta1, beta2, eps;
   std::vector<at::Tensor> exp_avg, exp_avg_sq;
 
   void update() override {
     const double t = static_cast<double>(step.item<int64_t>() + 1);
     const double bc1 = 1 - std::pow(beta1, t);
     const double bc2 = 1 - std::pow(beta2, t);
-    const double step_size = lr / bc1;
     const double bc2_sqrt = std::sqrt(bc2);
     for (size_t i = 0; i < params.size(); ++i) {
       at::Tensor& p = params[i].second;
       const at::Tensor& g = p.grad();
       if (!g.defined()) continue;
+      const double lr = groups[group[i]].lr, weight_decay = groups[group[i]].weight_decay;
+      const double step_size = lr / bc1;
       p.mul_(1 - lr * weight_decay);
       exp_avg[i].mul_(beta1).add_(g, 1 - beta1);  // as torch 1.13 (2.x uses lerp_)
       exp_avg_sq[i].mul_(beta2).addcmul_(g, g, 1 - beta2);
@@ -80,6 +112,48 @@ struct AdamW : sk_optimizer {
     }
   }
 };
+
+sk_optimizer* make_sgd(sk_module* m, bool grouped, const int32_t* group_of, int64_t n_params, const double* lrs,
+                       const double* weight_decays, int64_t n_groups, double momentum, double dampening,
+                       int32_t nesterov) {
+  if (!(momentum >= 0)) fail("momentum must be >= 0, got ", momentum);
+  if (nesterov && (momentum <= 0 || dampening != 0))
+    fail("Nesterov momentum requires a momentum > 0 and zero dampening");
+  auto o = std::make_unique<Sgd>();
+  collect_params(*o, m, grouped, group_of, n_params, lrs, weight_decays, n_groups);
+  o->momentum = momentum;
+  o->dampening = dampening;
+  o->nesterov = nesterov != 0;
+  if (momentum != 0)
+    for (auto& p : o->params) {
+      o->bufs.push_back(at::zeros_like(p.second));
+      o->state.emplace_back(p.first + ".momentum_buffer", o->bufs.back());
+    }
+  o->state.emplace_back("step", o->step);
+  return o.release();
+}
+
+sk_optimizer* make_adamw(sk_module* m, bool grouped, const int32_t* group_of, int64_t n_params, const double* lrs,
+                         const double* weight_decays, int64_t n_groups, double beta1, double beta2, double eps) {
+  if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1))
+    fail("betas must be in [0, 1), got ", beta1, " and ", beta2);
+  if (!(eps > 0)) fail("eps must be > 0, got ", eps);
+  auto o = std::make_unique<AdamW>();
+  collect_params(*o, m, grouped, group_of, n_params, lrs, weight_decays, n_groups);
+  o->beta1 = beta1;
+  o->beta2 = beta2;
+  o->eps = eps;
+  for (auto& p : o->params) {
+    o->exp_avg.push_back(at::zeros_like(p.second));
+    o->exp_avg_sq.push_back(at::zeros_like(p.second));
+  }
+  for (size_t i = 0; i < o->params.size(); ++i) {
+    o->state.emplace_back(o->params[i].first + ".exp_avg", o->exp_avg[i]);
+    o->state.emplace_back(o->params[i].first + ".exp_avg_sq", o->exp_avg_sq[i]);
+  }
+  o->state.emplace_back("step", o->step);
+  return o.release();
+}
 
 sk_optimizer* arg(const sk_optimizer* o) {
   if (o == nullptr) fail("optimizer must not be NULL");
@@ -125,6 +199,34 @@ sk_error* sk_count_correct(const sk_tensor* logits, const sk_tensor* targets, in
   SK_GUARD_END
 }
 
+sk_error* sk_count_correct_topk(const sk_tensor* logits, const sk_tensor* targets, const int64_t* ks, int64_t n_ks,
+                                int64_t* out_counts) {
+  SK_GUARD_BEGIN
+  const at::Tensor& z = tensor_arg(logits, "logits");
+  const at::Tensor& y = tensor_arg(targets, "targets");
+  out_arg(out_counts, "out_counts");
+  if (ks == nullptr) fail("ks must not be NULL");
+  if (n_ks < 1) fail("n_ks must be >= 1, got ", n_ks);
+  if (z.dim() != 2 || y.dim() != 1 || y.size(0) != z.size(0))
+    fail("count_correct_topk: expects logits [N, K] and targets [N], got ", shape_str(z.sizes()), " and ",
+         shape_str(y.sizes()));
+  if (z.size(1) < 1) fail("count_correct_topk: logits have no classes");
+  int64_t maxk = 0;
+  for (int64_t j = 0; j < n_ks; ++j) {
+    if (ks[j] < 1) fail("ks[", j, "] must be >= 1, got ", ks[j]);
+    maxk = std::max(maxk, ks[j]);
+  }
+  at::NoGradGuard no_grad;
+  maxk = std::min(maxk, z.size(1));
+  at::Tensor pred = std::get<1>(z.topk(maxk, 1, /*largest=*/true, /*sorted=*/true));  // [N, maxk]
+  at::Tensor hit = pred.eq(y.to(pred.device(), at::kLong).view({-1, 1}));
+  std::vector<int64_t> counts;
+  for (int64_t j = 0; j < n_ks; ++j)
+    counts.push_back(hit.narrow(1, 0, std::min(ks[j], maxk)).sum().item<int64_t>());
+  for (int64_t j = 0; j < n_ks; ++j) out_counts[j] = counts[static_cast<size_t>(j)];
+  SK_GUARD_END
+}
+
 sk_error* sk_clip_grad_norm(sk_module* m, double max_norm, double* total_norm) {
   SK_GUARD_BEGIN
   module_arg(m);
@@ -152,25 +254,16 @@ sk_error* sk_sgd_new(sk_module* m, double lr, double momentum, double dampening,
                      int32_t nesterov, sk_optimizer** out) {
   SK_GUARD_BEGIN
   out_arg(out, "out");
-  check_lr(lr);
-  if (!(momentum >= 0)) fail("momentum must be >= 0, got ", momentum);
-  if (!(weight_decay >= 0)) fail("weight_decay must be >= 0, got ", weight_decay);
-  if (nesterov && (momentum <= 0 || dampening != 0))
-    fail("Nesterov momentum requires a momentum > 0 and zero dampening");
-  auto o = std::make_unique<Sgd>();
-  collect_params(*o, m);
-  o->lr = lr;
-  o->momentum = momentum;
-  o->dampening = dampening;
-  o->weight_decay = weight_decay;
-  o->nesterov = nesterov != 0;
-  if (momentum != 0)
-    for (auto& p : o->params) {
-      o->bufs.push_back(at::zeros_like(p.second));
-      o->state.emplace_back(p.first + ".momentum_buffer", o->bufs.back());
-    }
-  o->state.emplace_back("step", o->step);
-  *out = o.release();
+  *out = make_sgd(m, false, nullptr, 0, &lr, &weight_decay, 1, momentum, dampening, nesterov);
+  SK_GUARD_END
+}
+
+sk_error* sk_sgd_new_grouped(sk_module* m, const int32_t* group_of, int64_t n_params, const double* lrs,
+                             const double* weight_decays, int64_t n_groups, double momentum, double dampening,
+                             int32_t nesterov, sk_optimizer** out) {
+  SK_GUARD_BEGIN
+  out_arg(out, "out");
+  *out = make_sgd(m, true, group_of, n_params, lrs, weight_decays, n_groups, momentum, dampening, nesterov);
   SK_GUARD_END
 }
 
@@ -178,28 +271,40 @@ sk_error* sk_adamw_new(sk_module* m, double lr, double beta1, double beta2, doub
                        sk_optimizer** out) {
   SK_GUARD_BEGIN
   out_arg(out, "out");
+  *out = make_adamw(m, false, nullptr, 0, &lr, &weight_decay, 1, beta1, beta2, eps);
+  SK_GUARD_END
+}
+
+sk_error* sk_adamw_new_grouped(sk_module* m, const int32_t* group_of, int64_t n_params, const double* lrs,
+                               const double* weight_decays, int64_t n_groups, double beta1, double beta2,
+                               double eps, sk_optimizer** out) {
+  SK_GUARD_BEGIN
+  out_arg(out, "out");
+  *out = make_adamw(m, true, group_of, n_params, lrs, weight_decays, n_groups, beta1, beta2, eps);
+  SK_GUARD_END
+}
+
+int64_t sk_optimizer_group_count(const sk_optimizer* opt) {
+  return opt ? static_cast<int64_t>(opt->groups.size()) : -1;
+}
+
+sk_error* sk_optimizer_group_lr(const sk_optimizer* opt, int64_t group, double* out_lr) {
+  SK_GUARD_BEGIN
+  sk_optimizer* o = arg(opt);
+  out_arg(out_lr, "out_lr");
+  if (group < 0 || group >= static_cast<int64_t>(o->groups.size()))
+    fail("group ", group, " out of range [0, ", o->groups.size(), ")");
+  *out_lr = o->groups[static_cast<size_t>(group)].lr;
+  SK_GUARD_END
+}
+
+sk_error* sk_optimizer_set_group_lr(sk_optimizer* opt, int64_t group, double lr) {
+  SK_GUARD_BEGIN
+  sk_optimizer* o = arg(opt);
+  if (group < 0 || group >= static_cast<int64_t>(o->groups.size()))
+    fail("group ", group, " out of range [0, ", o->groups.size(), ")");
   check_lr(lr);
-  if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1))
-    fail("betas must be in [0, 1), got ", beta1, " and ", beta2);
-  if (!(eps > 0)) fail("eps must be > 0, got ", eps);
-  if (!(weight_decay >= 0)) fail("weight_decay must be >= 0, got ", weight_decay);
-  auto o = std::make_unique<AdamW>();
-  collect_params(*o, m);
-  o->lr = lr;
-  o->beta1 = beta1;
-  o->beta2 = beta2;
-  o->eps = eps;
-  o->weight_decay = weight_decay;
-  for (auto& p : o->params) {
-    o->exp_avg.push_back(at::zeros_like(p.second));
-    o->exp_avg_sq.push_back(at::zeros_like(p.second));
-  }
-  for (size_t i = 0; i < o->params.size(); ++i) {
-    o->state.emplace_back(o->params[i].first + ".exp_avg", o->exp_avg[i]);
-    o->state.emplace_back(o->params[i].first + ".exp_avg_sq", o->exp_avg_sq[i]);
-  }
-  o->state.emplace_back("step", o->step);
-  *out = o.release();
+  o->groups[static_cast<size_t>(group)].lr = lr;
   SK_GUARD_END
 }
 
@@ -236,11 +341,11 @@ sk_error* sk_optimizer_set_lr(sk_optimizer* opt, double lr) {
   SK_GUARD_BEGIN
   sk_optimizer* o = arg(opt);
   check_lr(lr);
-  o->lr = lr;
+  for (auto& g : o->groups) g.lr = lr;
   SK_GUARD_END
 }
 
-double sk_optimizer_lr(const sk_optimizer* opt) { return opt ? opt->lr : -1; }
+double sk_optimizer_lr(const sk_optimizer* opt) { return opt ? opt->groups.front().lr : -1; }
 
 sk_error* sk_optimizer_state_count(const sk_optimizer* opt, int64_t* out_count) {
   SK_GUARD_BEGIN

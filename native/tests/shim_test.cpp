@@ -367,6 +367,89 @@ static void test_jpeg() {
   EXPECT_ERROR(sk_jpeg_info(garbage.data(), garbage.size(), &ww, &hh), SK_ERR_INVALID_ARGUMENT, "");
   tjFree(jpeg);
   tjDestroy(enc);
+// Parameter groups: plain SGD (no momentum) on an eSE block (fc.weight [2,2,1,1], fc.bias [2])
+// with fc.weight frozen and fc.bias at its own rate; top-k counts; bad arguments.
+static void test_param_groups_and_topk() {
+  sk_module* m = nullptr;
+  EXPECT_OK(sk_ese_new(2, SK_ACT_HARD_SIGMOID, 0, &m));
+  sk_tensor* w = nullptr;
+  sk_tensor* b = nullptr;
+  const char* name = nullptr;
+  int32_t is_param = 0;
+  EXPECT_OK(sk_module_state_entry(m, 0, &name, &is_param, &w));
+  EXPECT_OK(sk_module_state_entry(m, 1, &name, &is_param, &b));
+  CHECK(std::string(name) == "fc.bias");
+  float w0[4], b0[2];
+  EXPECT_OK(sk_tensor_copy_to_host(w, w0, sizeof w0));
+  EXPECT_OK(sk_tensor_copy_to_host(b, b0, sizeof b0));
+  float ones[4] = {1, 1, 1, 1};
+  int64_t ws[4] = {2, 2, 1, 1}, bs[1] = {2};
+  sk_tensor* gw = nullptr;
+  sk_tensor* gb = nullptr;
+  EXPECT_OK(sk_tensor_from_blob(ones, sizeof ones, ws, nullptr, 4, SK_FLOAT32, &gw));
+  EXPECT_OK(sk_tensor_from_blob(ones, 2 * sizeof(float), bs, nullptr, 1, SK_FLOAT32, &gb));
+  EXPECT_OK(sk_tensor_set_grad(w, gw));
+  EXPECT_OK(sk_tensor_set_grad(b, gb));
+
+  int32_t group_of[2] = {-1, 1};
+  double lrs[2] = {0.5, 0.25}, wds[2] = {0, 0};
+  sk_optimizer* o = nullptr;
+  EXPECT_ERROR(sk_sgd_new_grouped(m, group_of, 3, lrs, wds, 2, 0, 0, 0, &o), SK_ERR_INVALID_ARGUMENT,
+               "group_of has 3 entries but the module has 2 parameters");
+  int32_t bad[2] = {0, 2};
+  EXPECT_ERROR(sk_sgd_new_grouped(m, bad, 2, lrs, wds, 2, 0, 0, 0, &o), SK_ERR_INVALID_ARGUMENT, "outside [-1, 2)");
+  int32_t none[2] = {-1, -1};
+  EXPECT_ERROR(sk_adamw_new_grouped(m, none, 2, lrs, wds, 2, 0.9, 0.999, 1e-8, &o), SK_ERR_INVALID_ARGUMENT,
+               "every parameter is frozen");
+  double neg[2] = {0.5, -1};
+  EXPECT_ERROR(sk_sgd_new_grouped(m, group_of, 2, neg, wds, 2, 0, 0, 0, &o), SK_ERR_INVALID_ARGUMENT,
+               "learning rate must be");
+  EXPECT_ERROR(sk_sgd_new_grouped(m, nullptr, 2, lrs, wds, 2, 0, 0, 0, &o), SK_ERR_INVALID_ARGUMENT,
+               "group_of must not be NULL");
+  CHECK(o == nullptr);
+  EXPECT_OK(sk_sgd_new_grouped(m, group_of, 2, lrs, wds, 2, 0, 0, 0, &o));
+  CHECK(sk_optimizer_group_count(o) == 2);
+  CHECK(sk_optimizer_group_count(nullptr) == -1);
+  int64_t n_state = 0;
+  EXPECT_OK(sk_optimizer_state_count(o, &n_state));
+  CHECK(n_state == 1);  // "step" only: no momentum, and the frozen weight has no state
+  EXPECT_OK(sk_optimizer_step(o));
+  float w1[4], b1[2];
+  EXPECT_OK(sk_tensor_copy_to_host(w, w1, sizeof w1));
+  EXPECT_OK(sk_tensor_copy_to_host(b, b1, sizeof b1));
+  CHECK(std::memcmp(w0, w1, sizeof w0) == 0);
+  CHECK(b1[0] == b0[0] - 0.25f && b1[1] == b0[1] - 0.25f);
+  double lr = 0;
+  EXPECT_OK(sk_optimizer_set_group_lr(o, 1, 0.125));
+  EXPECT_OK(sk_optimizer_group_lr(o, 1, &lr));
+  CHECK(lr == 0.125);
+  EXPECT_ERROR(sk_optimizer_group_lr(o, 2, &lr), SK_ERR_INVALID_ARGUMENT, "group 2 out of range");
+  EXPECT_OK(sk_optimizer_set_lr(o, 0.75));
+  EXPECT_OK(sk_optimizer_group_lr(o, 1, &lr));
+  CHECK(lr == 0.75 && sk_optimizer_lr(o) == 0.75);
+  sk_optimizer_free(o);
+
+  // top-k: row 0 ranks class 2 first, row 1 has its target (0) third of three
+  float z[6] = {0.1f, 0.2f, 0.9f, 0.1f, 0.5f, 0.3f};
+  int64_t y[2] = {2, 0};
+  int64_t zs[2] = {2, 3}, ys[1] = {2};
+  sk_tensor* logits = nullptr;
+  sk_tensor* targets = nullptr;
+  EXPECT_OK(sk_tensor_from_blob(z, sizeof z, zs, nullptr, 2, SK_FLOAT32, &logits));
+  EXPECT_OK(sk_tensor_from_blob(y, sizeof y, ys, nullptr, 1, SK_INT64, &targets));
+  int64_t ks[3] = {1, 2, 5}, counts[3] = {-1, -1, -1};
+  EXPECT_OK(sk_count_correct_topk(logits, targets, ks, 3, counts));
+  CHECK(counts[0] == 1 && counts[1] == 1 && counts[2] == 2);
+  int64_t k0[1] = {0};
+  EXPECT_ERROR(sk_count_correct_topk(logits, targets, k0, 1, counts), SK_ERR_INVALID_ARGUMENT, "must be >= 1");
+  EXPECT_ERROR(sk_count_correct_topk(logits, logits, ks, 3, counts), SK_ERR_INVALID_ARGUMENT, "targets [N]");
+  sk_tensor_free(logits);
+  sk_tensor_free(targets);
+  sk_tensor_free(gw);
+  sk_tensor_free(gb);
+  sk_tensor_free(w);
+  sk_tensor_free(b);
+  sk_module_free(m);
 }
 
 int main() {
@@ -377,6 +460,7 @@ int main() {
   test_bad_module_input();
   test_resnet();
   test_jpeg();
+  test_param_groups_and_topk();
   std::printf("shim_test: %d checks, %d failed\n", checks, failures);
   return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -603,6 +603,119 @@ def write_training_cases(out_dir):
     return total, names
 
 
+# --- parameter groups and top-k: torch.optim with param_groups, timm's accuracy() ---
+
+# A VoVNet small enough for fixtures (a few thousand parameters) with every kind of
+# parameter name: stem, depthwise OSA blocks with eSE and residuals, head.
+TINY_VOVNET = vovnet_ref._cfg((8, 8, 16), (8, 8, 8, 8), (16, 16, 24, 24), 2, (1, 1, 1, 1),
+                              True, True, "ese")
+
+# name, optimizer kind, kwargs (torch.optim names), groups as sekit's ParamGroups states them:
+# frozen prefixes, then rules (first match wins; "complement": the names under none of the
+# prefixes); a parameter no rule matches is in the default group (the optimizer's settings).
+GROUP_CASES = [
+    ("groups_sgd_frozen_stem", "sgd", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4),
+     {"frozen": ["stem"],
+      "groups": [{"prefixes": ["stages"], "complement": False, "lr_scale": 0.1, "weight_decay": 1e-3}]}),
+    ("groups_adamw_backbone", "adamw", dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),
+     {"frozen": ["stem", "stages.0"],
+      "groups": [{"prefixes": ["head"], "complement": True, "lr_scale": 0.25, "weight_decay": 0.0},
+                 {"prefixes": ["head.fc.bias"], "complement": False, "lr_scale": 2.0}]}),
+]
+# The optimizer's learning rate at each step (a schedule): every group follows it, times its scale.
+GROUP_LR_FACTORS = [1.0, 0.8, 0.5, 0.3]
+
+
+def _under(name, prefixes):
+    for p in prefixes:
+        dotted = p if p.endswith(".") else p + "."
+        if name.startswith(dotted) or name == p:
+            return True
+    return False
+
+
+def _group_of(name, spec):
+    if _under(name, spec["frozen"]):
+        return -1
+    for i, g in enumerate(spec["groups"]):
+        if _under(name, g["prefixes"]) != g["complement"]:
+            return i + 1
+    return 0
+
+
+def timm_accuracy(output, target, topk):
+    """timm.utils.metrics.accuracy, as counts instead of percentages."""
+    maxk = min(max(topk), output.size()[1])
+    _, pred = output.topk(maxk, 1, True, True)
+    pred = pred.t()
+    correct = pred.eq(target.reshape(1, -1).expand_as(pred))
+    return [int(correct[:min(k, maxk)].reshape(-1).float().sum(0)) for k in topk]
+
+
+def write_group_cases(out_dir):
+    total = 0
+    names = []
+    for name, kind, kw, spec in GROUP_CASES:
+        for dtype, tag in ((torch.float64, "f64"), (torch.float32, "f32")):
+            torch.manual_seed(case_seed(name + tag))
+            model = vovnet_ref.VovNet(TINY_VOVNET, in_chans=3, num_classes=5).to(dtype)
+            params = [(k, p) for k, p in model.named_parameters()]
+            for _, p in params:  # away from the initialisation's zeros (head bias)
+                with torch.no_grad():
+                    p.add_(torch.randn_like(p) * 0.1)
+            groups = [[] for _ in range(len(spec["groups"]) + 1)]
+            for k, p in params:
+                g = _group_of(k, spec)
+                if g < 0:
+                    p.requires_grad_(False)
+                else:
+                    groups[g].append(p)
+            if any(len(g) == 0 for g in groups):
+                raise RuntimeError("%s: an empty group" % name)
+            wd = kw["weight_decay"]
+            pg = [{"params": groups[0]}]
+            for g, rule in zip(groups[1:], spec["groups"]):
+                pg.append({"params": g, "lr": kw["lr"] * rule["lr_scale"],
+                           "weight_decay": rule.get("weight_decay", wd)})
+            opt = (torch.optim.SGD if kind == "sgd" else torch.optim.AdamW)(pg, **kw)
+            scales = [1.0] + [r["lr_scale"] for r in spec["groups"]]
+            tensors = [("param0." + k, p.detach().clone()) for k, p in params]
+            for step, factor in enumerate(GROUP_LR_FACTORS, start=1):
+                for group, scale in zip(opt.param_groups, scales):
+                    group["lr"] = kw["lr"] * factor * scale
+                for k, p in params:
+                    g = torch.randn_like(p)
+                    p.grad = g  # frozen ones too: the optimizer must leave them alone
+                    tensors.append(("grad%d.%s" % (step, k), g))
+                opt.step()
+                for k, p in params:
+                    tensors.append(("param%d.%s" % (step, k), p.detach().clone()))
+            meta = {"optimizer": kind, "steps": str(len(GROUP_LR_FACTORS)), "dtype": tag,
+                    "lr_factors": json.dumps(GROUP_LR_FACTORS), "groups": json.dumps(spec),
+                    "names": json.dumps([k for k, _ in params]),
+                    "group_of": json.dumps([_group_of(k, spec) for k, _ in params]),
+                    "config": json.dumps(TINY_VOVNET), "num_classes": "5",
+                    "torch_version": torch.__version__}
+            meta.update({k: json.dumps(v) for k, v in kw.items()})
+            fname = "%s_%s" % (name, tag)
+            total += write_safetensors(os.path.join(out_dir, fname + ".safetensors"), tensors, meta)
+            names.append(fname)
+    # top-k counts with many ties (small integer logits), as timm's accuracy() counts them
+    torch.manual_seed(case_seed("topk"))
+    logits = torch.randint(0, 4, (64, 10)).float()
+    logits[:4] = 1.0  # whole rows tied
+    targets = torch.randint(0, 10, (64,))
+    tensors = [("logits", logits), ("targets", targets)]
+    meta = {"torch_version": torch.__version__}
+    for j, ks in enumerate(((1, 5), (1, 3, 5, 12), (2,), (10,))):
+        tensors.append(("ks%d" % j, torch.tensor(ks, dtype=torch.int64)))
+        tensors.append(("counts%d" % j, torch.tensor(timm_accuracy(logits, targets, ks), dtype=torch.int64)))
+    meta["cases"] = "4"
+    total += write_safetensors(os.path.join(out_dir, "topk_ties.safetensors"), tensors, meta)
+    names.append("topk_ties")
+    return total, names
+
+
 def main(argv):
     args = argv[1:]
     demo = False
@@ -639,13 +752,16 @@ def main(argv):
         total += write_vovnet_configs(out_dir)
         training_bytes, training = write_training_cases(out_dir)
         total += training_bytes
+        group_bytes, group_cases = write_group_cases(out_dir)
+        total += group_bytes
         resnet_bytes, resnet_cases = resnet_fixtures.write_all(out_dir, write_safetensors, case_seed)
         total += resnet_bytes
         ddp_bytes, _ = ddp_fixtures.write_all(out_dir, write_safetensors)  # ddp_sgd.safetensors
         total += ddp_bytes
         manifest = {"torch_version": torch.__version__,
                     "cases": [n for n, _ in specs] + resnet_cases,
-                    "training": training}
+                    "training": training,
+                    "groups": group_cases}
         tmp = os.path.join(out_dir, "manifest.json.tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=2)

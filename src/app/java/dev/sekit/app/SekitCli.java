@@ -5,19 +5,21 @@ import picocli.CommandLine.Command;
 
 /**
  * The {@code sekit} command-line program: {@code train} trains a small eSE-VoVNet on
- * Fashion-MNIST; {@code ablate} compares attention none / SE / eSE on the same budget;
- * {@code predict} classifies images with a timm checkpoint.
+ * Fashion-MNIST; {@code finetune} fine-tunes a timm VoVNet checkpoint on labelled data;
+ * {@code ablate} compares attention none / SE / eSE on the same budget; {@code predict}
+ * classifies images with a timm checkpoint.
  */
 @Command(name = "sekit", mixinStandardHelpOptions = true, version = "sekit 0.1.0",
     description = "SE / eSE / OSA blocks on libtorch, from Java.",
-    subcommands = {TrainCommand.class, AblateCommand.class, PredictCommand.class, CommandLine.HelpCommand.class})
+    subcommands = {TrainCommand.class, FinetuneCommand.class, AblateCommand.class, PredictCommand.class,
+        CommandLine.HelpCommand.class})
 public final class SekitCli implements Runnable {
   @CommandLine.Spec
   CommandLine.Model.CommandSpec spec;
 
   @Override
   public void run() {
-    throw new CommandLine.ParameterException(spec.commandLine(), "name a command: train, ablate or predict");
+    throw new CommandLine.ParameterException(spec.commandLine(), "name a command: train, finetune, ablate or predict");
   }
 
   /** The command line as given (the launcher of --nproc-per-node passes it on to its workers). */

@@ -1,6 +1,8 @@
 package dev.sekit.internal;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 import dev.sekit.internal.ffi.sekit_h;
@@ -40,17 +42,32 @@ public final class NativeOptimizer {
     this.state = Collections.unmodifiableMap(s);
   }
 
-  /** torch.optim.SGD over {@code module}'s parameters. */
-  public static NativeOptimizer sgd(Arena arena, NativeModule module, double lr, double momentum, double dampening,
-      double weightDecay, boolean nesterov) {
-    return create(arena, module, (m, out) -> sekit_h.sk_sgd_new(m, lr, momentum, dampening, weightDecay,
-        Abi.bool(nesterov), out));
+  /**
+   * torch.optim.SGD with parameter groups: {@code groupOf[i]} is the group of the module's
+   * i-th parameter (state order), -1 for a frozen one; group g has {@code lrs[g]} and
+   * {@code weightDecays[g]}.
+   */
+  public static NativeOptimizer sgd(Arena arena, NativeModule module, int[] groupOf, double[] lrs,
+      double[] weightDecays, double momentum, double dampening, boolean nesterov) {
+    try (Arena tmp = Arena.ofConfined()) {
+      MemorySegment g = tmp.allocateFrom(JAVA_INT, groupOf);
+      MemorySegment l = tmp.allocateFrom(JAVA_DOUBLE, lrs);
+      MemorySegment w = tmp.allocateFrom(JAVA_DOUBLE, weightDecays);
+      return create(arena, module, (m, out) -> sekit_h.sk_sgd_new_grouped(m, g, groupOf.length, l, w, lrs.length,
+          momentum, dampening, Abi.bool(nesterov), out));
+    }
   }
 
-  /** torch.optim.AdamW over {@code module}'s parameters. */
-  public static NativeOptimizer adamW(Arena arena, NativeModule module, double lr, double beta1, double beta2,
-      double eps, double weightDecay) {
-    return create(arena, module, (m, out) -> sekit_h.sk_adamw_new(m, lr, beta1, beta2, eps, weightDecay, out));
+  /** torch.optim.AdamW with parameter groups, as {@link #sgd(Arena, NativeModule, int[], double[], double[], double, double, boolean)}. */
+  public static NativeOptimizer adamW(Arena arena, NativeModule module, int[] groupOf, double[] lrs,
+      double[] weightDecays, double beta1, double beta2, double eps) {
+    try (Arena tmp = Arena.ofConfined()) {
+      MemorySegment g = tmp.allocateFrom(JAVA_INT, groupOf);
+      MemorySegment l = tmp.allocateFrom(JAVA_DOUBLE, lrs);
+      MemorySegment w = tmp.allocateFrom(JAVA_DOUBLE, weightDecays);
+      return create(arena, module, (m, out) -> sekit_h.sk_adamw_new_grouped(m, g, groupOf.length, l, w, lrs.length,
+          beta1, beta2, eps, out));
+    }
   }
 
   @FunctionalInterface
@@ -120,6 +137,35 @@ public final class NativeOptimizer {
     MemorySegment o = enter();
     try {
       Calls.check(sekit_h.sk_optimizer_set_lr(o, lr));
+    } finally {
+      exit();
+    }
+  }
+
+  public int groupCount() {
+    MemorySegment o = enter();
+    try {
+      return (int) sekit_h.sk_optimizer_group_count(o);
+    } finally {
+      exit();
+    }
+  }
+
+  public double groupLearningRate(int group) {
+    MemorySegment o = enter();
+    try (Scratch.Frame f = Scratch.frame()) {
+      MemorySegment out = f.oneDouble();
+      Calls.check(sekit_h.sk_optimizer_group_lr(o, group, out));
+      return out.get(JAVA_DOUBLE, 0);
+    } finally {
+      exit();
+    }
+  }
+
+  public void setGroupLearningRate(int group, double lr) {
+    MemorySegment o = enter();
+    try {
+      Calls.check(sekit_h.sk_optimizer_set_group_lr(o, group, lr));
     } finally {
       exit();
     }

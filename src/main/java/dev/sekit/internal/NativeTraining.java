@@ -45,6 +45,24 @@ public final class NativeTraining {
     }
   }
 
+  /** Top-k counts for each of {@code ks}, as timm's accuracy() (torch.topk's choice among ties). */
+  public static long[] countCorrectTopK(NativeTensor logits, NativeTensor targets, int[] ks) {
+    MemorySegment z = logits.enter();
+    try {
+      MemorySegment y = targets.enter();
+      try (Scratch.Frame f = Scratch.frame()) {
+        MemorySegment k = f.longs(ks);
+        MemorySegment out = f.allocate(8L * ks.length);
+        Calls.check(sekit_h.sk_count_correct_topk(z, y, k, ks.length, out));
+        return out.toArray(JAVA_LONG);
+      } finally {
+        targets.exit();
+      }
+    } finally {
+      logits.exit();
+    }
+  }
+
   /** Pad, random crop and optional flip of each sample; a new tensor owned by {@code arena}. */
   public static NativeTensor randomCropFlip(Arena arena, NativeTensor x, int pad, double fill, boolean flip,
       long seed) {

@@ -3,12 +3,17 @@ package dev.sekit.nn;
 import dev.sekit.Tensor;
 import dev.sekit.internal.Bridge;
 import dev.sekit.internal.NativeModule;
+import dev.sekit.io.SafeTensors;
+import java.io.IOException;
 import java.lang.foreign.Arena;
+import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.TreeSet;
 
 /**
  * VoVNet backbones (V1 and V2/eSE), as timm's VovNet: a stem of three ConvNormAct (stride
@@ -20,6 +25,7 @@ import java.util.Objects;
  * VoVNet net = VoVNet.create(arena, "ese_vovnet19b_dw");          // 1000 classes
  * VoVNet backbone = VoVNet.builder("ese_vovnet39b").numClasses(0).build(arena);
  * List<Tensor> maps = backbone.forwardStages(arena, images, false); // C2..C5 for detection
+ * VoVNet mine = VoVNet.pretrained(arena, "ese_vovnet19b_dw", Path.of("ese_vovnet19b_dw.safetensors"), 5);
  * }</pre>
  */
 public final class VoVNet extends Module {
@@ -123,6 +129,80 @@ public final class VoVNet extends Module {
   /** timm's model {@code name} with a 1000-class head and timm's initialisation. */
   public static VoVNet create(Arena arena, String name) {
     return builder(name).build(arena);
+  }
+
+  /**
+   * timm's model {@code name} with a head for {@code numClasses} classes, its weights from the
+   * timm checkpoint {@code weights} (safetensors) as {@link #loadPretrained} loads them: when the
+   * checkpoint's classifier has another number of classes, the new head keeps its fresh
+   * initialisation (timm's {@code create_model(name, pretrained=True, num_classes=k)}).
+   *
+   * @throws IllegalArgumentException when the checkpoint does not fit the architecture
+   */
+  public static VoVNet pretrained(Arena arena, String name, Path weights, int numClasses) throws IOException {
+    Objects.requireNonNull(weights, "weights");
+    VoVNet net = builder(name).numClasses(numClasses).build(arena);
+    try (Arena file = Arena.ofConfined()) {
+      net.loadPretrained(SafeTensors.open(file, weights).tensors());
+    }
+    return net;
+  }
+
+  /**
+   * Loads a checkpoint of this architecture for fine-tuning: every key strictly (the same
+   * keys and shapes; floating dtypes are converted), except the classifier {@code head.*}
+   * when it does not fit this network's (another number of classes, or no head here): then
+   * this network's head keeps its own initialisation, as after timm's
+   * {@code reset_classifier(num_classes)}.
+   *
+   * @return the model's head keys left as they were ({@code missingKeys}) and the
+   *     checkpoint's head keys skipped ({@code unexpectedKeys}); both empty when the head loaded
+   * @throws IllegalArgumentException listing the keys outside the head that do not fit;
+   *     nothing is loaded then
+   */
+  public LoadResult loadPretrained(Map<String, Tensor> stateDict) {
+    Objects.requireNonNull(stateDict, "stateDict");
+    Map<String, Tensor> mine = stateDict();
+    boolean headFits = true;
+    for (Map.Entry<String, Tensor> e : stateDict.entrySet()) {
+      if (isHead(e.getKey())) {
+        Tensor t = mine.get(e.getKey());
+        headFits &= t != null && Arrays.equals(t.shape(), e.getValue().shape());
+      }
+    }
+    for (String k : mine.keySet()) {
+      if (isHead(k)) {
+        headFits &= stateDict.containsKey(k);
+      }
+    }
+    if (headFits) {
+      loadStateDict(stateDict, true, true);
+      return new LoadResult(List.of(), List.of());
+    }
+    Map<String, Tensor> body = new LinkedHashMap<>();
+    List<String> skipped = new ArrayList<>();
+    stateDict.forEach((k, t) -> {
+      if (isHead(k)) {
+        skipped.add(k);
+      } else {
+        body.put(k, t);
+      }
+    });
+    LoadResult r = checkStateDict(body, false, true);
+    TreeSet<String> missing = new TreeSet<>(r.missingKeys());
+    missing.removeIf(VoVNet::isHead);
+    if (!missing.isEmpty() || !r.unexpectedKeys().isEmpty()) {
+      throw new IllegalArgumentException("checkpoint does not fit " + this + " outside its head:"
+          + (missing.isEmpty() ? "" : " missing keys " + missing + ";")
+          + (r.unexpectedKeys().isEmpty() ? "" : " unexpected keys " + r.unexpectedKeys() + ";")
+          + " (is it a checkpoint of another VoVNet?)");
+    }
+    loadStateDict(body, false, true);
+    return new LoadResult(r.missingKeys(), List.copyOf(skipped));
+  }
+
+  private static boolean isHead(String key) {
+    return key.startsWith("head.");
   }
 
   public static Builder builder(String timmName) {

@@ -13,16 +13,31 @@ import java.util.Objects;
 
 /**
  * An optimizer over a module's parameters, running in libsekit with the same updates as
- * {@code torch.optim.SGD} and {@code torch.optim.AdamW}. Its state (momentum buffers,
- * moments, step count) is readable and restorable through {@link #stateDict()} for
- * checkpoints. Owned by an {@link Arena}, like modules.
+ * {@code torch.optim.SGD} and {@code torch.optim.AdamW}, with parameter groups
+ * ({@link ParamGroups}: frozen parameters, a learning rate and weight decay per group). Its
+ * state (momentum buffers, moments, step count) is readable and restorable through
+ * {@link #stateDict()} for checkpoints. Owned by an {@link Arena}, like modules.
+ *
+ * <pre>{@code
+ * Optimizer opt = Optimizer.sgd(model, 0.01).weightDecay(1e-4)
+ *     .paramGroups(ParamGroups.builder().freeze("stem").backbone(0.1, "head").build())
+ *     .build(arena);
+ * }</pre>
  */
 public final class Optimizer {
   private final NativeOptimizer n;
   private final Map<String, Tensor> state;
+  private final ParamGroups groups;
+  private final double[] lrScales; // per native group; group 0 (the default) is 1
 
-  private Optimizer(NativeOptimizer n) {
+  private Optimizer(NativeOptimizer n, ParamGroups groups) {
     this.n = n;
+    this.groups = groups;
+    this.lrScales = new double[groups.groups().size() + 1];
+    lrScales[0] = 1;
+    for (int g = 0; g < groups.groups().size(); g++) {
+      lrScales[g + 1] = groups.groups().get(g).lrScale();
+    }
     Map<String, Tensor> s = new LinkedHashMap<>();
     n.state().forEach((k, t) -> s.put(k, Bridge.tensor(t)));
     this.state = Collections.unmodifiableMap(s);
@@ -51,17 +66,42 @@ public final class Optimizer {
     n.step();
   }
 
-  /** Drops every parameter's gradient (set_to_none, as PyTorch's default). */
+  /** Drops the gradient of every parameter it updates (set_to_none, as PyTorch's default). */
   public void zeroGrad() {
     n.zeroGrad();
   }
 
+  /** The learning rate of the default group (the optimizer's own). */
   public double learningRate() {
     return n.learningRate();
   }
 
+  /**
+   * Sets the optimizer's learning rate: the default group gets {@code lr}, every other group
+   * {@code lr} times its {@link ParamGroups.Group#lrScale()}.
+   *
+   * @throws dev.sekit.SekitException when {@code lr} is negative or not finite
+   */
   public void setLearningRate(double lr) {
-    n.setLearningRate(lr);
+    for (int g = 0; g < lrScales.length; g++) {
+      n.setGroupLearningRate(g, lr * lrScales[g]);
+    }
+  }
+
+  /** Number of groups: the default one and one per {@link ParamGroups#groups()}. */
+  public int groupCount() {
+    return n.groupCount();
+  }
+
+  /** The learning rate of group {@code group} (0 the default; {@code 1 + i} the i-th of the groups). */
+  public double learningRate(int group) {
+    Objects.checkIndex(group, lrScales.length);
+    return n.groupLearningRate(group);
+  }
+
+  /** The groups this optimizer was built with. */
+  public ParamGroups paramGroups() {
+    return groups;
   }
 
   /** Number of steps taken. */
@@ -69,7 +109,10 @@ public final class Optimizer {
     return state.get("step").toLongArray()[0];
   }
 
-  /** The live state tensors by name ("&lt;param&gt;.momentum_buffer", ".exp_avg", ".exp_avg_sq", "step"). */
+  /**
+   * The live state tensors by name ("&lt;param&gt;.momentum_buffer", ".exp_avg", ".exp_avg_sq",
+   * "step"); frozen parameters have none.
+   */
   public Map<String, Tensor> stateDict() {
     n.state();
     return state;
@@ -111,6 +154,33 @@ public final class Optimizer {
     return keys.stream().limit(3).toList() + (keys.size() > 3 ? " ..." : "");
   }
 
+  /** The native form of the groups: group per parameter, learning rate and weight decay per group. */
+  private record Plan(int[] groupOf, double[] lrs, double[] weightDecays) {
+    void freeze(Module module) {
+      int i = 0;
+      for (Tensor p : module.namedParameters().values()) {
+        if (groupOf[i++] < 0) {
+          p.requiresGrad(false);
+        }
+      }
+    }
+  }
+
+  private static Plan plan(Module module, ParamGroups groups, double lr, double weightDecay) {
+    int[] groupOf = groups.assign(module.namedParameters().keySet());
+    int n = groups.groups().size() + 1;
+    double[] lrs = new double[n];
+    double[] wds = new double[n];
+    lrs[0] = lr;
+    wds[0] = weightDecay;
+    for (int g = 1; g < n; g++) {
+      ParamGroups.Group gr = groups.groups().get(g - 1);
+      lrs[g] = lr * gr.lrScale();
+      wds[g] = gr.weightDecay() == null ? weightDecay : gr.weightDecay();
+    }
+    return new Plan(groupOf, lrs, wds);
+  }
+
   /** Options of SGD. */
   public static final class SgdBuilder {
     private final Module module;
@@ -119,6 +189,7 @@ public final class Optimizer {
     private double dampening;
     private double weightDecay;
     private boolean nesterov;
+    private ParamGroups groups = ParamGroups.ALL;
 
     private SgdBuilder(Module module, double lr) {
       this.module = Objects.requireNonNull(module, "module");
@@ -145,10 +216,23 @@ public final class Optimizer {
       return this;
     }
 
-    /** Builds the optimizer in {@code arena}. */
+    /** Parameter groups and frozen parameters (default: one group of every parameter). */
+    public SgdBuilder paramGroups(ParamGroups g) {
+      this.groups = Objects.requireNonNull(g, "paramGroups");
+      return this;
+    }
+
+    /**
+     * Builds the optimizer in {@code arena}; frozen parameters get {@code requiresGrad(false)}.
+     *
+     * @throws IllegalArgumentException when a prefix of the groups matches no parameter
+     */
     public Optimizer build(Arena arena) {
-      return new Optimizer(NativeOptimizer.sgd(open(arena), Bridge.of(module), lr, momentum, dampening, weightDecay,
-          nesterov));
+      Plan p = plan(module, groups, lr, weightDecay);
+      NativeOptimizer o = NativeOptimizer.sgd(open(arena), Bridge.of(module), p.groupOf, p.lrs, p.weightDecays,
+          momentum, dampening, nesterov);
+      p.freeze(module);
+      return new Optimizer(o, groups);
     }
   }
 
@@ -160,6 +244,7 @@ public final class Optimizer {
     private double beta2 = 0.999;
     private double eps = 1e-8;
     private double weightDecay = 0.01;
+    private ParamGroups groups = ParamGroups.ALL;
 
     private AdamWBuilder(Module module, double lr) {
       this.module = Objects.requireNonNull(module, "module");
@@ -182,8 +267,19 @@ public final class Optimizer {
       return this;
     }
 
+    /** Parameter groups and frozen parameters (default: one group of every parameter). */
+    public AdamWBuilder paramGroups(ParamGroups g) {
+      this.groups = Objects.requireNonNull(g, "paramGroups");
+      return this;
+    }
+
+    /** As {@link SgdBuilder#build(Arena)}. */
     public Optimizer build(Arena arena) {
-      return new Optimizer(NativeOptimizer.adamW(open(arena), Bridge.of(module), lr, beta1, beta2, eps, weightDecay));
+      Plan p = plan(module, groups, lr, weightDecay);
+      NativeOptimizer o = NativeOptimizer.adamW(open(arena), Bridge.of(module), p.groupOf, p.lrs, p.weightDecays,
+          beta1, beta2, eps);
+      p.freeze(module);
+      return new Optimizer(o, groups);
     }
   }
 }

@@ -27,10 +27,11 @@ import java.util.Objects;
 import java.util.function.BooleanSupplier;
 
 /**
- * A classification training loop on sekit: SGD with Nesterov momentum (or AdamW), cosine
+ * A classification training loop on sekit: SGD with Nesterov momentum (or AdamW), parameter
+ * groups (frozen layers, a lower rate for a pretrained backbone: {@link ParamGroups}), cosine
  * schedule with warm-up, label smoothing, gradient clipping, random crop + flip, evaluation
- * after every epoch, and checkpoints that resume bit for bit. Batches are read ahead by a
- * {@link BatchLoader} on threads of their own. With {@code channelsLast} (the default) the
+ * (loss, top-1, top-5) after every epoch, and checkpoints that resume bit for bit. Batches
+ * are read ahead by a {@link BatchLoader} on threads of their own. With {@code channelsLast} (the default) the
  * model and its inputs are laid out NHWC, which makes CPU convolutions faster.
  *
  * <pre>{@code
@@ -56,11 +57,25 @@ public final class Trainer {
 
   /**
    * Hyper-parameters. {@link #DEFAULTS} are the Fashion-MNIST demo's; build others with
-   * {@link #builder()} (which starts from them) or {@link #toBuilder()}.
+   * {@link #builder()} (which starts from them) or {@link #toBuilder()}. {@link #FINETUNE}
+   * are settings for fine-tuning a pretrained VoVNet with a new head ({@link #finetuning()}).
    */
   public static final class Options {
     /** The demo's settings. */
     public static final Options DEFAULTS = new Builder().build();
+
+    /** Learning rate of the backbone (everything but {@code head.*}) over the head's in {@link #FINETUNE}. */
+    public static final double FINETUNE_BACKBONE_LR_SCALE = 0.1;
+
+    /**
+     * Fine-tuning settings: 10 epochs, batch 32, SGD with Nesterov momentum at lr 0.01 for the
+     * head and {@link #FINETUNE_BACKBONE_LR_SCALE} times that for the backbone, weight decay
+     * 1e-4, one epoch of warm-up, label smoothing 0.1, flips but no padded crop (the images'
+     * own transform crops). The rest as {@link #DEFAULTS}.
+     */
+    public static final Options FINETUNE = new Builder().epochs(10).batchSize(32).lr(0.01).weightDecay(1e-4)
+        .warmupEpochs(1).randomCrop(0, 0).evalBatch(100)
+        .paramGroups(ParamGroups.builder().backbone(FINETUNE_BACKBONE_LR_SCALE, "head").build()).build();
 
     private final int epochs;
     private final int batchSize;
@@ -78,6 +93,7 @@ public final class Trainer {
     private final int evalBatch;
     private final boolean channelsLast;
     private final int loaderThreads;
+    private final ParamGroups paramGroups;
 
     private Options(Builder b) {
       this.epochs = b.epochs;
@@ -96,10 +112,17 @@ public final class Trainer {
       this.evalBatch = b.evalBatch;
       this.channelsLast = b.channelsLast;
       this.loaderThreads = b.loaderThreads;
+      this.paramGroups = b.paramGroups;
     }
 
+    /** A builder that starts from {@link #DEFAULTS}. */
     public static Builder builder() {
       return new Builder();
+    }
+
+    /** A builder that starts from {@link #FINETUNE}. */
+    public static Builder finetuning() {
+      return FINETUNE.toBuilder();
     }
 
     /** A builder that starts from these options. */
@@ -121,6 +144,7 @@ public final class Trainer {
       b.evalBatch = evalBatch;
       b.channelsLast = channelsLast;
       b.loaderThreads = loaderThreads;
+      b.paramGroups = paramGroups;
       return b;
     }
 
@@ -188,6 +212,10 @@ public final class Trainer {
       return loaderThreads;
     }
 
+    public ParamGroups paramGroups() {
+      return paramGroups;
+    }
+
     /** Options of a trainer; every setter checks its value. */
     public static final class Builder {
       private int epochs = 6;
@@ -206,6 +234,7 @@ public final class Trainer {
       private int evalBatch = 1000;
       private boolean channelsLast = true;
       private int loaderThreads = 1;
+      private ParamGroups paramGroups = ParamGroups.ALL;
 
       private Builder() {}
 
@@ -300,6 +329,12 @@ public final class Trainer {
         return this;
       }
 
+      /** Frozen parameters and groups with their own learning rate (default: none, one group). */
+      public Builder paramGroups(ParamGroups v) {
+        this.paramGroups = Objects.requireNonNull(v, "paramGroups");
+        return this;
+      }
+
       public Options build() {
         return new Options(this);
       }
@@ -320,9 +355,15 @@ public final class Trainer {
     }
   }
 
-  /** One epoch's numbers. */
+  /**
+   * One epoch's numbers; the test ones are NaN without test data. {@code testAccuracy} is
+   * top-1, {@code testTop5} top-5 (every class counts when there are fewer than 5).
+   */
   public record EpochStats(int epoch, double trainLoss, double trainAccuracy, double testLoss,
-      double testAccuracy, double samplesPerSecond, double seconds) {}
+      double testAccuracy, double testTop5, double samplesPerSecond, double seconds) {}
+
+  /** Mean loss (without label smoothing), top-1 and top-5 accuracy of a model on a data set. */
+  public record Evaluation(double loss, double top1, double top5) {}
 
   /**
    * Hooks into the loop, all called on the training thread: progress and logging, checkpoints,
@@ -345,8 +386,14 @@ public final class Trainer {
 
   /** The outcome of {@link #fit}. */
   public record Result(List<EpochStats> history, boolean completed, long steps) {
+    /** Top-1 test accuracy after the last epoch. */
     public double finalTestAccuracy() {
       return history.isEmpty() ? Double.NaN : history.get(history.size() - 1).testAccuracy();
+    }
+
+    /** Top-5 test accuracy after the last epoch. */
+    public double finalTestTop5() {
+      return history.isEmpty() ? Double.NaN : history.get(history.size() - 1).testTop5();
     }
   }
 
@@ -406,8 +453,9 @@ public final class Trainer {
     this.device = model.device();
     this.optimizer = opts.optimizer() == OptimizerKind.SGD
         ? Optimizer.sgd(model, opts.lr()).momentum(opts.momentum()).nesterov(opts.momentum() > 0)
-            .weightDecay(opts.weightDecay()).build(arena)
-        : Optimizer.adamW(model, opts.lr()).weightDecay(opts.weightDecay()).build(arena);
+            .weightDecay(opts.weightDecay()).paramGroups(opts.paramGroups()).build(arena)
+        : Optimizer.adamW(model, opts.lr()).weightDecay(opts.weightDecay()).paramGroups(opts.paramGroups())
+            .build(arena);
     if (opts.channelsLast()) {
       model.to(MemoryFormat.CHANNELS_LAST);
     }
@@ -468,6 +516,7 @@ public final class Trainer {
       int epoch = (int) (globalStep / stepsPerEpoch);
       int first = (int) (globalStep % stepsPerEpoch);
       l.onEpochStart(epoch, stepsPerEpoch);
+      train.setEpoch(epoch); // a data set with random transforms draws this epoch's (ImageFolder)
       double lossSum = 0;
       long correct = 0;
       long seen = 0;
@@ -502,9 +551,9 @@ public final class Trainer {
         correct = Math.round(sums[1]);
         seen = Math.round(sums[2]);
       }
-      double[] ev = test == null ? new double[] {Double.NaN, Double.NaN} : evaluate(test);
-      EpochStats st = new EpochStats(epoch + 1, lossSum / seen, (double) correct / seen, ev[0], ev[1],
-          seen / secs, secs);
+      Evaluation ev = test == null ? new Evaluation(Double.NaN, Double.NaN, Double.NaN) : evaluate(test);
+      EpochStats st = new EpochStats(epoch + 1, lossSum / seen, (double) correct / seen, ev.loss(), ev.top1(),
+          ev.top5(), seen / secs, secs);
       history.add(st);
       l.onEpochEnd(st);
       if (checkpoint != null) {
@@ -564,14 +613,16 @@ public final class Trainer {
   }
 
   /**
-   * Mean loss (without label smoothing) and accuracy on {@code data}, in eval mode. With
-   * several ranks each evaluates every worldSize-th sample and the sums are reduced.
+   * Mean loss (without label smoothing), top-1 and top-5 accuracy on {@code data}, in eval
+   * mode; top-k as timm's {@code accuracy()} (torch.topk's choice among ties). With several
+   * ranks each evaluates every worldSize-th sample and the sums are reduced.
    */
-  public double[] evaluate(Dataset data) {
+  public Evaluation evaluate(Dataset data) {
     Objects.requireNonNull(data, "data");
     model.eval();
     double loss = 0;
     long correct = 0;
+    long correct5 = 0;
     int[] inOrder = new int[Math.max(0, (data.size() - rank + world - 1) / world)];
     for (int i = 0; i < inOrder.length; i++) {
       inOrder[i] = rank + i * world;
@@ -584,7 +635,9 @@ public final class Trainer {
               Tensor y = onDevice(a, b.labels(a));
               Tensor logits = model.forward(a, layout(a, onDevice(a, b.inputs(a))), false);
               loss += Losses.crossEntropy(logits, y, 0).item() * b.size();
-              correct += Losses.countCorrect(logits, y);
+              long[] c = Losses.countCorrectTopK(logits, y, 1, 5);
+              correct += c[0];
+              correct5 += c[1];
             }
           }
         }
@@ -593,11 +646,12 @@ public final class Trainer {
       model.train();
     }
     if (group != null) {
-      double[] sums = group.allReduce(new double[] {loss, correct}, ReduceOp.SUM);
+      double[] sums = group.allReduce(new double[] {loss, correct, correct5}, ReduceOp.SUM);
       loss = sums[0];
       correct = Math.round(sums[1]);
+      correct5 = Math.round(sums[2]);
     }
-    return new double[] {loss / data.size(), (double) correct / data.size()};
+    return new Evaluation(loss / data.size(), (double) correct / data.size(), (double) correct5 / data.size());
   }
 
   /** Writes the checkpoint on rank 0 only (the ranks hold the same state); the others wait for it. */

@@ -5101,6 +5101,70 @@ public class sekit_h extends sekit_h$shared {
         }
     }
 
+    private static class sk_count_correct_topk {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_LONG,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_count_correct_topk");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_count_correct_topk(const sk_tensor *logits, const sk_tensor *targets, const int64_t *ks, int64_t n_ks, int64_t *out_counts)
+     * }
+     */
+    public static FunctionDescriptor sk_count_correct_topk$descriptor() {
+        return sk_count_correct_topk.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_count_correct_topk(const sk_tensor *logits, const sk_tensor *targets, const int64_t *ks, int64_t n_ks, int64_t *out_counts)
+     * }
+     */
+    public static MethodHandle sk_count_correct_topk$handle() {
+        return sk_count_correct_topk.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_count_correct_topk(const sk_tensor *logits, const sk_tensor *targets, const int64_t *ks, int64_t n_ks, int64_t *out_counts)
+     * }
+     */
+    public static MemorySegment sk_count_correct_topk$address() {
+        return sk_count_correct_topk.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_count_correct_topk(const sk_tensor *logits, const sk_tensor *targets, const int64_t *ks, int64_t n_ks, int64_t *out_counts)
+     * }
+     */
+    public static MemorySegment sk_count_correct_topk(MemorySegment logits, MemorySegment targets, MemorySegment ks, long n_ks, MemorySegment out_counts) {
+        var mh$ = sk_count_correct_topk.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_count_correct_topk", logits, targets, ks, n_ks, out_counts);
+            }
+            return (MemorySegment)mh$.invokeExact(logits, targets, ks, n_ks, out_counts);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class sk_clip_grad_norm {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             sekit_h.C_POINTER,
@@ -5288,6 +5352,328 @@ public class sekit_h extends sekit_h$shared {
                 traceDowncall("sk_adamw_new", m, lr, beta1, beta2, eps, weight_decay, out);
             }
             return (MemorySegment)mh$.invokeExact(m, lr, beta1, beta2, eps, weight_decay, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_sgd_new_grouped {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_LONG,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_LONG,
+            sekit_h.C_DOUBLE,
+            sekit_h.C_DOUBLE,
+            sekit_h.C_INT,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_sgd_new_grouped");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_sgd_new_grouped(sk_module *m, const int32_t *group_of, int64_t n_params, const double *lrs, const double *weight_decays, int64_t n_groups, double momentum, double dampening, int32_t nesterov, sk_optimizer **out)
+     * }
+     */
+    public static FunctionDescriptor sk_sgd_new_grouped$descriptor() {
+        return sk_sgd_new_grouped.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_sgd_new_grouped(sk_module *m, const int32_t *group_of, int64_t n_params, const double *lrs, const double *weight_decays, int64_t n_groups, double momentum, double dampening, int32_t nesterov, sk_optimizer **out)
+     * }
+     */
+    public static MethodHandle sk_sgd_new_grouped$handle() {
+        return sk_sgd_new_grouped.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_sgd_new_grouped(sk_module *m, const int32_t *group_of, int64_t n_params, const double *lrs, const double *weight_decays, int64_t n_groups, double momentum, double dampening, int32_t nesterov, sk_optimizer **out)
+     * }
+     */
+    public static MemorySegment sk_sgd_new_grouped$address() {
+        return sk_sgd_new_grouped.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_sgd_new_grouped(sk_module *m, const int32_t *group_of, int64_t n_params, const double *lrs, const double *weight_decays, int64_t n_groups, double momentum, double dampening, int32_t nesterov, sk_optimizer **out)
+     * }
+     */
+    public static MemorySegment sk_sgd_new_grouped(MemorySegment m, MemorySegment group_of, long n_params, MemorySegment lrs, MemorySegment weight_decays, long n_groups, double momentum, double dampening, int nesterov, MemorySegment out) {
+        var mh$ = sk_sgd_new_grouped.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_sgd_new_grouped", m, group_of, n_params, lrs, weight_decays, n_groups, momentum, dampening, nesterov, out);
+            }
+            return (MemorySegment)mh$.invokeExact(m, group_of, n_params, lrs, weight_decays, n_groups, momentum, dampening, nesterov, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_adamw_new_grouped {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_LONG,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_LONG,
+            sekit_h.C_DOUBLE,
+            sekit_h.C_DOUBLE,
+            sekit_h.C_DOUBLE,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_adamw_new_grouped");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_adamw_new_grouped(sk_module *m, const int32_t *group_of, int64_t n_params, const double *lrs, const double *weight_decays, int64_t n_groups, double beta1, double beta2, double eps, sk_optimizer **out)
+     * }
+     */
+    public static FunctionDescriptor sk_adamw_new_grouped$descriptor() {
+        return sk_adamw_new_grouped.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_adamw_new_grouped(sk_module *m, const int32_t *group_of, int64_t n_params, const double *lrs, const double *weight_decays, int64_t n_groups, double beta1, double beta2, double eps, sk_optimizer **out)
+     * }
+     */
+    public static MethodHandle sk_adamw_new_grouped$handle() {
+        return sk_adamw_new_grouped.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_adamw_new_grouped(sk_module *m, const int32_t *group_of, int64_t n_params, const double *lrs, const double *weight_decays, int64_t n_groups, double beta1, double beta2, double eps, sk_optimizer **out)
+     * }
+     */
+    public static MemorySegment sk_adamw_new_grouped$address() {
+        return sk_adamw_new_grouped.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_adamw_new_grouped(sk_module *m, const int32_t *group_of, int64_t n_params, const double *lrs, const double *weight_decays, int64_t n_groups, double beta1, double beta2, double eps, sk_optimizer **out)
+     * }
+     */
+    public static MemorySegment sk_adamw_new_grouped(MemorySegment m, MemorySegment group_of, long n_params, MemorySegment lrs, MemorySegment weight_decays, long n_groups, double beta1, double beta2, double eps, MemorySegment out) {
+        var mh$ = sk_adamw_new_grouped.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_adamw_new_grouped", m, group_of, n_params, lrs, weight_decays, n_groups, beta1, beta2, eps, out);
+            }
+            return (MemorySegment)mh$.invokeExact(m, group_of, n_params, lrs, weight_decays, n_groups, beta1, beta2, eps, out);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_optimizer_group_count {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_LONG,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_optimizer_group_count");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int64_t sk_optimizer_group_count(const sk_optimizer *opt)
+     * }
+     */
+    public static FunctionDescriptor sk_optimizer_group_count$descriptor() {
+        return sk_optimizer_group_count.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int64_t sk_optimizer_group_count(const sk_optimizer *opt)
+     * }
+     */
+    public static MethodHandle sk_optimizer_group_count$handle() {
+        return sk_optimizer_group_count.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int64_t sk_optimizer_group_count(const sk_optimizer *opt)
+     * }
+     */
+    public static MemorySegment sk_optimizer_group_count$address() {
+        return sk_optimizer_group_count.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int64_t sk_optimizer_group_count(const sk_optimizer *opt)
+     * }
+     */
+    public static long sk_optimizer_group_count(MemorySegment opt) {
+        var mh$ = sk_optimizer_group_count.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_optimizer_group_count", opt);
+            }
+            return (long)mh$.invokeExact(opt);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_optimizer_group_lr {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_LONG,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_optimizer_group_lr");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_group_lr(const sk_optimizer *opt, int64_t group, double *out_lr)
+     * }
+     */
+    public static FunctionDescriptor sk_optimizer_group_lr$descriptor() {
+        return sk_optimizer_group_lr.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_group_lr(const sk_optimizer *opt, int64_t group, double *out_lr)
+     * }
+     */
+    public static MethodHandle sk_optimizer_group_lr$handle() {
+        return sk_optimizer_group_lr.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_group_lr(const sk_optimizer *opt, int64_t group, double *out_lr)
+     * }
+     */
+    public static MemorySegment sk_optimizer_group_lr$address() {
+        return sk_optimizer_group_lr.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_group_lr(const sk_optimizer *opt, int64_t group, double *out_lr)
+     * }
+     */
+    public static MemorySegment sk_optimizer_group_lr(MemorySegment opt, long group, MemorySegment out_lr) {
+        var mh$ = sk_optimizer_group_lr.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_optimizer_group_lr", opt, group, out_lr);
+            }
+            return (MemorySegment)mh$.invokeExact(opt, group, out_lr);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_optimizer_set_group_lr {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_LONG,
+            sekit_h.C_DOUBLE
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_optimizer_set_group_lr");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_set_group_lr(sk_optimizer *opt, int64_t group, double lr)
+     * }
+     */
+    public static FunctionDescriptor sk_optimizer_set_group_lr$descriptor() {
+        return sk_optimizer_set_group_lr.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_set_group_lr(sk_optimizer *opt, int64_t group, double lr)
+     * }
+     */
+    public static MethodHandle sk_optimizer_set_group_lr$handle() {
+        return sk_optimizer_set_group_lr.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_set_group_lr(sk_optimizer *opt, int64_t group, double lr)
+     * }
+     */
+    public static MemorySegment sk_optimizer_set_group_lr$address() {
+        return sk_optimizer_set_group_lr.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_optimizer_set_group_lr(sk_optimizer *opt, int64_t group, double lr)
+     * }
+     */
+    public static MemorySegment sk_optimizer_set_group_lr(MemorySegment opt, long group, double lr) {
+        var mh$ = sk_optimizer_set_group_lr.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_optimizer_set_group_lr", opt, group, lr);
+            }
+            return (MemorySegment)mh$.invokeExact(opt, group, lr);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {

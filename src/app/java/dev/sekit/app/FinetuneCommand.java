@@ -1,0 +1,233 @@
+package dev.sekit.app;
+
+import dev.sekit.MemoryFormat;
+import dev.sekit.Sekit;
+import dev.sekit.io.SafeTensors;
+import dev.sekit.nn.Module;
+import dev.sekit.nn.VoVNet;
+import dev.sekit.train.ParamGroups;
+import dev.sekit.train.Trainer;
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code sekit finetune}: a timm VoVNet checkpoint, a new head for the user's classes,
+ * frozen stages and a lower rate for the backbone, top-1/top-5 after every epoch, and a
+ * checkpoint that {@code --resume} continues. Defaults are {@link Trainer.Options#FINETUNE}.
+ */
+@Command(name = "finetune", mixinStandardHelpOptions = true,
+    description = {"Fine-tune a timm VoVNet checkpoint (safetensors) on labelled data: a new head for your classes, "
+        + "frozen stages, a lower learning rate for the backbone; top-1 and top-5 after every epoch; a checkpoint "
+        + "that --resume continues. Writes OUT/checkpoint.safetensors, OUT/model.safetensors (the fine-tuned "
+        + "weights, timm's names) and OUT/log.csv.",
+        "Data (--data): a directory with the IDX files of a training and a test split "
+            + "(train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], "
+            + "t10k-labels-idx1-ubyte[.gz], as MNIST and Fashion-MNIST ship); grey images are given the "
+            + "model's three channels, normalised with ImageNet's mean and std, and padded with black to "
+            + "32x32 at least."})
+final class FinetuneCommand implements Callable<Integer> {
+  private static final Trainer.Options D = Trainer.Options.FINETUNE;
+
+  @Option(names = "--model", required = true, description = "timm VoVNet name: ${COMPLETION-CANDIDATES}.",
+      completionCandidates = ModelNames.class)
+  String model;
+
+  @Option(names = "--weights", required = true, description = "The timm checkpoint of --model (safetensors).")
+  Path weights;
+
+  @Option(names = "--data", required = true, description = "The labelled data (see above).")
+  Path data;
+
+  @Option(names = "--classes", split = ",", description = "Class names in label order (comma-separated), or "
+      + "their number.")
+  List<String> classes;
+
+  @Option(names = "--epochs", description = "Epochs. Default: ${DEFAULT-VALUE}.")
+  int epochs = D.epochs();
+
+  @Option(names = "--batch", description = "Batch size. Default: ${DEFAULT-VALUE}.")
+  int batch = D.batchSize();
+
+  @Option(names = "--lr", description = "Peak learning rate of the head (cosine schedule with warm-up). "
+      + "Default: ${DEFAULT-VALUE}.")
+  double lr = D.lr();
+
+  @Option(names = "--backbone-lr-scale", description = "Learning rate of everything but the head, as a fraction "
+      + "of --lr. Default: ${DEFAULT-VALUE}.")
+  double backboneLrScale = Trainer.Options.FINETUNE_BACKBONE_LR_SCALE;
+
+  @Option(names = "--freeze", split = ",", description = "Parameters not to train, by name prefix "
+      + "(comma-separated), e.g. stem,stages.0. Default: none.")
+  List<String> freeze = List.of();
+
+  @Option(names = "--optimizer", description = "SGD (Nesterov) or ADAMW. Default: ${DEFAULT-VALUE}.",
+      converter = TrainOptions.OptimizerConverter.class)
+  Trainer.OptimizerKind optimizer = D.optimizer();
+
+  @Option(names = "--weight-decay", description = "Weight decay. Default: ${DEFAULT-VALUE}.")
+  double weightDecay = D.weightDecay();
+
+  @Option(names = "--warmup-epochs", description = "Epochs of linear warm-up. Default: ${DEFAULT-VALUE}.")
+  double warmupEpochs = D.warmupEpochs();
+
+  @Option(names = "--label-smoothing", description = "Label smoothing. Default: ${DEFAULT-VALUE}.")
+  double labelSmoothing = D.labelSmoothing();
+
+  @Option(names = "--seed", description = "Seed of every random choice. Default: ${DEFAULT-VALUE}.")
+  long seed = D.seed();
+
+  @Option(names = "--threads", description = "Intra-op threads. Default: ${DEFAULT-VALUE}.")
+  int threads = 2;
+
+  @Option(names = "--limit-train", description = "Use only the first N training samples (for quick runs).")
+  Integer limitTrain;
+
+  @Option(names = "--limit-test", description = "Evaluate on only the first N test samples (for quick runs).")
+  Integer limitTest;
+
+  @Option(names = "--out", description = "Output directory. Default: ${DEFAULT-VALUE}.")
+  Path out = Path.of("runs/finetune");
+
+  @Option(names = "--resume", description = "Continue from OUT/checkpoint.safetensors.")
+  boolean resume;
+
+  @Option(names = "--no-progress", description = "Print one line per epoch instead of a progress bar.")
+  boolean noProgress;
+
+  /** The timm names {@code --model} takes. */
+  static final class ModelNames extends ArrayList<String> {
+    private static final long serialVersionUID = 1L;
+
+    ModelNames() {
+      super(VoVNet.configNames());
+    }
+  }
+
+  /** The trainer's options for this command line ({@link Trainer.Options#FINETUNE} otherwise). */
+  Trainer.Options options() {
+    ParamGroups.Builder groups = ParamGroups.builder().backbone(backboneLrScale, "head");
+    if (!freeze.isEmpty()) {
+      groups.freeze(freeze.toArray(String[]::new));
+    }
+    return D.toBuilder().epochs(epochs).batchSize(batch).optimizer(optimizer).lr(lr)
+        .momentum(optimizer == Trainer.OptimizerKind.SGD ? D.momentum() : 0).weightDecay(weightDecay)
+        .warmupEpochs(warmupEpochs).labelSmoothing(labelSmoothing).seed(seed).paramGroups(groups.build()).build();
+  }
+
+  @Override
+  public Integer call() throws Exception {
+    VoVNet.config(model); // a clear error before any loading
+    if (!Files.isRegularFile(weights)) {
+      throw new IllegalArgumentException("--weights: no such file " + weights);
+    }
+    Trainer.Options opts = options();
+    Path ckpt = out.resolve("checkpoint.safetensors");
+    if (resume && !Files.isRegularFile(ckpt)) {
+      throw new IllegalArgumentException("--resume: no checkpoint at " + ckpt);
+    }
+    Sekit.setNumThreads(threads);
+    Files.createDirectories(out);
+    AtomicBoolean stop = new AtomicBoolean();
+    CountDownLatch done = new CountDownLatch(1);
+    Thread hook = new Thread(() -> {
+      stop.set(true);
+      try {
+        done.await(120, TimeUnit.SECONDS); // let the loop write its last checkpoint
+      } catch (InterruptedException ignored) {
+        Thread.currentThread().interrupt();
+      }
+    }, "sekit-stop");
+    Runtime.getRuntime().addShutdownHook(hook);
+    try (FinetuneData.Split split = FinetuneData.load(data, classes, limitTrain, limitTest);
+        Arena arena = Arena.ofConfined()) {
+      Sekit.manualSeed(seed);
+      VoVNet net = VoVNet.pretrained(arena, model, weights, split.train().classes());
+      System.out.printf(Locale.ROOT, "sekit finetune: %s from %s, %d classes, %,d training and %,d test samples, "
+          + "%d epochs, batch %d, lr %s (backbone x%s)%s, %d thread(s), seed %d%n", model, weights,
+          split.train().classes(), split.train().size(), split.test().size(), opts.epochs(), opts.batchSize(),
+          opts.lr(), backboneLrScale, freeze.isEmpty() ? "" : ", frozen " + String.join(",", freeze), threads, seed);
+      Trainer trainer = new Trainer(arena, net, split.train(), split.test(), opts);
+      if (resume) {
+        trainer.resume(ckpt);
+      }
+      TrainCommand.Listener bar = new TrainCommand.Listener(opts.epochs(), !noProgress);
+      Trainer.Listener progress = new Trainer.Listener() {
+        @Override
+        public void onEpochStart(int epoch, int steps) {
+          bar.onEpochStart(epoch, steps);
+        }
+
+        @Override
+        public void onStep(int epoch, int step, double loss, double accuracy, double samplesPerSecond) {
+          bar.onStep(epoch, step, loss, accuracy, samplesPerSecond);
+        }
+
+        @Override
+        public void onEpochEnd(Trainer.EpochStats s) {
+          bar.onEpochEnd(s);
+          System.out.printf(Locale.ROOT, "epoch %d/%d  test top-1 %.2f%%  top-5 %.2f%%%n", s.epoch(), opts.epochs(),
+              100 * s.testAccuracy(), 100 * s.testTop5());
+        }
+
+        @Override
+        public void onCheckpoint(Path file, boolean interrupted) {
+          bar.onCheckpoint(file, interrupted);
+        }
+      };
+      Trainer.Result r = trainer.fit(ckpt, progress, stop::get);
+      writeLog(r.history());
+      if (!r.completed()) {
+        System.out.println("stopped: checkpoint written to " + ckpt + "; continue with --resume");
+        return TrainCommand.INTERRUPTED;
+      }
+      Path weightsOut = out.resolve("model.safetensors");
+      saveModel(net, split.classNames(), weightsOut);
+      Trainer.EpochStats last = r.history().get(r.history().size() - 1);
+      System.out.printf(Locale.ROOT, "test top-1 %.2f%%, top-5 %.2f%% after %d epochs%n", 100 * last.testAccuracy(),
+          100 * last.testTop5(), last.epoch());
+      System.out.println("wrote " + ckpt + ", " + weightsOut + ", " + out.resolve("log.csv"));
+      return 0;
+    } finally {
+      done.countDown();
+      if (!stop.get()) {
+        try {
+          Runtime.getRuntime().removeShutdownHook(hook);
+        } catch (IllegalStateException ignored) {
+          // already shutting down
+        }
+      }
+    }
+  }
+
+  /** The fine-tuned weights alone, NCHW float32 with timm's names, and the class names as metadata. */
+  private static void saveModel(Module net, List<String> classNames, Path file) throws IOException {
+    net.to(MemoryFormat.CONTIGUOUS);
+    Map<String, String> meta = new LinkedHashMap<>();
+    meta.put("format", "pt");
+    meta.put("classes", new com.google.gson.Gson().toJson(classNames));
+    SafeTensors.write(file, net.stateDict(), meta);
+  }
+
+  private void writeLog(List<Trainer.EpochStats> h) throws IOException {
+    StringBuilder csv = new StringBuilder("epoch,train_loss,train_accuracy,test_loss,test_top1,test_top5,"
+        + "samples_per_second,seconds\n");
+    for (Trainer.EpochStats s : h) {
+      csv.append(String.format(Locale.ROOT, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.1f,%.2f%n", s.epoch(), s.trainLoss(),
+          s.trainAccuracy(), s.testLoss(), s.testAccuracy(), s.testTop5(), s.samplesPerSecond(), s.seconds()));
+    }
+    Files.writeString(out.resolve("log.csv"), csv);
+  }
+}

@@ -1,0 +1,167 @@
+package dev.sekit.app;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+
+import dev.sekit.data.Dataset;
+import dev.sekit.data.InMemoryDataset;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The data of {@code sekit finetune}: a training and a test {@link Dataset} and the class
+ * names. Anything that implements {@code Dataset} can stand here; this build reads a
+ * directory of IDX files (MNIST's layout), whose grey images it gives three channels
+ * normalised with ImageNet's mean and std (the statistics timm's VoVNets were trained with),
+ * padded with black to at least {@link #MIN_SIZE} pixels a side (a VoVNet pools four times).
+ */
+final class FinetuneData {
+  /** ImageNet's per-channel mean and std (timm's IMAGENET_DEFAULT_MEAN / _STD). */
+  static final float[] MEAN = {0.485f, 0.456f, 0.406f};
+  static final float[] STD = {0.229f, 0.224f, 0.225f};
+  /** The smallest image side a VoVNet takes (stride 4 then three ceil-mode poolings). */
+  static final int MIN_SIZE = 32;
+
+  private FinetuneData() {}
+
+  /** Training and test data with their class names; closing frees the data. */
+  record Split(Dataset train, Dataset test, List<String> classNames, List<InMemoryDataset> owned)
+      implements AutoCloseable {
+    @Override
+    public void close() {
+      owned.forEach(InMemoryDataset::close);
+    }
+  }
+
+  /**
+   * The data in {@code dir}. {@code classes}: the class names in label order, or one number
+   * (their count), or null to take the count from the labels.
+   */
+  static Split load(Path dir, List<String> classes, Integer limitTrain, Integer limitTest) {
+    if (!Files.isDirectory(dir)) {
+      throw new IllegalArgumentException("--data: no such directory " + dir);
+    }
+    Path trainImages = idx(dir, "train-images-idx3-ubyte");
+    // An image folder (DIR/train/CLASS/*.jpg, DIR/val/CLASS/*.jpg, torchvision's layout) plugs
+    // in here as two Datasets and their class names (Split's last field then lists what to
+    // close).
+    if (trainImages == null) {
+      throw new IllegalArgumentException("--data " + dir + ": no train-images-idx3-ubyte[.gz]; this build reads "
+          + "IDX files (a training split train-* and a test split t10k-*, as MNIST and Fashion-MNIST ship)");
+    }
+    InMemoryDataset train = null;
+    InMemoryDataset test = null;
+    try {
+      train = InMemoryDataset.fromIdx(trainImages, required(dir, "train-labels-idx1-ubyte"), 256, 0, 1,
+          limitTrain == null ? Integer.MAX_VALUE : limitTrain);
+      test = InMemoryDataset.fromIdx(required(dir, "t10k-images-idx3-ubyte"), required(dir, "t10k-labels-idx1-ubyte"),
+          256, 0, 1, limitTest == null ? Integer.MAX_VALUE : limitTest);
+      long maxLabel = 0;
+      for (InMemoryDataset d : List.of(train, test)) {
+        for (int i = 0; i < d.size(); i++) {
+          maxLabel = Math.max(maxLabel, d.label(i));
+        }
+      }
+      List<String> names = classNames(classes, (int) maxLabel + 1);
+      return new Split(new Rgb(train, names.size()), new Rgb(test, names.size()), names, List.of(train, test));
+    } catch (RuntimeException e) {
+      if (train != null) {
+        train.close();
+      }
+      if (test != null) {
+        test.close();
+      }
+      throw e;
+    }
+  }
+
+  private static List<String> classNames(List<String> classes, int seen) {
+    List<String> names = new ArrayList<>();
+    if (classes == null || classes.isEmpty()) {
+      for (int i = 0; i < seen; i++) {
+        names.add(Integer.toString(i));
+      }
+      return names;
+    }
+    if (classes.size() == 1 && classes.get(0).matches("\\d+")) {
+      int n = Integer.parseInt(classes.get(0));
+      for (int i = 0; i < n; i++) {
+        names.add(Integer.toString(i));
+      }
+    } else {
+      names.addAll(classes);
+    }
+    if (names.size() < Math.max(seen, 2)) {
+      throw new IllegalArgumentException("--classes names " + names.size() + " classes, but the labels go up to "
+          + (seen - 1) + " (and fine-tuning needs at least 2 classes)");
+    }
+    return names;
+  }
+
+  private static Path idx(Path dir, String name) {
+    for (String n : List.of(name + ".gz", name)) {
+      if (Files.isRegularFile(dir.resolve(n))) {
+        return dir.resolve(n);
+      }
+    }
+    return null;
+  }
+
+  private static Path required(Path dir, String name) {
+    Path p = idx(dir, name);
+    if (p == null) {
+      throw new IllegalArgumentException("--data " + dir + ": no " + name + "[.gz]");
+    }
+    return p;
+  }
+
+  /** Grey images in [0, 1] as three normalised channels, centred on a black square of at least MIN_SIZE. */
+  private record Rgb(InMemoryDataset grey, int classes) implements Dataset {
+    private int h() {
+      return (int) grey.sampleShape()[1];
+    }
+
+    private int w() {
+      return (int) grey.sampleShape()[2];
+    }
+
+    @Override
+    public int size() {
+      return grey.size();
+    }
+
+    @Override
+    public long[] sampleShape() {
+      return new long[] {3, Math.max(MIN_SIZE, h()), Math.max(MIN_SIZE, w())};
+    }
+
+    @Override
+    public long read(int index, MemorySegment dst) {
+      int h = h();
+      int w = w();
+      int oh = Math.max(MIN_SIZE, h);
+      int ow = Math.max(MIN_SIZE, w);
+      int top = (oh - h) / 2;
+      int left = (ow - w) / 2;
+      try (Arena a = Arena.ofConfined()) {
+        MemorySegment g = a.allocate(grey.sampleBytes(), 64);
+        long label = grey.read(index, g);
+        for (int c = 0; c < 3; c++) {
+          long plane = (long) c * oh * ow;
+          for (int y = 0; y < oh; y++) {
+            for (int x = 0; x < ow; x++) {
+              int sy = y - top;
+              int sx = x - left;
+              float v = sy >= 0 && sy < h && sx >= 0 && sx < w ? g.getAtIndex(JAVA_FLOAT, (long) sy * w + sx) : 0f;
+              dst.setAtIndex(JAVA_FLOAT, plane + (long) y * ow + x, (v - MEAN[c]) / STD[c]);
+            }
+          }
+        }
+        return label;
+      }
+    }
+  }
+}
