@@ -33,7 +33,10 @@ import picocli.CommandLine.Option;
         + "frozen stages, a lower learning rate for the backbone; top-1 and top-5 after every epoch; a checkpoint "
         + "that --resume continues. Writes OUT/checkpoint.safetensors, OUT/model.safetensors (the fine-tuned "
         + "weights, timm's names) and OUT/log.csv.",
-        "Data (--data): a directory with the IDX files of a training and a test split "
+        "Data (--data): an image folder as torchvision's ImageFolder, DIR/train/CLASS/*.jpg|png and "
+            + "DIR/val/CLASS/* (or DIR/test), read through timm's transforms at --size (training: random-resized "
+            + "crop and flip, unless --no-augment; evaluation: resize by --crop-pct and centre crop); or a "
+            + "directory with the IDX files of a training and a test split "
             + "(train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], "
             + "t10k-labels-idx1-ubyte[.gz], as MNIST and Fashion-MNIST ship); grey images are given the "
             + "model's three channels, normalised with ImageNet's mean and std, and padded with black to "
@@ -98,6 +101,17 @@ final class FinetuneCommand implements Callable<Integer> {
   @Option(names = "--limit-test", description = "Evaluate on only the first N test samples (for quick runs).")
   Integer limitTest;
 
+  @Option(names = "--size", description = "Image folders: the model's input size. Default: ${DEFAULT-VALUE}.")
+  int size = 224;
+
+  @Option(names = "--crop-pct", description = "Image folders: the evaluation transform's crop fraction (timm's "
+      + "crop_pct). Default: ${DEFAULT-VALUE}.")
+  double cropPct = 0.875;
+
+  @Option(names = "--no-augment", description = "Image folders: train on the evaluation transform instead of "
+      + "timm's random-resized crop and flip.")
+  boolean noAugment;
+
   @Option(names = "--out", description = "Output directory. Default: ${DEFAULT-VALUE}.")
   Path out = Path.of("runs/finetune");
 
@@ -151,7 +165,8 @@ final class FinetuneCommand implements Callable<Integer> {
       }
     }, "sekit-stop");
     Runtime.getRuntime().addShutdownHook(hook);
-    try (FinetuneData.Split split = FinetuneData.load(data, classes, limitTrain, limitTest);
+    try (FinetuneData.Split split = FinetuneData.load(data, classes, limitTrain, limitTest,
+        new FinetuneData.Images(size, cropPct, !noAugment, seed));
         Arena arena = Arena.ofConfined()) {
       Sekit.manualSeed(seed);
       VoVNet net = VoVNet.pretrained(arena, model, weights, split.train().classes());

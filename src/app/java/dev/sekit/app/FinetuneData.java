@@ -3,7 +3,10 @@ package dev.sekit.app;
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 
 import dev.sekit.data.Dataset;
+import dev.sekit.data.ImageFolder;
+import dev.sekit.data.ImageTransform;
 import dev.sekit.data.InMemoryDataset;
+import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
@@ -13,10 +16,16 @@ import java.util.List;
 
 /**
  * The data of {@code sekit finetune}: a training and a test {@link Dataset} and the class
- * names. Anything that implements {@code Dataset} can stand here; this build reads a
- * directory of IDX files (MNIST's layout), whose grey images it gives three channels
- * normalised with ImageNet's mean and std (the statistics timm's VoVNets were trained with),
- * padded with black to at least {@link #MIN_SIZE} pixels a side (a VoVNet pools four times).
+ * names. Anything that implements {@code Dataset} can stand here; this build reads
+ * <ul>
+ *   <li>an image folder as torchvision's {@code ImageFolder}: {@code DIR/train/CLASS/*} and
+ *       {@code DIR/val/CLASS/*} (or {@code DIR/test}), through timm's training transform
+ *       (random-resized crop and flip) and its evaluation transform, or
+ *   <li>a directory of IDX files (MNIST's layout), whose grey images it gives three channels
+ *       normalised with ImageNet's mean and std (the statistics timm's VoVNets were trained
+ *       with), padded with black to at least {@link #MIN_SIZE} pixels a side (a VoVNet pools
+ *       four times).
+ * </ul>
  */
 final class FinetuneData {
   /** ImageNet's per-channel mean and std (timm's IMAGENET_DEFAULT_MEAN / _STD). */
@@ -36,21 +45,26 @@ final class FinetuneData {
     }
   }
 
+  /** How an image folder's images become tensors: timm's transforms at {@code size}. */
+  record Images(int size, double cropPct, boolean augment, long seed) {}
+
   /**
    * The data in {@code dir}. {@code classes}: the class names in label order, or one number
-   * (their count), or null to take the count from the labels.
+   * (their count), or null to take the count from the labels (an image folder names its
+   * classes itself).
    */
-  static Split load(Path dir, List<String> classes, Integer limitTrain, Integer limitTest) {
+  static Split load(Path dir, List<String> classes, Integer limitTrain, Integer limitTest, Images images)
+      throws IOException {
     if (!Files.isDirectory(dir)) {
       throw new IllegalArgumentException("--data: no such directory " + dir);
     }
+    if (Files.isDirectory(dir.resolve("train"))) {
+      return folders(dir, classes, limitTrain, limitTest, images);
+    }
     Path trainImages = idx(dir, "train-images-idx3-ubyte");
-    // An image folder (DIR/train/CLASS/*.jpg, DIR/val/CLASS/*.jpg, torchvision's layout) plugs
-    // in here as two Datasets and their class names (Split's last field then lists what to
-    // close).
     if (trainImages == null) {
-      throw new IllegalArgumentException("--data " + dir + ": no train-images-idx3-ubyte[.gz]; this build reads "
-          + "IDX files (a training split train-* and a test split t10k-*, as MNIST and Fashion-MNIST ship)");
+      throw new IllegalArgumentException("--data " + dir + ": neither an image folder (DIR/train/CLASS/*, "
+          + "DIR/val/CLASS/*) nor IDX files (train-images-idx3-ubyte[.gz] and the rest of MNIST's layout)");
     }
     InMemoryDataset train = null;
     InMemoryDataset test = null;
@@ -75,6 +89,67 @@ final class FinetuneData {
         test.close();
       }
       throw e;
+    }
+  }
+
+  private static Split folders(Path dir, List<String> classes, Integer limitTrain, Integer limitTest, Images images)
+      throws IOException {
+    Path val = Files.isDirectory(dir.resolve("val")) ? dir.resolve("val") : dir.resolve("test");
+    if (!Files.isDirectory(val)) {
+      throw new IllegalArgumentException("--data " + dir + ": a train folder but no val (or test) folder beside it");
+    }
+    ImageTransform eval = ImageTransform.eval(images.size(), images.cropPct());
+    ImageFolder train = ImageFolder.open(dir.resolve("train"), images.augment() ? ImageTransform.train(images.size())
+        : eval, images.seed());
+    ImageFolder test = ImageFolder.open(val, eval, images.seed());
+    if (!train.classNames().equals(test.classNames())) {
+      throw new IllegalArgumentException("--data " + dir + ": train has the classes " + train.classNames() + " but "
+          + val.getFileName() + " has " + test.classNames());
+    }
+    if (classes != null && !classes.isEmpty() && !classes.equals(train.classNames())
+        && !(classes.size() == 1 && classes.get(0).equals(Integer.toString(train.classes())))) {
+      throw new IllegalArgumentException("--classes " + String.join(",", classes) + " does not match the folders' "
+          + "classes " + train.classNames() + " (an image folder names its classes; leave --classes out)");
+    }
+    return new Split(Spread.of(train, limitTrain), Spread.of(test, limitTest), train.classNames(), List.of());
+  }
+
+  /**
+   * The first {@code n} of {@code size} samples spread evenly over the data set: an image
+   * folder lists its samples class by class, so its first n would hold only the first classes.
+   */
+  private record Spread(Dataset data, int n) implements Dataset {
+    static Dataset of(Dataset d, Integer limit) {
+      return limit == null || limit >= d.size() ? d : new Spread(d, Math.max(1, limit));
+    }
+
+    private int at(int index) {
+      return (int) ((long) index * data.size() / n);
+    }
+
+    @Override
+    public int size() {
+      return n;
+    }
+
+    @Override
+    public long[] sampleShape() {
+      return data.sampleShape();
+    }
+
+    @Override
+    public int classes() {
+      return data.classes();
+    }
+
+    @Override
+    public long read(int index, MemorySegment dst) {
+      return data.read(at(index), dst);
+    }
+
+    @Override
+    public void setEpoch(int epoch) {
+      data.setEpoch(epoch);
     }
   }
 

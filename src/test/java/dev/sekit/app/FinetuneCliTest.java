@@ -4,10 +4,14 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.sekit.Sekit;
+import dev.sekit.data.InMemoryDataset;
 import dev.sekit.io.SafeTensors;
 import dev.sekit.nn.VoVNet;
 import java.io.IOException;
+import java.awt.image.BufferedImage;
 import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -17,7 +21,10 @@ import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-/** {@code sekit finetune} end to end from its module: a timm checkpoint, IDX data, SIGTERM, --resume, errors. */
+/**
+ * {@code sekit finetune} end to end from its module: a timm checkpoint, IDX data and an image
+ * folder, SIGTERM, --resume, errors.
+ */
 class FinetuneCliTest {
   @TempDir Path dir;
 
@@ -86,6 +93,58 @@ class FinetuneCliTest {
     }
   }
 
+  /**
+   * Fashion-MNIST's first samples as a folder of PNG files in torchvision's layout,
+   * DIR/{train,val}/CLASS/N.png, padded with black to 32x32 (the smallest VoVNet input).
+   */
+  private static void writeFolder(Path root, String split, String prefix, int n) throws IOException {
+    Path fm = Path.of("/usr/share/datasets/fashion-mnist");
+    try (InMemoryDataset d = InMemoryDataset.fromIdx(fm.resolve(prefix + "-images-idx3-ubyte.gz"),
+        fm.resolve(prefix + "-labels-idx1-ubyte.gz"), 10, 0, 1, n); Arena a = Arena.ofConfined()) {
+      MemorySegment x = a.allocate(d.sampleBytes());
+      for (int i = 0; i < d.size(); i++) {
+        long label = d.read(i, x);
+        BufferedImage img = new BufferedImage(32, 32, BufferedImage.TYPE_BYTE_GRAY);
+        for (int y = 0; y < 28; y++) {
+          for (int c = 0; c < 28; c++) {
+            int p = Math.round(x.getAtIndex(ValueLayout.JAVA_FLOAT, y * 28 + c) * 255);
+            img.getRaster().setSample(c + 2, y + 2, 0, p);
+          }
+        }
+        Path f = root.resolve(split).resolve("class" + label).resolve(i + ".png");
+        Files.createDirectories(f.getParent());
+        javax.imageio.ImageIO.write(img, "png", f.toFile());
+      }
+    }
+  }
+
+  @Test
+  void fineTunesFromAnImageFolder() throws Exception {
+    Path weights = timmCheckpoint();
+    Path data = dir.resolve("folder");
+    writeFolder(data, "train", "train", 256);
+    writeFolder(data, "val", "t10k", 64);
+    Path out = dir.resolve("folder-run");
+    Process p = start("finetune", "--model", MODEL, "--weights", weights.toString(), "--data", data.toString(),
+        "--size", "32", "--crop-pct", "1", "--epochs", "1", "--batch", "32", "--limit-test", "48", "--no-progress",
+        "--out", out.toString());
+    assertTrue(p.waitFor(300, TimeUnit.SECONDS));
+    String log = log();
+    assertEquals(0, p.exitValue(), log);
+    assertTrue(log.contains("10 classes, 256 training and 48 test samples"), log);
+    assertTrue(log.matches("(?s).*epoch 1/1  test top-1 \\d+\\.\\d+%  top-5 \\d+\\.\\d+%.*"), log);
+    try (Arena arena = Arena.ofConfined()) {
+      SafeTensors model = SafeTensors.open(arena, out.resolve("model.safetensors"));
+      assertEquals("[\"class0\",\"class1\",\"class2\",\"class3\",\"class4\",\"class5\",\"class6\","
+          + "\"class7\",\"class8\",\"class9\"]", model.metadata().get("classes"));
+    }
+    Process q = start("finetune", "--model", MODEL, "--weights", weights.toString(), "--data", data.toString(),
+        "--size", "32", "--classes", "a,b", "--out", dir.resolve("y").toString());
+    assertTrue(q.waitFor(60, TimeUnit.SECONDS));
+    assertEquals(2, q.exitValue());
+    assertTrue(log().contains("does not match the folders' classes"), log());
+  }
+
   @Test
   void clearErrors() throws Exception {
     Path weights = timmCheckpoint();
@@ -102,7 +161,7 @@ class FinetuneCliTest {
     Process r = start("finetune", "--model", MODEL, "--weights", weights.toString(), "--data", dir.toString());
     assertTrue(r.waitFor(60, TimeUnit.SECONDS));
     assertEquals(2, r.exitValue());
-    assertTrue(log().contains("no train-images-idx3-ubyte[.gz]"), log());
+    assertTrue(log().contains("neither an image folder"), log());
   }
 
   private static String[] concat(String[] a, String... b) {
