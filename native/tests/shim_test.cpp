@@ -367,6 +367,8 @@ static void test_jpeg() {
   EXPECT_ERROR(sk_jpeg_info(garbage.data(), garbage.size(), &ww, &hh), SK_ERR_INVALID_ARGUMENT, "");
   tjFree(jpeg);
   tjDestroy(enc);
+}
+
 // Parameter groups: plain SGD (no momentum) on an eSE block (fc.weight [2,2,1,1], fc.bias [2])
 // with fc.weight frozen and fc.bias at its own rate; top-k counts; bad arguments.
 static void test_param_groups_and_topk() {
