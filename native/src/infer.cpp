@@ -32,12 +32,7 @@
 #error "sekit's inference plans are written for oneDNN 2.x: install Debian 12's libdnnl-dev (oneDNN 2.6)"
 #endif
 
-#define SEKIT_KERNEL_NS base
-#include "se_kernels.hpp"
-#undef SEKIT_KERNEL_NS
-#define SEKIT_KERNEL_NS avx2
-#include "se_kernels.hpp"
-#undef SEKIT_KERNEL_NS
+#include "se_dispatch.hpp"
 
 #include <algorithm>
 #include <climits>
@@ -48,15 +43,6 @@
 
 namespace sekit {
 namespace {
-
-namespace kb = kernels::base;
-namespace ka = kernels::avx2;
-
-bool use_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return yes;
-}
-#define SEKIT_DISPATCH(fn, ...) (use_avx2() ? ka::fn(__VA_ARGS__) : kb::fn(__VA_ARGS__))
 
 using dnnl::memory;
 using tag = dnnl::memory::format_tag;

@@ -4,12 +4,7 @@
 // the excitation's backward by autograd on the [N, C] descriptor, one pass for gx (4|X|).
 #include "se_fused.hpp"
 
-#define SEKIT_KERNEL_NS base
-#include "se_kernels.hpp"
-#undef SEKIT_KERNEL_NS
-#define SEKIT_KERNEL_NS avx2
-#include "se_kernels.hpp"
-#undef SEKIT_KERNEL_NS
+#include "se_dispatch.hpp"
 
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -20,16 +15,6 @@
 
 namespace sekit {
 namespace {
-
-namespace kb = kernels::base;
-namespace ka = kernels::avx2;
-
-bool use_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return yes;
-}
-
-#define SEKIT_DISPATCH(fn, ...) (use_avx2() ? ka::fn(__VA_ARGS__) : kb::fn(__VA_ARGS__))
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
@@ -360,7 +345,7 @@ at::Tensor fused_squeeze_excite(const at::Tensor& x, const std::vector<at::Tenso
                                    c.add_maxpool ? 1 : 0);
 }
 
-bool fused_kernels_use_avx2() { return use_avx2(); }
+bool fused_kernels_use_avx2() { return kernels::use_avx2(); }
 
 void release_cached_buffers() { pool().clear(); }
 
