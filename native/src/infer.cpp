@@ -122,6 +122,10 @@ struct Plan {
   // different threads at once, so no scratchpad may be shared between them.
   at::Tensor scratch;
   char* scratch_base = nullptr;
+  // Each convolution's weights and bias in the primitive's layout, in build order. A worker's
+  // copy of a plan (`twin` set) takes them from the first plan instead of holding its own.
+  std::vector<std::pair<memory, memory>> conv_weights;
+  const Plan* twin = nullptr;
 
   memory::desc input_md() const {
     return memory::desc({1, in_c, in_h, in_w}, dt::f32, in_channels_last ? tag::nhwc : tag::nchw);
@@ -651,13 +655,20 @@ class Builder {
     }
     if (!pd) throw Unsupported("no oneDNN convolution");
     auto op = std::make_unique<DnnlOp>();
-    memory w_mem = owned(weight, w_user);
-    memory w_prim(pd.weights_desc(), engine());
-    dnnl::stream s(engine());
-    dnnl::reorder(w_mem, w_prim).execute(s, w_mem, w_prim);
-    s.wait();
-    op->args[DNNL_ARG_WEIGHTS] = w_prim;
-    op->args[DNNL_ARG_BIAS] = owned(bias, b_md);
+    const size_t at = p_.conv_weights.size();
+    if (p_.twin != nullptr && at < p_.twin->conv_weights.size() &&
+        p_.twin->conv_weights[at].first.get_desc() == pd.weights_desc()) {
+      p_.conv_weights.push_back(p_.twin->conv_weights[at]);  // shared, read-only while running
+    } else {
+      memory w_mem = owned(weight, w_user);
+      memory w_prim(pd.weights_desc(), engine());
+      dnnl::stream s(engine());
+      dnnl::reorder(w_mem, w_prim).execute(s, w_mem, w_prim);
+      s.wait();
+      p_.conv_weights.emplace_back(w_prim, owned(bias, b_md));
+    }
+    op->args[DNNL_ARG_WEIGHTS] = p_.conv_weights.back().first;
+    op->args[DNNL_ARG_BIAS] = p_.conv_weights.back().second;
     op->set<dnnl::convolution_forward::primitive_desc, dnnl::convolution_forward>(pd);
     op->value_args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
     p_.add(std::move(op), {src, dst});
@@ -895,13 +906,14 @@ struct PreparedModule::Impl {
       it = plans.emplace(key, std::vector<std::unique_ptr<Plan>>{}).first;
     }
     auto& v = it->second;
-    while (v.size() < count) v.push_back(make_plan(stages, x, cl));
+    while (v.size() < count) v.push_back(make_plan(stages, x, cl, v.empty() ? nullptr : v.front().get()));
     while (streams.size() < count) streams.emplace_back(engine());
     return v;
   }
 
-  std::unique_ptr<Plan> make_plan(bool stages, const at::Tensor& x, bool cl) {
+  std::unique_ptr<Plan> make_plan(bool stages, const at::Tensor& x, bool cl, const Plan* twin) {
     auto p = std::make_unique<Plan>();
+    p->twin = twin;
     p->layout = layout;
     p->in_c = x.size(1);
     p->in_h = x.size(2);
