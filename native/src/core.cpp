@@ -18,10 +18,11 @@ namespace {
 // address.
 sk_error static_oom{SK_ERR_OUT_OF_MEMORY, "out of memory (while reporting an error)"};
 
-// libtorch's text without what only a C++ developer can use: the C++ backtrace, the
-// "Exception raised from ..." trailer and the "[enforce fail at file.cpp:75] " prefix.
-std::string plain_message(const c10::Error& e) {
-  std::string msg = e.what_without_backtrace();
+}  // namespace
+
+std::string plain_message(const std::exception& e) {
+  const auto* c10 = dynamic_cast<const c10::Error*>(&e);
+  std::string msg = c10 != nullptr ? c10->what_without_backtrace() : e.what();
   auto pos = msg.find("\nException raised from");
   if (pos != std::string::npos) msg.erase(pos);
   if (msg.rfind("[enforce fail at ", 0) == 0) {
@@ -31,6 +32,8 @@ std::string plain_message(const c10::Error& e) {
   while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
   return msg;
 }
+
+namespace {
 
 bool contains(const std::string& s, const char* needle) { return s.find(needle) != std::string::npos; }
 

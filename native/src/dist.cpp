@@ -124,6 +124,19 @@ struct Group {
     }
   }
 
+  // Waits until w no longer runs, whatever its outcome. A wait that timed out does not stop
+  // the operation: Gloo's threads may still write its tensors, which the caller may free once
+  // we return. Gloo ends the operation itself at the same timeout (every collective gets
+  // o.timeout), so this wait is short.
+  static void drain(const c10::intrusive_ptr<c10d::Work>& w) noexcept {
+    if (!w) return;
+    try {
+      if (!w->isCompleted()) w->wait();
+    } catch (...) {
+      // its failure was, or will be, reported by the wait that gave up on it
+    }
+  }
+
   // Waits for w; a failure or timeout becomes a DistributedError naming the lost ranks.
   void wait(const c10::intrusive_ptr<c10d::Work>& w, const char* what) const {
     const auto t0 = Clock::now();
@@ -131,13 +144,10 @@ struct Group {
     try {
       w->wait(timeout);
       return;
-    } catch (const c10::Error& e) {
-      cause = e.what_without_backtrace();
     } catch (const std::exception& e) {
-      cause = e.what();
+      cause = plain_message(e);
     }
-    auto pos = cause.find("\nException raised from");
-    if (pos != std::string::npos) cause.erase(pos);
+    drain(w);
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     std::ostringstream os;
     os << what << " failed on rank " << rank << " of " << size << " after " << std::fixed << std::setprecision(3) << secs
@@ -310,6 +320,7 @@ struct Ddp : std::enable_shared_from_this<Ddp> {
     try {
       for (auto& b : buckets) group->wait(b.work, "the gradient all_reduce of DistributedDataParallel");
     } catch (...) {
+      for (auto& b : buckets) Group::drain(b.work);  // none may still write b.flat
       reset();
       throw;
     }
@@ -396,9 +407,7 @@ sk_error* sk_process_group_new(const char* master_addr, int32_t master_port, int
     opts->threads = 2;
     g->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(g->store, rank, world_size, opts);
   } catch (const std::exception& e) {
-    std::string msg = e.what();
-    auto pos = msg.find("\nException raised from");
-    if (pos != std::string::npos) msg.erase(pos);
+    const std::string msg = plain_message(e);
     std::ostringstream os;
     os << "rank " << rank << " of " << world_size << " could not join the process group at " << master_addr << ":"
        << master_port << " within " << timeout_ms << " ms: " << msg;
@@ -489,6 +498,9 @@ sk_error* sk_ddp_new(sk_process_group* pg, sk_module* m, int64_t bucket_bytes, s
     }
   }
   if (d->params.empty()) fail("the module has no parameters to train");
+  // Every check before anything changes: the broadcast below overwrites every rank's weights.
+  for (size_t i = 0; i < d->params.size(); ++i)
+    if (!d->params[i].requires_grad()) fail("parameter ", d->names[i], " does not require a gradient");
   // Buckets in reverse parameter order (roughly the order backward produces gradients),
   // each of one dtype and at most bucket_bytes (a larger parameter gets one of its own).
   const size_t n = d->params.size();
@@ -526,7 +538,7 @@ sk_error* sk_ddp_new(sk_process_group* pg, sk_module* m, int64_t bucket_bytes, s
   broadcast_coalesced(g, all, 0);
   for (size_t i = 0; i < n; ++i) {
     auto acc = torch::autograd::impl::grad_accumulator(d->params[i]);
-    if (!acc) fail("parameter ", d->names[i], " does not require a gradient");
+    if (!acc) fail("parameter ", d->names[i], " is not a leaf of the autograd graph");
     d->hook_keys.push_back(acc->add_post_hook(std::make_unique<GradReadyHook>(d, i)));
     d->accumulators.push_back(std::move(acc));
   }
@@ -549,13 +561,7 @@ sk_error* sk_ddp_prepare(sk_ddp* ddp, int32_t broadcast_buffers) {
     if (d.active) {
       // A backward failed half-way: its launched reductions still have to end before the
       // buckets are reused (every rank saw the failure, so they fail or finish quickly).
-      for (auto& b : d.buckets)
-        if (b.launched) {
-          try {
-            b.work->wait(d.group->timeout);
-          } catch (...) {
-          }
-        }
+      for (auto& b : d.buckets) Group::drain(b.work);
       d.reset();
     }
   }

@@ -45,6 +45,9 @@ sk_error* make_error(int32_t code, std::string message) noexcept;
 // The one error the guard returns for every exception: its code and a message without
 // libtorch's C++ backtrace and source locations. Never throws.
 sk_error* error_from_current_exception() noexcept;
+// An exception's text without what only a C++ developer can use: libtorch's backtrace and
+// "Exception raised from ..." trailer, and the "[enforce fail at file.cpp:75] " prefix.
+std::string plain_message(const std::exception& e);
 
 template <typename... Parts>
 [[noreturn]] void fail(const Parts&... parts) {
