@@ -95,9 +95,9 @@ void positive_arg(const char* what, int64_t v) {
 }
 
 sk_module* wrap_module(std::shared_ptr<Module> m) {
-  auto* h = new sk_module{std::move(m), {}};
-  h->module->collect_state("", h->state);
-  return h;
+  auto h = std::make_unique<sk_module>(sk_module{std::move(m), {}});
+  h->module->collect_state("", h->state);  // may throw: h is freed then
+  return h.release();
 }
 
 void Sequential::push_back(std::shared_ptr<Module> m) {
