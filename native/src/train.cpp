@@ -211,6 +211,8 @@ sk_error* sk_count_correct_topk(const sk_tensor* logits, const sk_tensor* target
     fail("count_correct_topk: expects logits [N, K] and targets [N], got ", shape_str(z.sizes()), " and ",
          shape_str(y.sizes()));
   if (z.size(1) < 1) fail("count_correct_topk: logits have no classes");
+  if (y.scalar_type() != at::kLong)
+    fail("count_correct_topk: targets must be int64, got ", c10::toString(y.scalar_type()));
   int64_t maxk = 0;
   for (int64_t j = 0; j < n_ks; ++j) {
     if (ks[j] < 1) fail("ks[", j, "] must be >= 1, got ", ks[j]);
@@ -219,11 +221,11 @@ sk_error* sk_count_correct_topk(const sk_tensor* logits, const sk_tensor* target
   at::NoGradGuard no_grad;
   maxk = std::min(maxk, z.size(1));
   at::Tensor pred = std::get<1>(z.topk(maxk, 1, /*largest=*/true, /*sorted=*/true));  // [N, maxk]
-  at::Tensor hit = pred.eq(y.to(pred.device(), at::kLong).view({-1, 1}));
-  std::vector<int64_t> counts;
-  for (int64_t j = 0; j < n_ks; ++j)
-    counts.push_back(hit.narrow(1, 0, std::min(ks[j], maxk)).sum().item<int64_t>());
-  for (int64_t j = 0; j < n_ks; ++j) out_counts[j] = counts[static_cast<size_t>(j)];
+  // hits within the first k predictions, for every k at once: one host copy, not one per k
+  at::Tensor hit = pred.eq(y.to(pred.device()).view({-1, 1}));
+  at::Tensor within = hit.sum(0).cumsum(0).to(at::kCPU, at::kLong);  // [maxk]
+  const int64_t* w = within.data_ptr<int64_t>();
+  for (int64_t j = 0; j < n_ks; ++j) out_counts[j] = w[std::min(ks[j], maxk) - 1];
   SK_GUARD_END
 }
 

@@ -445,6 +445,12 @@ static void test_param_groups_and_topk() {
   int64_t k0[1] = {0};
   EXPECT_ERROR(sk_count_correct_topk(logits, targets, k0, 1, counts), SK_ERR_INVALID_ARGUMENT, "must be >= 1");
   EXPECT_ERROR(sk_count_correct_topk(logits, logits, ks, 3, counts), SK_ERR_INVALID_ARGUMENT, "targets [N]");
+  float yf[2] = {2, 0};
+  sk_tensor* float_targets = nullptr;
+  EXPECT_OK(sk_tensor_from_blob(yf, sizeof yf, ys, nullptr, 1, SK_FLOAT32, &float_targets));
+  EXPECT_ERROR(sk_count_correct_topk(logits, float_targets, ks, 3, counts), SK_ERR_INVALID_ARGUMENT,
+               "targets must be int64");
+  sk_tensor_free(float_targets);
   sk_tensor_free(logits);
   sk_tensor_free(targets);
   sk_tensor_free(gw);
