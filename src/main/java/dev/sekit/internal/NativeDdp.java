@@ -57,6 +57,10 @@ public final class NativeDdp {
       group.exit();
       throw e;
     }
+    if (handle.released()) { // closed by another thread between the check above and the guards
+      exit();
+      throw new IllegalStateException("this DistributedDataParallel was closed");
+    }
     return segment;
   }
 
@@ -99,8 +103,19 @@ public final class NativeDdp {
     }
   }
 
-  /** Detaches the hooks now. */
+  /**
+   * Detaches the hooks now; refused ("in use by another thread") while another thread runs
+   * the module or a collective, so hooks never change under a backward.
+   */
   public void close() {
-    handle.release();
+    if (!segment.scope().isAlive() || handle.released()) {
+      return;
+    }
+    enter();
+    try {
+      handle.release();
+    } finally {
+      exit();
+    }
   }
 }

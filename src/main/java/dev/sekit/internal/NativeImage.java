@@ -23,6 +23,7 @@ public final class NativeImage {
   /** Decodes the JPEG file in {@code data} into {@code out}: RGB, height x width x 3 bytes. */
   public static void jpegDecodeRgb(MemorySegment data, MemorySegment out) {
     NativeLoader.ensureLoaded();
+    NativeTensor.requireWritable(out, "out");
     Calls.check(sekit_h.sk_jpeg_decode_rgb(data, data.byteSize(), out, out.byteSize()));
   }
 }

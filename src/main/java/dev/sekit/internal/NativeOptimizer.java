@@ -42,6 +42,14 @@ public final class NativeOptimizer {
     this.state = Collections.unmodifiableMap(s);
   }
 
+  /** The native side reads n_groups entries of both arrays. */
+  private static void checkGroups(double[] lrs, double[] weightDecays) {
+    if (weightDecays.length != lrs.length) {
+      throw new IllegalArgumentException("weightDecays has " + weightDecays.length + " entries but there are "
+          + lrs.length + " groups");
+    }
+  }
+
   /**
    * torch.optim.SGD with parameter groups: {@code groupOf[i]} is the group of the module's
    * i-th parameter (state order), -1 for a frozen one; group g has {@code lrs[g]} and
@@ -49,6 +57,7 @@ public final class NativeOptimizer {
    */
   public static NativeOptimizer sgd(Arena arena, NativeModule module, int[] groupOf, double[] lrs,
       double[] weightDecays, double momentum, double dampening, boolean nesterov) {
+    checkGroups(lrs, weightDecays);
     try (Arena tmp = Arena.ofConfined()) {
       MemorySegment g = tmp.allocateFrom(JAVA_INT, groupOf);
       MemorySegment l = tmp.allocateFrom(JAVA_DOUBLE, lrs);
@@ -61,6 +70,7 @@ public final class NativeOptimizer {
   /** torch.optim.AdamW with parameter groups, as {@link #sgd(Arena, NativeModule, int[], double[], double[], double, double, boolean)}. */
   public static NativeOptimizer adamW(Arena arena, NativeModule module, int[] groupOf, double[] lrs,
       double[] weightDecays, double beta1, double beta2, double eps) {
+    checkGroups(lrs, weightDecays);
     try (Arena tmp = Arena.ofConfined()) {
       MemorySegment g = tmp.allocateFrom(JAVA_INT, groupOf);
       MemorySegment l = tmp.allocateFrom(JAVA_DOUBLE, lrs);

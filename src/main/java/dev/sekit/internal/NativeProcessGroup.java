@@ -14,7 +14,7 @@ import java.lang.foreign.MemorySegment;
 public final class NativeProcessGroup {
   private final Owner.Handle handle;
   private final MemorySegment segment;
-  private final Guard guard = new Guard("this process group");
+  private final Guard[] guards = {new Guard("this process group")};
   private final int rank;
   private final int worldSize;
 
@@ -50,17 +50,32 @@ public final class NativeProcessGroup {
     if (!segment.scope().isAlive() || handle.released()) {
       throw new IllegalStateException("this process group was closed");
     }
-    Guard.enter(new Guard[] {guard});
+    Guard.enter(guards);
+    if (handle.released()) { // closed by another thread between the check above and the guard
+      Guard.exit(guards);
+      throw new IllegalStateException("this process group was closed");
+    }
     return segment;
   }
 
   void exit() {
-    Guard.exit(new Guard[] {guard});
+    Guard.exit(guards);
   }
 
-  /** Leaves the group now. */
+  /**
+   * Leaves the group now; refused ("in use by another thread") while a collective of another
+   * thread runs on it, so it is never freed under a call.
+   */
   public void close() {
-    handle.release();
+    if (!segment.scope().isAlive() || handle.released()) {
+      return;
+    }
+    Guard.enter(guards);
+    try {
+      handle.release();
+    } finally {
+      Guard.exit(guards);
+    }
   }
 
   public void allReduce(NativeTensor t, int op) {

@@ -176,6 +176,10 @@ public final class NativeTensor {
       }
     }
     Guard.enter(guards);
+    if (handle.released()) { // closed by another thread between the check above and the guard
+      Guard.exit(guards);
+      throw new IllegalStateException("this tensor was closed (Tensor.close())");
+    }
     return segment;
   }
 
