@@ -11,8 +11,10 @@ import java.io.ByteArrayInputStream;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.nio.file.Files;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import java.util.Iterator;
 import java.util.Objects;
 import javax.imageio.ImageIO;
@@ -62,11 +64,25 @@ public record Image(int width, int height, MemorySegment pixels) {
    */
   public static Image read(Arena arena, Path file) throws IOException {
     Objects.requireNonNull(arena, "arena");
-    byte[] bytes = Files.readAllBytes(Objects.requireNonNull(file, "file"));
-    try {
-      return decode(arena, bytes);
-    } catch (MalformedImageException e) {
-      throw new MalformedImageException(file + ": " + e.getMessage(), e);
+    Objects.requireNonNull(file, "file");
+    // The file goes straight into off-heap memory, where the JPEG decoder reads it; only
+    // the other formats (ImageIO) need it on the heap.
+    try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ); Arena tmp = Arena.ofConfined()) {
+      long size = ch.size();
+      if (size > Integer.MAX_VALUE - 8) {
+        throw new MalformedImageException(file + ": " + size + " bytes is too large for an image file");
+      }
+      MemorySegment data = tmp.allocate(size);
+      ByteBuffer buf = data.asByteBuffer();
+      while (buf.hasRemaining() && ch.read(buf) >= 0) {
+        // read until full or end of file
+      }
+      data = data.asSlice(0, buf.position()); // a file that shrank while being read
+      try {
+        return isJpeg(data) ? decodeJpeg(arena, data) : decodeWithImageIO(arena, data.toArray(JAVA_BYTE));
+      } catch (MalformedImageException e) {
+        throw new MalformedImageException(file + ": " + e.getMessage(), e);
+      }
     }
   }
 
@@ -103,6 +119,11 @@ public record Image(int width, int height, MemorySegment pixels) {
 
   private static boolean isJpeg(byte[] b) {
     return b.length >= 3 && (b[0] & 0xff) == 0xff && (b[1] & 0xff) == 0xd8 && (b[2] & 0xff) == 0xff;
+  }
+
+  private static boolean isJpeg(MemorySegment b) {
+    return b.byteSize() >= 3 && (b.get(JAVA_BYTE, 0) & 0xff) == 0xff && (b.get(JAVA_BYTE, 1) & 0xff) == 0xd8
+        && (b.get(JAVA_BYTE, 2) & 0xff) == 0xff;
   }
 
   private static boolean isPng(byte[] b) {
