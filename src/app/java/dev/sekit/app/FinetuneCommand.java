@@ -17,9 +17,6 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
-import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicBoolean;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -154,17 +151,7 @@ final class FinetuneCommand implements Callable<Integer> {
     }
     Sekit.setNumThreads(threads);
     Files.createDirectories(out);
-    AtomicBoolean stop = new AtomicBoolean();
-    CountDownLatch done = new CountDownLatch(1);
-    Thread hook = new Thread(() -> {
-      stop.set(true);
-      try {
-        done.await(120, TimeUnit.SECONDS); // let the loop write its last checkpoint
-      } catch (InterruptedException ignored) {
-        Thread.currentThread().interrupt();
-      }
-    }, "sekit-stop");
-    Runtime.getRuntime().addShutdownHook(hook);
+    StopSignal stop = new StopSignal();
     try (FinetuneData.Split split = FinetuneData.load(data, classes, limitTrain, limitTest,
         new FinetuneData.Images(size, cropPct, !noAugment, seed));
         Arena arena = Arena.ofConfined()) {
@@ -202,7 +189,7 @@ final class FinetuneCommand implements Callable<Integer> {
           bar.onCheckpoint(file, interrupted);
         }
       };
-      Trainer.Result r = trainer.fit(ckpt, progress, stop::get);
+      Trainer.Result r = trainer.fit(ckpt, progress, stop);
       writeLog(r.history());
       if (!r.completed()) {
         System.out.println("stopped: checkpoint written to " + ckpt + "; continue with --resume");
@@ -216,14 +203,7 @@ final class FinetuneCommand implements Callable<Integer> {
       System.out.println("wrote " + ckpt + ", " + weightsOut + ", " + out.resolve("log.csv"));
       return 0;
     } finally {
-      done.countDown();
-      if (!stop.get()) {
-        try {
-          Runtime.getRuntime().removeShutdownHook(hook);
-        } catch (IllegalStateException ignored) {
-          // already shutting down
-        }
-      }
+      stop.close();
     }
   }
 

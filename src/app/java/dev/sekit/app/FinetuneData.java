@@ -28,9 +28,6 @@ import java.util.List;
  * </ul>
  */
 final class FinetuneData {
-  /** ImageNet's per-channel mean and std (timm's IMAGENET_DEFAULT_MEAN / _STD). */
-  static final float[] MEAN = {0.485f, 0.456f, 0.406f};
-  static final float[] STD = {0.229f, 0.224f, 0.225f};
   /** The smallest image side a VoVNet takes (stride 4 then three ceil-mode poolings). */
   static final int MIN_SIZE = 32;
 
@@ -231,7 +228,7 @@ final class FinetuneData {
               int sy = y - top;
               int sx = x - left;
               float v = sy >= 0 && sy < h && sx >= 0 && sx < w ? g.getAtIndex(JAVA_FLOAT, (long) sy * w + sx) : 0f;
-              dst.setAtIndex(JAVA_FLOAT, plane + (long) y * ow + x, (v - MEAN[c]) / STD[c]);
+              dst.setAtIndex(JAVA_FLOAT, plane + (long) y * ow + x, (v - ImageTransform.IMAGENET_MEAN[c]) / ImageTransform.IMAGENET_STD[c]);
             }
           }
         }

@@ -12,9 +12,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
-import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicBoolean;
 import me.tongfei.progressbar.ProgressBar;
 import me.tongfei.progressbar.ProgressBarBuilder;
 import me.tongfei.progressbar.ProgressBarStyle;
@@ -98,17 +95,7 @@ final class TrainCommand implements Callable<Integer> {
     boolean lead = group == null || group.rank() == 0;
     Files.createDirectories(out);
     Path ckpt = out.resolve("checkpoint.safetensors");
-    AtomicBoolean stop = new AtomicBoolean();
-    CountDownLatch done = new CountDownLatch(1);
-    Thread hook = new Thread(() -> {
-      stop.set(true);
-      try {
-        done.await(120, TimeUnit.SECONDS); // let the loop write its last checkpoint
-      } catch (InterruptedException ignored) {
-        Thread.currentThread().interrupt();
-      }
-    }, "sekit-stop");
-    Runtime.getRuntime().addShutdownHook(hook);
+    StopSignal stop = new StopSignal();
     List<Trainer.EpochStats> history = new ArrayList<>();
     try {
       if (lead) {
@@ -117,7 +104,7 @@ final class TrainCommand implements Callable<Integer> {
             group == null ? "" : " in each of " + group.worldSize() + " processes", options.seed);
       }
       Trainer.Listener listener = lead ? new Listener(options.epochs, !noProgress) : new Trainer.Listener() {};
-      Runs.Outcome o = Runs.run(options, attention, options.seed, ckpt, resume, listener, stop::get, group);
+      Runs.Outcome o = Runs.run(options, attention, options.seed, ckpt, resume, listener, stop, group);
       history.addAll(o.result().history());
       if (!lead) {
         return o.result().completed() ? 0 : INTERRUPTED;
@@ -139,14 +126,7 @@ final class TrainCommand implements Callable<Integer> {
           + ", " + out.resolve("curves.png"));
       return 0;
     } finally {
-      done.countDown();
-      if (!stop.get()) {
-        try {
-          Runtime.getRuntime().removeShutdownHook(hook);
-        } catch (IllegalStateException ignored) {
-          // already shutting down
-        }
-      }
+      stop.close();
     }
   }
 
