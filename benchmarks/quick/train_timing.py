@@ -23,21 +23,7 @@ torch.set_num_threads(threads)
 torch.manual_seed(0)
 
 
-class Head(nn.Module):
-    def __init__(self, c, k):
-        super().__init__()
-        self.fc = nn.Linear(c, k)
-
-    def forward(self, x):
-        return self.fc(x.mean((2, 3)))
-
-
-a = "" if attn == "none" else attn
-net = nn.Sequential(
-    v.ConvNormAct(1, 24, 3, stride=1), v.ConvNormAct(24, 32, 3, stride=2),
-    v.OsaBlock(32, 32, 64, 3, False, False, a), nn.MaxPool2d(3, 2, ceil_mode=True),
-    v.OsaBlock(64, 48, 128, 3, False, False, a), nn.MaxPool2d(3, 2, ceil_mode=True),
-    v.OsaBlock(128, 64, 192, 3, False, False, a), Head(192, 10))
+net = v.small_vovnet(attn)
 
 d = "/usr/share/datasets/fashion-mnist"
 with gzip.open(os.path.join(d, "train-images-idx3-ubyte.gz")) as f:

@@ -307,6 +307,27 @@ def check_param_counts(verbose=False):
         raise RuntimeError("parameter counts differ from timm: %r" % bad)
 
 
+class GapHead(nn.Module):
+    """Global average pool, then a Linear (the head of sekit's SmallVoVNet)."""
+
+    def __init__(self, c, k):
+        super().__init__()
+        self.fc = nn.Linear(c, k)
+
+    def forward(self, x):
+        return self.fc(x.mean((2, 3)))
+
+
+def small_vovnet(attn="ese", classes=10):
+    """sekit's SmallVoVNet (src/main/java/dev/sekit/nn/SmallVoVNet.java), the Fashion-MNIST demo
+    network on 1x28x28 inputs; attn "ese", "se" or "none"."""
+    a = "" if attn == "none" else attn
+    return nn.Sequential(
+        ConvNormAct(1, 24, 3, stride=1), ConvNormAct(24, 32, 3, stride=2),
+        OsaBlock(32, 32, 64, 3, False, False, a), nn.MaxPool2d(3, 2, ceil_mode=True),
+        OsaBlock(64, 48, 128, 3, False, False, a), nn.MaxPool2d(3, 2, ceil_mode=True),
+        OsaBlock(128, 64, 192, 3, False, False, a), GapHead(192, classes))
+
 if __name__ == "__main__":
     check_param_counts(verbose=True)
     sys.exit(0)

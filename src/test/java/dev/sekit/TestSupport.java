@@ -134,4 +134,23 @@ public final class TestSupport {
     }
     throw new IllegalStateException("no VmRSS in /proc/self/status");
   }
+
+  /**
+   * The command line that runs the program as users run it: module dev.sekit.app
+   * (target/app-classes) on the module path with the library module and the runtime
+   * dependencies, two intra-op threads, then {@code args}.
+   */
+  public static List<String> sekitCliCommand(String... args) {
+    try {
+      String modulePath = String.join(java.io.File.pathSeparator, "target/classes", "target/app-classes",
+          Files.readString(Path.of("target/classpath.txt")).trim());
+      List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+          "--enable-native-access=dev.sekit,org.jline.nativ", "-Dsekit.threads=2", "-p", modulePath,
+          "-m", "dev.sekit.app/dev.sekit.app.SekitCli"));
+      cmd.addAll(List.of(args));
+      return cmd;
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
 }

@@ -6,7 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
@@ -21,12 +20,7 @@ class CliTest {
    * with the library module and the runtime dependencies.
    */
   private Process start(String... args) throws IOException {
-    String modulePath = String.join(java.io.File.pathSeparator, "target/classes", "target/app-classes",
-        Files.readString(Path.of("target/classpath.txt")).trim());
-    List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-        "--enable-native-access=dev.sekit,org.jline.nativ", "-Dsekit.threads=2", "-p", modulePath,
-        "-m", "dev.sekit.app/dev.sekit.app.SekitCli"));
-    cmd.addAll(List.of(args));
+    List<String> cmd = dev.sekit.TestSupport.sekitCliCommand(args);
     return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(dir.resolve("out.log").toFile()).start();
   }
 

@@ -14,7 +14,6 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
@@ -31,12 +30,7 @@ class FinetuneCliTest {
   private static final String MODEL = "ese_vovnet19b_slim_dw";
 
   private Process start(String... args) throws IOException {
-    String modulePath = String.join(java.io.File.pathSeparator, "target/classes", "target/app-classes",
-        Files.readString(Path.of("target/classpath.txt")).trim());
-    List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-        "--enable-native-access=dev.sekit,org.jline.nativ", "-Dsekit.threads=2", "-p", modulePath,
-        "-m", "dev.sekit.app/dev.sekit.app.SekitCli"));
-    cmd.addAll(List.of(args));
+    List<String> cmd = dev.sekit.TestSupport.sekitCliCommand(args);
     return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(dir.resolve("out.log").toFile()).start();
   }
 

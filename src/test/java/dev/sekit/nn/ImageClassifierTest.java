@@ -78,12 +78,7 @@ class ImageClassifierTest {
 
   /** Runs the command-line program as users do (module dev.sekit.app); its exit code and output. */
   static Object[] sekit(String... args) throws Exception {
-    String modulePath = String.join(java.io.File.pathSeparator, "target/classes", "target/app-classes",
-        Files.readString(Path.of("target/classpath.txt")).trim());
-    List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-        "--enable-native-access=dev.sekit,org.jline.nativ", "-p", modulePath, "-m",
-        "dev.sekit.app/dev.sekit.app.SekitCli"));
-    cmd.addAll(List.of(args));
+    List<String> cmd = dev.sekit.TestSupport.sekitCliCommand(args);
     Process proc = new ProcessBuilder(cmd).redirectErrorStream(true).start();
     String out = new String(proc.getInputStream().readAllBytes());
     assertTrue(proc.waitFor(120, TimeUnit.SECONDS));
