@@ -573,6 +573,18 @@ SK_API sk_error* sk_barrier(sk_process_group* pg);
 SK_API sk_error* sk_all_gather(sk_process_group* pg, const sk_tensor* t, sk_tensor** out);
 
 /*
+ * SyncBatchNorm (PyTorch's nn.SyncBatchNorm.convert_sync_batchnorm): every BatchNorm2d in m
+ * then normalises, in training mode, with the mean and variance of the whole batch over all
+ * ranks of pg rather than of this rank's share, and updates its running statistics with them,
+ * so they are the same on every rank. Each such forward all-gathers the per-channel
+ * statistics and its backward all-reduces two per-channel gradient sums: every rank must run
+ * the same forwards and backwards, and nothing else may use pg meanwhile. Evaluation mode is
+ * unchanged. pg NULL gives back each rank's own statistics. m keeps pg's connections alive
+ * while converted. *converted (when not NULL) = the number of BatchNorm2d layers set.
+ */
+SK_API sk_error* sk_sync_batchnorm(sk_module* m, sk_process_group* pg, int32_t* converted);
+
+/*
  * Data-parallel training of module m over pg, as PyTorch's DistributedDataParallel: at
  * creation every parameter and buffer is set to rank 0's (broadcast); then, during each
  * backward through m, each parameter's gradient (after accumulation) is multiplied by

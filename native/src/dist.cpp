@@ -7,6 +7,8 @@
 #include <torch/csrc/autograd/engine.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/functions/utils.h>
+#include <torch/csrc/autograd/saved_variable.h>
 #include <torch/csrc/autograd/variable.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -225,6 +227,141 @@ void broadcast_coalesced(Group& g, const std::vector<at::Tensor>& ts, int root) 
     }
   }
 }
+
+// ------------------------------------------------------------------ SyncBatchNorm
+
+// v ([C]) as [1,C,1,...] in like's dtype, to broadcast over like ([N,C,...]).
+at::Tensor per_channel(const at::Tensor& v, const at::Tensor& like) {
+  std::vector<int64_t> shape(like.dim(), 1);
+  shape[1] = v.numel();
+  return v.to(like.scalar_type()).view(shape);
+}
+
+// The backward of SyncBatchNorm's training forward (PyTorch's SyncBatchNorm.backward):
+// the per-channel sums of dy and dy*(x-mean) are all-reduced so that every rank's input
+// gradient sees the whole batch; the weight and bias gradients stay local (DDP averages them).
+struct SyncBatchNormBackward : torch::autograd::Node {
+  std::shared_ptr<Group> group;
+  torch::autograd::SavedVariable x_, weight_;
+  at::Tensor mean, var;  // float64, [C], of the whole batch
+  double eps = 0;
+  double total = 0;  // samples per channel over all ranks
+
+  std::string name() const override { return "SyncBatchNormBackward"; }
+  void release_variables() override {
+    x_.reset_data();
+    weight_.reset_data();
+  }
+
+  torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override {
+    at::NoGradGuard no_grad;
+    at::Tensor x = x_.unpack();
+    at::Tensor dy = grads[0].defined() ? grads[0] : at::zeros_like(x);
+    const int64_t c = mean.numel();
+    // ATen's eval-mode BatchNorm backward with the whole batch's mean and variance gives this
+    // rank's sum(dy*(x-mean))*invstd and sum(dy) in one pass over x and dy.
+    auto local = at::native_batch_norm_backward(dy, x, c10::nullopt, mean.to(x.scalar_type()),
+                                                var.to(x.scalar_type()), c10::nullopt, c10::nullopt,
+                                                /*train=*/false, eps, {false, true, true});
+    const at::Tensor& grad_weight = std::get<1>(local);
+    const at::Tensor& grad_bias = std::get<2>(local);
+    at::Tensor invstd = (var + eps).rsqrt();
+    // Every rank takes part in the all-reduce, whatever outputs it needs.
+    at::Tensor sums = at::cat({grad_bias.to(at::kDouble), grad_weight.to(at::kDouble) / invstd});
+    c10d::AllreduceOptions o;
+    o.timeout = group->timeout;
+    std::vector<at::Tensor> v{sums};
+    group->wait(group->pg->allreduce(v, o), "the gradient all_reduce of SyncBatchNorm");
+    torch::autograd::variable_list out(3);
+    if (task_should_compute_output(0)) {
+      at::Tensor mean_dy = sums.narrow(0, 0, c) / total;
+      at::Tensor mean_dy_xmu = sums.narrow(0, c, c) / total;
+      // dx = invstd*w*(dy - mean(dy) - (x-mean)*invstd^2*mean(dy*(x-mean))) = a*dy + b*x + k
+      at::Tensor a = invstd * weight_.unpack().to(at::kDouble);
+      at::Tensor b = -a * invstd * invstd * mean_dy_xmu;
+      at::Tensor k = -a * mean_dy - b * mean;
+      at::Tensor dx = at::empty_like(x);
+      at::addcmul_out(dx, per_channel(k, x), dy, per_channel(a, x));
+      dx.addcmul_(x, per_channel(b, x));
+      out[0] = dx;
+    }
+    if (task_should_compute_output(1)) out[1] = grad_weight;
+    if (task_should_compute_output(2)) out[2] = grad_bias;
+    return out;
+  }
+};
+
+// PyTorch's SyncBatchNorm forward: each rank's mean and (biased) variance with its count are
+// gathered and combined in float64 (Chan's parallel variance), normalisation uses the
+// combined ones, and the running statistics move with them (the variance unbiased), so every
+// rank's running statistics are the same.
+class GroupBatchNormSync : public BatchNormSync {
+ public:
+  explicit GroupBatchNormSync(std::shared_ptr<Group> g) : group_(std::move(g)) {}
+
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, at::Tensor& running_mean,
+                     at::Tensor& running_var, double momentum, double eps) override {
+    if (!x.device().is_cpu())
+      fail("SyncBatchNorm over Gloo needs CPU tensors; the input is on ", x.device(),
+           " (CUDA needs NCCL, which this build lacks)");
+    const bool record = c10::GradMode::is_enabled() &&
+                        (x.requires_grad() || weight.requires_grad() || bias.requires_grad());
+    const int64_t c = x.size(1);
+    const int64_t n = c > 0 ? x.numel() / c : 0;
+    at::Tensor xd = x.detach();
+    at::Tensor local = at::zeros({2 * c + 1}, at::kDouble);
+    {
+      at::NoGradGuard no_grad;
+      if (n > 0) {  // ATen's BatchNorm statistics kernel: this rank's mean and biased variance
+        auto mv = at::batch_norm_update_stats(xd, c10::nullopt, c10::nullopt, momentum);
+        local.narrow(0, 0, c).copy_(std::get<0>(mv));
+        local.narrow(0, c, c).copy_(std::get<1>(mv));
+      }
+      local[2 * c] = static_cast<double>(n);
+    }
+    at::Tensor all = at::empty({group_->size, 2 * c + 1}, at::kDouble);
+    {
+      std::vector<std::vector<at::Tensor>> outputs(1);
+      for (int r = 0; r < group_->size; ++r) outputs[0].push_back(all.select(0, r));
+      std::vector<at::Tensor> inputs{local};
+      c10d::AllgatherOptions o;
+      o.timeout = group_->timeout;
+      group_->wait(group_->pg->allgather(outputs, inputs, o), "the statistics all_gather of SyncBatchNorm");
+    }
+    at::NoGradGuard no_grad;
+    at::Tensor counts = all.select(1, 2 * c).unsqueeze(1);  // [W,1]
+    const double total = counts.sum().item<double>();
+    if (total <= 1)
+      fail("SyncBatchNorm expected more than 1 value per channel when training, got ",
+           static_cast<int64_t>(total), " over all ranks (input of shape ", shape_str(x.sizes()), " on this rank)");
+    at::Tensor means = all.narrow(1, 0, c), vars = all.narrow(1, c, c);
+    at::Tensor mean = (counts * means).sum(0) / total;
+    at::Tensor var = (counts * (vars + (means - mean).square())).sum(0) / total;
+    at::Tensor invstd = (var + eps).rsqrt();
+    running_mean.copy_(running_mean.to(at::kDouble) * (1 - momentum) + mean * momentum);
+    running_var.copy_(running_var.to(at::kDouble) * (1 - momentum) + var * (total / (total - 1)) * momentum);
+    at::Tensor scale = weight.detach().to(at::kDouble) * invstd;
+    at::Tensor shift = bias.detach().to(at::kDouble) - mean * scale;
+    at::Tensor out = at::empty_like(xd);
+    at::addcmul_out(out, per_channel(shift, xd), xd, per_channel(scale, xd));
+    if (record) {
+      auto node = std::shared_ptr<SyncBatchNormBackward>(new SyncBatchNormBackward(), torch::autograd::deleteNode);
+      node->group = group_;
+      node->x_ = torch::autograd::SavedVariable(x, false);
+      node->weight_ = torch::autograd::SavedVariable(weight, false);
+      node->mean = mean;
+      node->var = var;
+      node->eps = eps;
+      node->total = total;
+      node->set_next_edges(torch::autograd::collect_next_edges(x, weight, bias));
+      torch::autograd::set_history(out, node);
+    }
+    return out;
+  }
+
+ private:
+  std::shared_ptr<Group> group_;
+};
 
 // ------------------------------------------------------------------ DDP
 
@@ -474,6 +611,29 @@ sk_error* sk_all_gather(sk_process_group* pg, const sk_tensor* t, sk_tensor** ou
   o.timeout = g.timeout;
   g.wait(g.pg->allgather(outputs, inputs, o), "all_gather");
   *out = new_handle(result);
+  SK_GUARD_END
+}
+
+sk_error* sk_sync_batchnorm(sk_module* m, sk_process_group* pg, int32_t* converted) {
+  SK_GUARD_BEGIN
+  sk_module* mod = module_arg(m);
+  std::shared_ptr<BatchNormSync> sync;
+  if (pg != nullptr) {
+    group_arg(pg);
+    for (auto& e : mod->state)
+      if (!e.tensor->device().is_cpu())
+        fail("SyncBatchNorm over Gloo needs the module on the CPU; ", e.name, " is on ", e.tensor->device(),
+             " (CUDA needs NCCL, which this build lacks)");
+    sync = std::make_shared<GroupBatchNormSync>(pg->group);
+  }
+  int32_t n = 0;
+  mod->module->visit([&](Module& x) {
+    if (auto* bn = dynamic_cast<BatchNorm2d*>(&x)) {
+      bn->set_sync(sync);
+      ++n;
+    }
+  });
+  if (converted != nullptr) *converted = n;
   SK_GUARD_END
 }
 

@@ -215,6 +215,7 @@ at::Tensor BatchNorm2d::forward(const at::Tensor& x) {
     at::NoGradGuard no_grad;
     num_batches_tracked_->add_(1);
   }
+  if (training_ && sync_) return sync_->forward(x, *weight_, *bias_, *running_mean_, *running_var_, momentum_, eps_);
   return at::batch_norm(x, *weight_, *bias_, *running_mean_, *running_var_, training_, momentum_,
                         eps_, /*cudnn_enabled=*/true);
 }

@@ -91,6 +91,17 @@ class Conv2d : public Module {
   at::Tensor* bias_ = nullptr;
 };
 
+// Batch statistics taken over several processes (SyncBatchNorm, dist.cpp): a BatchNorm2d
+// given one normalises in training with the mean and variance of the whole batch over every
+// process, and updates its running statistics with them.
+class BatchNormSync {
+ public:
+  virtual ~BatchNormSync() = default;
+  // Training-mode batch_norm of x ([N,C,...]) over the processes' batches.
+  virtual at::Tensor forward(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                             at::Tensor& running_mean, at::Tensor& running_var, double momentum, double eps) = 0;
+};
+
 // nn.BatchNorm2d (affine, tracking running stats), eps and momentum as given.
 class BatchNorm2d : public Module {
  public:
@@ -99,11 +110,14 @@ class BatchNorm2d : public Module {
   at::Tensor& weight() { return *weight_; }
   // Eval-mode BatchNorm as y = x * scale + shift (per channel, float64).
   std::pair<at::Tensor, at::Tensor> affine() const;
+  // Null: each process's own batch statistics (the default).
+  void set_sync(std::shared_ptr<BatchNormSync> sync) { sync_ = std::move(sync); }
 
  private:
   int64_t channels_;
   double eps_, momentum_;
   at::Tensor *weight_, *bias_, *running_mean_, *running_var_, *num_batches_tracked_;
+  std::shared_ptr<BatchNormSync> sync_;
 };
 
 // Children "0", "1", ... applied in order (nn.Sequential).

@@ -101,7 +101,8 @@ final class TrainCommand implements Callable<Integer> {
       if (lead) {
         System.out.printf(Locale.ROOT, "sekit train: %s with %s attention, %d epochs, batch %d, %s, %d thread(s)%s, seed %d%n",
             options.model, attn, options.epochs, options.batch, options.device, options.threads,
-            group == null ? "" : " in each of " + group.worldSize() + " processes", options.seed);
+            group == null ? "" : " in each of " + group.worldSize() + " processes"
+                + (options.syncBn ? " (SyncBatchNorm)" : ""), options.seed);
       }
       Trainer.Listener listener = lead ? new Listener(options.epochs, !noProgress) : new Trainer.Listener() {};
       Runs.Outcome o = Runs.run(options, attention, options.seed, ckpt, resume, listener, stop, group);

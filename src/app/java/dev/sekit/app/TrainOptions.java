@@ -66,6 +66,10 @@ final class TrainOptions {
   @Option(names = "--no-augment", description = "Disable random crop (pad 2) and horizontal flip.")
   boolean noAugment;
 
+  @Option(names = "--sync-bn", description = "Data-parallel runs: BatchNorm normalises with the statistics of the "
+      + "whole global batch over all workers (SyncBatchNorm) instead of each worker's share.")
+  boolean syncBn;
+
   /** "sgd" / "adamw" in any case. */
   static final class OptimizerConverter implements picocli.CommandLine.ITypeConverter<Trainer.OptimizerKind> {
     @Override
@@ -83,7 +87,7 @@ final class TrainOptions {
     return D.toBuilder().epochs(epochs).batchSize(batch).optimizer(optimizer).lr(lr)
         .momentum(optimizer == Trainer.OptimizerKind.SGD ? D.momentum() : 0).weightDecay(weightDecay)
         .labelSmoothing(labelSmoothing).randomCrop(noAugment ? 0 : D.cropPad(), FashionMnist.BLACK).flip(!noAugment)
-        .seed(runSeed).channelsLast(!noChannelsLast).build();
+        .seed(runSeed).channelsLast(!noChannelsLast).syncBatchNorm(syncBn).build();
   }
 
   Device device() {

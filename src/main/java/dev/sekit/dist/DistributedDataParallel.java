@@ -23,7 +23,7 @@ import java.util.Objects;
  *   <li>{@link #forward} in training mode with gradients first sets the buffers (BatchNorm
  *       running statistics) to rank 0's, as DDP's {@code broadcast_buffers}; BatchNorm itself
  *       normalises with each process's own batch statistics (as PyTorch's BatchNorm2d under
- *       DDP; SyncBatchNorm is not offered).
+ *       DDP) unless the module was given to {@link SyncBatchNorm#convert} first.
  * </ul>
  *
  * <p>Every rank must run the same forward/backward sequence; a parameter that got no

@@ -1,6 +1,7 @@
 package dev.sekit.internal;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
 
 import dev.sekit.internal.ffi.sekit_h;
 import java.lang.foreign.Arena;
@@ -130,6 +131,29 @@ public final class NativeProcessGroup {
       }
     } finally {
       exit();
+    }
+  }
+
+  /**
+   * Sets every BatchNorm2d of {@code module} to normalise with the batch statistics of all
+   * ranks of {@code group} in training, or, with {@code group} null, with this rank's own.
+   * Returns how many layers were set.
+   */
+  public static int syncBatchNorm(NativeModule module, NativeProcessGroup group) {
+    MemorySegment g = group == null ? MemorySegment.NULL : group.enter();
+    try {
+      MemorySegment m = module.enter();
+      try (Scratch.Frame f = Scratch.frame()) {
+        MemorySegment out = f.allocate(JAVA_INT.byteSize());
+        Calls.check(sekit_h.sk_sync_batchnorm(m, g, out));
+        return out.get(JAVA_INT, 0);
+      } finally {
+        module.exit();
+      }
+    } finally {
+      if (group != null) {
+        group.exit();
+      }
     }
   }
 

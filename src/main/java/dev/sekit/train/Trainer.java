@@ -13,6 +13,7 @@ import dev.sekit.data.Dataset;
 import dev.sekit.data.EpochOrder;
 import dev.sekit.dist.DistributedDataParallel;
 import dev.sekit.dist.ProcessGroup;
+import dev.sekit.dist.SyncBatchNorm;
 import dev.sekit.dist.ReduceOp;
 import dev.sekit.nn.Module;
 import java.io.IOException;
@@ -94,6 +95,7 @@ public final class Trainer {
     private final boolean channelsLast;
     private final int loaderThreads;
     private final ParamGroups paramGroups;
+    private final boolean syncBatchNorm;
 
     private Options(Builder b) {
       this.epochs = b.epochs;
@@ -113,6 +115,7 @@ public final class Trainer {
       this.channelsLast = b.channelsLast;
       this.loaderThreads = b.loaderThreads;
       this.paramGroups = b.paramGroups;
+      this.syncBatchNorm = b.syncBatchNorm;
     }
 
     /** A builder that starts from {@link #DEFAULTS}. */
@@ -145,6 +148,7 @@ public final class Trainer {
       b.channelsLast = channelsLast;
       b.loaderThreads = loaderThreads;
       b.paramGroups = paramGroups;
+      b.syncBatchNorm = syncBatchNorm;
       return b;
     }
 
@@ -216,6 +220,10 @@ public final class Trainer {
       return paramGroups;
     }
 
+    public boolean syncBatchNorm() {
+      return syncBatchNorm;
+    }
+
     /** Options of a trainer; every setter checks its value. */
     public static final class Builder {
       private int epochs = 6;
@@ -235,6 +243,7 @@ public final class Trainer {
       private boolean channelsLast = true;
       private int loaderThreads = 1;
       private ParamGroups paramGroups = ParamGroups.ALL;
+      private boolean syncBatchNorm;
 
       private Builder() {}
 
@@ -332,6 +341,16 @@ public final class Trainer {
       /** Frozen parameters and groups with their own learning rate (default: none, one group). */
       public Builder paramGroups(ParamGroups v) {
         this.paramGroups = Objects.requireNonNull(v, "paramGroups");
+        return this;
+      }
+
+      /**
+       * On more than one rank, BatchNorm normalises with the statistics of the whole global
+       * batch ({@link dev.sekit.dist.SyncBatchNorm}); default false: each rank's own share, as
+       * PyTorch's BatchNorm under DDP. No effect in one process.
+       */
+      public Builder syncBatchNorm(boolean v) {
+        this.syncBatchNorm = v;
         return this;
       }
 
@@ -460,6 +479,9 @@ public final class Trainer {
       model.to(MemoryFormat.CHANNELS_LAST);
     }
     this.group = world > 1 ? group : null;
+    if (world > 1 && opts.syncBatchNorm()) {
+      SyncBatchNorm.convert(model, group);
+    }
     this.ddp = world > 1 ? DistributedDataParallel.of(arena, group, model) : null;
     long total = (long) stepsPerEpoch * opts.epochs();
     long warmup = Math.min(total - 1, Math.round(opts.warmupEpochs() * stepsPerEpoch));

@@ -90,20 +90,20 @@ class CliTest {
   }
 
   /**
-   * --nproc-per-node 2: two workers train together (rank 0 reports, with its prefix), and when
+   * --nproc-per-node 2 --sync-bn: two workers train together (rank 0 reports, with its prefix), and when
    * one of them is killed the launcher stops the other and exits non-zero naming the dead rank.
    */
   @Test
   void nprocPerNodeTrainsAndADeadWorkerStopsTheRun() throws Exception {
     Path out = dir.resolve("ddp");
-    Process p = start("train", "--nproc-per-node", "2", "--epochs", "1", "--batch", "64", "--limit-train", "512",
-        "--limit-test", "128", "--out", out.toString());
+    Process p = start("train", "--nproc-per-node", "2", "--sync-bn", "--epochs", "1", "--batch", "64", "--limit-train",
+        "512", "--limit-test", "128", "--out", out.toString());
     assertTrue(p.waitFor(300, TimeUnit.SECONDS), log());
     String ok = log();
     assertEquals(0, p.exitValue(), ok);
     assertTrue(ok.contains("sekit train: 2 worker processes on 127.0.0.1:"), ok);
     assertTrue(ok.contains("[rank 0] sekit train: ese-vovnet-tiny with ese attention, 1 epochs, batch 64, cpu, 1 thread(s) "
-        + "in each of 2 processes"), ok);
+        + "in each of 2 processes (SyncBatchNorm)"), ok);
     assertTrue(ok.matches("(?s).*\\[rank 0\\] test accuracy \\d+\\.\\d+% after 1 epochs.*"), ok);
     assertTrue(Files.size(out.resolve("checkpoint.safetensors")) > 0);
     // rank 0's checkpoint resumes in one process (every rank held the same state)

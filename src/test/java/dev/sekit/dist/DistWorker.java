@@ -28,7 +28,10 @@ import java.util.Map;
  *   <li>{@code train FIXTURE OUT}: the SGD steps of {@code ddp_sgd.safetensors} on this rank's
  *       half of each batch, rank 0 starting from the fixture's weights and the others from
  *       their own random ones; writes the final state dict to OUT (with the rank in the name);
- *   <li>{@code endless}: DDP steps until a collective fails; prints the failure.
+ *   <li>{@code batchnorm OUT}: {@link #bnSteps} on this rank's half of each batch, once with
+ *       SyncBatchNorm and once with plain BatchNorm; writes both state dicts next to OUT;
+ *   <li>{@code endless [syncbn]}: DDP steps (with SyncBatchNorm) until a collective fails;
+ *       prints the failure.
  * </ul>
  */
 public final class DistWorker {
@@ -41,7 +44,8 @@ public final class DistWorker {
       switch (args[0]) {
         case "collectives" -> collectives(pg);
         case "train" -> train(pg, Path.of(args[1]), Path.of(args[2]));
-        case "endless" -> endless(pg);
+        case "endless" -> endless(pg, args.length > 1 && args[1].equals("syncbn"));
+        case "batchnorm" -> batchNorm(pg, Path.of(args[1]));
         default -> throw new IllegalArgumentException(args[0]);
       }
     }
@@ -131,6 +135,71 @@ public final class DistWorker {
     return net.stateDict();
   }
 
+  /** A network with BatchNorm in three places (two ConvNormAct and a channel-last input). */
+  static Module bnNetwork(Arena arena) {
+    return Sequential.of(arena, dev.sekit.nn.ConvNormAct.of(arena, 3, 8, 3, 1), dev.sekit.nn.ConvNormAct.of(arena, 8, 16,
+        3, 2), EffectiveSqueezeExcitation.of(arena, 16), ClassifierHead.of(arena, 16, 5, 0.0));
+  }
+
+  static final int BN_STEPS = 4;
+  static final int BN_BATCH = 8;
+
+  /**
+   * SGD steps of {@link #bnNetwork} (created after {@code manualSeed(5)}, channels-last) on a
+   * fixed random batch sequence; with a group, on this rank's share of each batch, SyncBatchNorm
+   * when {@code sync}. Returns the state dict (weights and running statistics).
+   */
+  static Map<String, Tensor> bnSteps(Arena arena, ProcessGroup pg, boolean sync) {
+    int world = pg == null ? 1 : pg.worldSize();
+    int rank = pg == null ? 0 : pg.rank();
+    dev.sekit.Sekit.manualSeed(5 + 1000L * rank); // rank 1 starts from other weights: DDP broadcasts rank 0's
+    Module net = bnNetwork(arena);
+    net.to(dev.sekit.MemoryFormat.CHANNELS_LAST);
+    if (sync) {
+      System.out.println("SYNCBN " + SyncBatchNorm.convert(net, pg));
+    }
+    Optimizer opt = Optimizer.sgd(net, 0.1).momentum(0.9).build(arena);
+    DistributedDataParallel ddp = pg == null ? null : DistributedDataParallel.of(arena, pg, net);
+    java.util.Random rnd = new java.util.Random(77);
+    float[] pixels = new float[BN_STEPS * BN_BATCH * 3 * 9 * 9];
+    for (int i = 0; i < pixels.length; i++) {
+      pixels[i] = (float) (1.5 * rnd.nextGaussian() + 0.3); // statistics away from 0 and 1
+    }
+    Tensor x = Tensor.copyOf(arena, pixels, BN_STEPS, BN_BATCH, 3, 9, 9);
+    long[] labels = new long[BN_STEPS * BN_BATCH];
+    for (int i = 0; i < labels.length; i++) {
+      labels[i] = rnd.nextInt(5);
+    }
+    Tensor y = Tensor.copyOf(arena, labels, BN_STEPS, BN_BATCH);
+    int per = BN_BATCH / world;
+    for (int k = 0; k < BN_STEPS; k++) {
+      try (Arena step = Arena.ofConfined()) {
+        Tensor xb = rows(step, x, k, rank * per, per);
+        Tensor yb = rows(step, y, k, rank * per, per);
+        Tensor logits = ddp == null ? net.forward(step, xb, true) : ddp.forward(step, xb, true);
+        Tensor loss = Losses.crossEntropy(logits, yb, 0);
+        opt.zeroGrad();
+        loss.backward();
+        opt.step();
+      }
+    }
+    if (ddp != null) {
+      ddp.close();
+    }
+    return net.stateDict();
+  }
+
+  private static void batchNorm(ProcessGroup pg, Path out) throws Exception {
+    for (boolean sync : new boolean[] {true, false}) {
+      try (Arena arena = Arena.ofConfined()) {
+        Map<String, Tensor> state = bnSteps(arena, pg, sync);
+        String name = out.getFileName().toString().replace(".safetensors",
+            (sync ? "-sync" : "-plain") + "-rank" + pg.rank() + ".safetensors");
+        SafeTensors.write(out.resolveSibling(name), new LinkedHashMap<>(state), Map.of());
+      }
+    }
+  }
+
   private static void train(ProcessGroup pg, Path fixture, Path out) throws Exception {
     try (Arena arena = Arena.ofConfined()) {
       dev.sekit.Sekit.manualSeed(1000 + pg.rank()); // rank 1 starts from other weights
@@ -140,14 +209,17 @@ public final class DistWorker {
     }
   }
 
-  private static void endless(ProcessGroup pg) {
+  private static void endless(ProcessGroup pg, boolean syncBatchNorm) {
     try (Arena arena = Arena.ofConfined()) {
-      Module net = network(arena, 8, 10);
+      Module net = syncBatchNorm ? bnNetwork(arena) : network(arena, 8, 10);
+      if (syncBatchNorm) {
+        SyncBatchNorm.convert(net, pg);
+      }
       Optimizer opt = Optimizer.sgd(net, 0.01).build(arena);
       DistributedDataParallel ddp = DistributedDataParallel.of(arena, pg, net);
       for (int k = 0; ; k++) {
         try (Arena step = Arena.ofConfined()) {
-          Tensor x = Tensor.randn(step, DType.FLOAT32, dev.sekit.Device.CPU, 4, 8, 5, 5);
+          Tensor x = Tensor.randn(step, DType.FLOAT32, dev.sekit.Device.CPU, 4, syncBatchNorm ? 3 : 8, 5, 5);
           Tensor y = Tensor.copyOf(step, new long[] {1, 2, 3, 4}, 4);
           Tensor loss = Losses.crossEntropy(ddp.forward(step, x, true), y, 0);
           opt.zeroGrad();

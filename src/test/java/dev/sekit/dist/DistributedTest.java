@@ -91,6 +91,77 @@ class DistributedTest {
     }
   }
 
+  /**
+   * SyncBatchNorm: 2 processes × half of each batch end with the weights and running
+   * statistics of 1 process × the whole batch with plain BatchNorm, to float32 rounding (as
+   * PyTorch's SyncBatchNorm promises; PyTorch's own runs only on CUDA, so it cannot be the
+   * reference here). Plain BatchNorm in 2 processes does not (each normalises with its half's
+   * statistics), which shows the comparison can fail.
+   */
+  @Test
+  void syncBatchNormInTwoProcessesMatchesOneProcessWithTheWholeBatch() throws Exception {
+    try (Workers w = Workers.start(dir, 2, 60_000, "batchnorm", dir.resolve("bn.safetensors").toString())) {
+      for (int r = 0; r < 2; r++) {
+        assertEquals(0, w.await(r), w.output(r));
+        assertTrue(w.output(r).contains("SYNCBN 2"), w.output(r));
+      }
+      assertTrue(w.crashLogs().isEmpty(), "crash logs: " + w.crashLogs());
+    }
+    try (Arena arena = Arena.ofConfined()) {
+      Map<String, Tensor> alone = DistWorker.bnSteps(arena, null, false);
+      Map<String, Tensor> sync0 = SafeTensors.open(arena, dir.resolve("bn-sync-rank0.safetensors")).tensors();
+      Map<String, Tensor> sync1 = SafeTensors.open(arena, dir.resolve("bn-sync-rank1.safetensors")).tensors();
+      Map<String, Tensor> plain0 = SafeTensors.open(arena, dir.resolve("bn-plain-rank0.safetensors")).tensors();
+      assertEquals(alone.keySet(), sync0.keySet());
+      double syncVsAlone = 0;
+      double plainVsAlone = 0;
+      double statsSync = 0;
+      double statsPlain = 0;
+      for (String k : alone.keySet()) {
+        if (k.endsWith("num_batches_tracked")) {
+          assertEquals(DistWorker.BN_STEPS, sync0.get(k).item(), k);
+          continue;
+        }
+        float[] a = alone.get(k).toFloatArray();
+        float[] s0 = sync0.get(k).toFloatArray();
+        assertTrue(java.util.Arrays.equals(s0, sync1.get(k).toFloatArray()), "rank 0 and rank 1 differ in " + k);
+        double ds = maxDiff(s0, a);
+        double dp = maxDiff(plain0.get(k).toFloatArray(), a);
+        syncVsAlone = Math.max(syncVsAlone, ds);
+        plainVsAlone = Math.max(plainVsAlone, dp);
+        if (k.contains("running_")) {
+          statsSync = Math.max(statsSync, ds);
+          statsPlain = Math.max(statsPlain, dp);
+        }
+      }
+      System.out.printf(Locale.ROOT, "SyncBatchNorm max |diff| vs 1 process: %.3g (running stats %.3g); plain "
+          + "BatchNorm in 2 processes: %.3g (running stats %.3g)%n", syncVsAlone, statsSync, plainVsAlone, statsPlain);
+      assertTrue(syncVsAlone < 1e-5, "SyncBatchNorm in 2 processes vs 1 process: " + syncVsAlone);
+      assertTrue(plainVsAlone > 100 * syncVsAlone && plainVsAlone > 1e-3,
+          "plain BatchNorm in 2 processes should differ from 1 process, and does by only " + plainVsAlone);
+    }
+  }
+
+  /** In a group of one, SyncBatchNorm's forward and backward are BatchNorm's (ATen's), in this JVM. */
+  @Test
+  void syncBatchNormInAGroupOfOneIsBatchNorm() throws Exception {
+    try (ProcessGroup pg = ProcessGroup.create("127.0.0.1", Workers.freePort(), 0, 1, Duration.ofSeconds(30));
+        Arena a = Arena.ofConfined()) {
+      Map<String, Tensor> plain = DistWorker.bnSteps(a, null, false);
+      Map<String, Tensor> sync = DistWorker.bnSteps(a, pg, true);
+      double d = 0;
+      for (String k : plain.keySet()) {
+        d = Math.max(d, maxDiff(plain.get(k).to(dev.sekit.DType.FLOAT32).toFloatArray(),
+            sync.get(k).to(dev.sekit.DType.FLOAT32).toFloatArray()));
+      }
+      assertTrue(d < 2e-5, "SyncBatchNorm in a group of one vs BatchNorm: " + d);
+      dev.sekit.nn.Module m = DistWorker.bnNetwork(a);
+      assertEquals(2, SyncBatchNorm.convert(m, pg));
+      assertEquals(2, SyncBatchNorm.revert(m));
+      assertEquals(0, SyncBatchNorm.convert(DistWorker.network(a, 4, 3), pg));
+    }
+  }
+
   private static double maxDiff(float[] a, float[] b) {
     assertEquals(a.length, b.length);
     double m = 0;
@@ -104,7 +175,8 @@ class DistributedTest {
   void aKilledRankMakesTheOtherFailNamingIt() throws Exception {
     for (int victim : new int[] {1, 0}) {
       Path d = java.nio.file.Files.createDirectories(dir.resolve("victim" + victim));
-      try (Workers w = Workers.start(d, 2, 10_000, "endless")) {
+      // rank 1 killed in plain DDP; rank 0 killed with SyncBatchNorm's collectives in each forward and backward too
+      try (Workers w = Workers.start(d, 2, 10_000, "endless", victim == 0 ? "syncbn" : "plain")) {
         int survivor = 1 - victim;
         w.awaitOutput(survivor, "STEP 3");
         w.processes.get(victim).destroyForcibly(); // SIGKILL

@@ -6786,6 +6786,68 @@ public class sekit_h extends sekit_h$shared {
         }
     }
 
+    private static class sk_sync_batchnorm {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_sync_batchnorm");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_sync_batchnorm(sk_module *m, sk_process_group *pg, int32_t *converted)
+     * }
+     */
+    public static FunctionDescriptor sk_sync_batchnorm$descriptor() {
+        return sk_sync_batchnorm.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_sync_batchnorm(sk_module *m, sk_process_group *pg, int32_t *converted)
+     * }
+     */
+    public static MethodHandle sk_sync_batchnorm$handle() {
+        return sk_sync_batchnorm.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_sync_batchnorm(sk_module *m, sk_process_group *pg, int32_t *converted)
+     * }
+     */
+    public static MemorySegment sk_sync_batchnorm$address() {
+        return sk_sync_batchnorm.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_sync_batchnorm(sk_module *m, sk_process_group *pg, int32_t *converted)
+     * }
+     */
+    public static MemorySegment sk_sync_batchnorm(MemorySegment m, MemorySegment pg, MemorySegment converted) {
+        var mh$ = sk_sync_batchnorm.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_sync_batchnorm", m, pg, converted);
+            }
+            return (MemorySegment)mh$.invokeExact(m, pg, converted);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class sk_ddp_new {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             sekit_h.C_POINTER,
