@@ -38,6 +38,7 @@
 #include <climits>
 #include <cmath>
 #include <map>
+#include <set>
 #include <mutex>
 #include <tuple>
 
@@ -219,6 +220,7 @@ struct DnnlOp : Op {
   dnnl::primitive prim;
   std::vector<std::pair<int, Value>> value_args;
   std::unordered_map<int, memory> args;  // weights and bias fixed; the rest bound later
+  std::vector<dnnl_exec_arg_t> c_args;    // the same, as the C API takes them (no map per call)
   int input_arg = -1;
   int output_arg = -1;   // written to result `result` per call
   int result = -1;
@@ -244,12 +246,25 @@ struct DnnlOp : Op {
     }
     if (result >= 0) args[output_arg] = memory(output_md, engine(), DNNL_MEMORY_NONE);
     if (scratch_bytes > 0) args[DNNL_ARG_SCRATCHPAD] = memory(scratch_md, engine(), p.scratch_base);
+    c_args.clear();
+    for (auto& [arg, m] : args) c_args.push_back({arg, m.get()});
+    input_mem = input_arg >= 0 ? args[input_arg].get() : nullptr;
+    output_mem = result >= 0 ? args[output_arg].get() : nullptr;
   }
+  // What primitive::execute does, without building an argument vector from the map per call.
   void run(Plan&, RunContext& r) override {
-    if (input_arg >= 0) args[input_arg].set_data_handle(const_cast<float*>(r.input));
-    if (result >= 0) args[output_arg].set_data_handle(r.outputs[static_cast<size_t>(result)]);
-    prim.execute(*r.stream, args);
+    if (input_mem) check(dnnl_memory_set_data_handle(input_mem, const_cast<float*>(r.input)), "set an input");
+    if (output_mem) check(dnnl_memory_set_data_handle(output_mem, r.outputs[static_cast<size_t>(result)]), "set an output");
+    check(dnnl_primitive_execute(prim.get(), r.stream->get(), static_cast<int>(c_args.size()), c_args.data()),
+          "execute a primitive");
   }
+
+ private:
+  static void check(dnnl_status_t st, const char* what) {
+    if (st != dnnl_success) throw dnnl::error(st, what);
+  }
+  dnnl_memory_t input_mem = nullptr;
+  dnnl_memory_t output_mem = nullptr;
 };
 
 bool is_reference(const std::string& impl) { return impl.rfind("ref", 0) == 0; }
@@ -460,7 +475,14 @@ struct HeadOp : Op {
 
 // ------------------------------------------------------------------------------- builder
 
+// A module the plan does not cover: the source runs it, for every input size.
 struct Unsupported : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// An input size the plan does not cover (as oneDNN's own refusals, dnnl::error): the source
+// runs inputs of that size.
+struct SizeRefused : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
@@ -701,14 +723,17 @@ class Builder {
   Value pool(Value x, int64_t k, int64_t s, bool ceil, const Want& want) {
     ExciteOp* gate = x.gate;
     x.gate = nullptr;
+    // PyTorch's pooling_output_shape (padding 0, dilation 1), whose division rounds down.
     auto out = [&](int64_t n) {
-      int64_t o = (n - k + (ceil ? s - 1 : 0)) / s + 1;
+      const int64_t num = n - k + (ceil ? s - 1 : 0);
+      int64_t o = (num >= 0 ? num / s : -((-num + s - 1) / s)) + 1;
       if (ceil && (o - 1) * s >= n) --o;
       return o;
     };
     const int64_t oh = out(x.h), ow = out(x.w);
+    if (oh < 1 || ow < 1) throw SizeRefused("max pool of an input smaller than its output needs");
     const int64_t ph = (oh - 1) * s + k - x.h, pw = (ow - 1) * s + k - x.w;
-    if (ph < 0 || pw < 0) throw Unsupported("max pool that drops a remainder");
+    if (ph < 0 || pw < 0) throw SizeRefused("max pool that drops a remainder");
     Value y = target(want, x.c, oh, ow);
     auto make = [&](const memory::desc& src, const memory::desc& dst) {
       dnnl::pooling_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::pooling_max, src, dst,
@@ -878,7 +903,9 @@ struct PreparedModule::Impl {
   Layout layout{false, 0};
   int64_t in_channels = -1;
   // (stages?, c, h, w, cl) -> identical plans, one per worker thread of a batch
-  std::map<std::tuple<int, int64_t, int64_t, int64_t, bool>, std::vector<std::unique_ptr<Plan>>> plans;
+  using Key = std::tuple<int, int64_t, int64_t, int64_t, bool>;
+  std::map<Key, std::vector<std::unique_ptr<Plan>>> plans;
+  std::set<Key> refused;  // sizes oneDNN or the plan refused: the source runs them, unplanned
   std::vector<dnnl::stream> streams;  // one per worker
 
   std::vector<std::pair<const void*, uint32_t>> current() const {
@@ -888,18 +915,56 @@ struct PreparedModule::Impl {
     return v;
   }
 
-  // Drops the plans when the source's weights changed since they were made.
+  // Drops the plans when the source's weights changed since they were made (a comparison in
+  // place: a steady-state call allocates nothing here).
   void refresh() {
-    auto now = current();
-    if (now != stamp) {
+    bool same = stamp.size() == state.size();
+    for (size_t i = 0; same && i < state.size(); ++i)
+      same = stamp[i].first == state[i].tensor->data_ptr() && stamp[i].second == state[i].tensor->_version();
+    if (!same) {
       plans.clear();
-      stamp = std::move(now);
+      refused.clear();
+      stamp = current();
     }
+  }
+
+  static bool channels_last(const at::Tensor& x) {
+    return x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous();
+  }
+  static Key key_of(bool stages, const at::Tensor& x) {
+    return std::make_tuple(stages ? 1 : 0, x.size(1), x.size(2), x.size(3), channels_last(x));
+  }
+
+  // The plan's outputs for x, or false when the source must compute them: the module is not
+  // covered (from now on, for every size) or this input size is refused (remembered, so that
+  // it is not planned again on every call).
+  bool try_run(const at::Tensor& x, bool stages, std::vector<at::Tensor>& outs) {
+    if (!takes(x)) return false;
+    const Key key = key_of(stages, x);
+    if (refused.count(key)) return false;
+    at::NoGradGuard no_grad;
+    try {
+      outs = run(x, stages);
+      return true;
+    } catch (const Unsupported&) {
+      planned = false;
+    } catch (const SizeRefused&) {
+      refuse(key);
+    } catch (const dnnl::error&) {
+      refuse(key);  // say, an input smaller than a kernel: the source reports it
+    }
+    return false;
+  }
+
+  void refuse(const Key& key) {
+    plans.erase(key);
+    if (refused.size() >= 64) refused.clear();  // bounded, as the plan cache
+    refused.insert(key);
   }
 
   // `count` identical plans for inputs like x (each worker thread of a batch runs its own).
   std::vector<std::unique_ptr<Plan>>& plans_for(bool stages, const at::Tensor& x, bool cl, size_t count) {
-    auto key = std::make_tuple(stages ? 1 : 0, x.size(1), x.size(2), x.size(3), cl);
+    auto key = key_of(stages, x);
     auto it = plans.find(key);
     if (it == plans.end()) {
       if (plans.size() >= 8) plans.clear();  // a bounded cache of input sizes
@@ -944,7 +1009,7 @@ struct PreparedModule::Impl {
 
   std::vector<at::Tensor> run(const at::Tensor& x_in, bool stages) {
     at::Tensor x = x_in;
-    const bool cl = x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous();
+    const bool cl = channels_last(x);
     if (!cl) x = x.contiguous();
     const int64_t n = x.size(0);
     at::internal::lazy_init_num_threads();
@@ -1036,16 +1101,8 @@ bool PreparedModule::is_vovnet() const { return dynamic_cast<VoVNet*>(impl_->sou
 
 at::Tensor PreparedModule::forward(const at::Tensor& x) {
   impl_->refresh();
-  if (impl_->takes(x)) {
-    at::NoGradGuard no_grad;
-    try {
-      return impl_->run(x, false).back();
-    } catch (const Unsupported&) {
-      impl_->planned = false;  // a part the plan does not cover: the source from now on
-    } catch (const dnnl::error&) {
-      // oneDNN refused this input size (say, smaller than a kernel): the source reports it
-    }
-  }
+  std::vector<at::Tensor> outs;
+  if (impl_->try_run(x, false, outs)) return outs.back();
   return impl_->fallback([&] { return impl_->source->forward(x); });
 }
 
@@ -1053,15 +1110,8 @@ std::vector<at::Tensor> PreparedModule::forward_stages(const at::Tensor& x) {
   auto* net = dynamic_cast<VoVNet*>(impl_->source.get());
   if (net == nullptr) fail("module is not a VoVNet");
   impl_->refresh();
-  if (impl_->takes(x)) {
-    at::NoGradGuard no_grad;
-    try {
-      return impl_->run(x, true);
-    } catch (const Unsupported&) {
-      impl_->planned = false;
-    } catch (const dnnl::error&) {
-    }
-  }
+  std::vector<at::Tensor> outs;
+  if (impl_->try_run(x, true, outs)) return outs;
   return impl_->fallback([&] { return net->forward_stages(x); });
 }
 

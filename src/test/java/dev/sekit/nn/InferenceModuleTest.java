@@ -270,6 +270,16 @@ class InferenceModuleTest {
       SekitException e = assertThrows(SekitException.class,
           () -> fast.forward(arena, Tensor.randn(arena, DType.FLOAT32, Device.CPU, 1, 1, 32, 32)));
       assertTrue(e.getMessage().contains("VoVNet has 3 channels but the input has 1"), e.getMessage());
+      // Inputs too small for the network's pools: PyTorch (and the source) refuse them, and so
+      // does the plan, every time (the refused size is remembered, not planned again); a size
+      // that fits still runs the plan afterwards.
+      for (int size : new int[] {4, 24, 4, 24}) {
+        Tensor tiny = Tensor.randn(arena, DType.FLOAT32, Device.CPU, 1, 3, size, size);
+        SekitException small = assertThrows(SekitException.class, () -> fast.forward(arena, tiny), "size " + size);
+        assertTrue(small.getMessage().contains("Output size is too small"), small.getMessage());
+      }
+      assertTrue(fast.isPlanned());
+      close("after refused sizes", net.forward(arena, x, false), fast.forward(arena, x));
       assertThrows(IllegalStateException.class,
           () -> OsaBlock.builder(8, 8, 8, 1).build(arena).eval().prepareForInference().forwardStages(arena, x));
 
