@@ -593,8 +593,9 @@ SK_API sk_error* sk_sync_batchnorm(sk_module* m, sk_process_group* pg, int32_t* 
  * order) is all-reduced asynchronously while backward goes on. When backward ends, it
  * waits for every bucket and writes the averages back into the gradients, so after
  * sk_tensor_backward returns every rank holds the same averaged gradients. A parameter
- * that got no gradient counts as zero. m's parameters must be on the CPU; m and pg stay
- * alive while the DDP lives.
+ * that got no gradient counts as zero; one that does not require a gradient (frozen) is
+ * broadcast with the others but never reduced, as in PyTorch's DDP. m's parameters must be
+ * on the CPU; m and pg stay alive while the DDP lives.
  */
 SK_API sk_error* sk_ddp_new(sk_process_group* pg, sk_module* m, int64_t bucket_bytes, sk_ddp** out);
 /* Detaches the gradient hooks. Accepts NULL. */

@@ -19,6 +19,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <iomanip>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -200,20 +201,35 @@ void reduce_in_place(Group& g, at::Tensor x, int32_t op) {
 }
 
 // Sets every tensor of `ts` to rank root's, one broadcast per dtype (flattened together).
-void broadcast_coalesced(Group& g, const std::vector<at::Tensor>& ts, int root) {
+// `flats` (optional) keeps the flat buffer of each dtype between calls, so that a broadcast
+// repeated every step (DDP's buffers) allocates nothing.
+void broadcast_coalesced(Group& g, const std::vector<at::Tensor>& ts, int root,
+                         std::map<at::ScalarType, at::Tensor>* flats = nullptr) {
   at::NoGradGuard no_grad;
   std::vector<at::ScalarType> kinds;
   for (auto& t : ts)
     if (std::find(kinds.begin(), kinds.end(), t.scalar_type()) == kinds.end()) kinds.push_back(t.scalar_type());
   for (auto st : kinds) {
-    std::vector<at::Tensor> flat;
     std::vector<const at::Tensor*> which;
+    int64_t total = 0;
     for (auto& t : ts)
       if (t.scalar_type() == st) {
-        flat.push_back(t.contiguous().reshape({-1}));
         which.push_back(&t);
+        total += t.numel();
       }
-    at::Tensor all = at::cat(flat);
+    at::Tensor all;
+    if (flats != nullptr) {
+      at::Tensor& f = (*flats)[st];
+      if (!f.defined() || f.numel() != total) f = at::empty({total}, which.front()->options().requires_grad(false));
+      all = f;
+    } else {
+      all = at::empty({total}, which.front()->options().requires_grad(false));
+    }
+    int64_t at_ = 0;
+    for (auto* t : which) {
+      all.narrow(0, at_, t->numel()).view(t->sizes()).copy_(*t);
+      at_ += t->numel();
+    }
     c10d::BroadcastOptions o;
     o.rootRank = root;
     o.timeout = g.timeout;
@@ -377,6 +393,9 @@ struct Ddp : std::enable_shared_from_this<Ddp> {
   std::shared_ptr<Group> group;
   std::shared_ptr<Module> module;  // keeps the parameters alive
   std::vector<at::Tensor> params, buffers;
+  std::vector<at::Tensor> frozen;  // parameters without requires_grad: broadcast, never reduced
+  std::map<at::ScalarType, at::Tensor> buffer_flats;  // broadcast_coalesced's, reused each step
+  std::vector<at::Tensor> inv_world;  // per bucket: 1 / world_size in its dtype
   std::vector<std::string> names;
   std::vector<size_t> bucket_of;
   std::vector<int64_t> offset;  // of each parameter in its bucket
@@ -433,8 +452,7 @@ struct Ddp : std::enable_shared_from_this<Ddp> {
     const at::Tensor& g = params[i].grad();
     at::Tensor s = slice(i);
     if (g.defined()) {
-      s.copy_(g);
-      s.mul_(1.0 / group->size);  // as DDP: divided before the sum
+      at::mul_out(s, g, inv_world[bucket_of[i]]);  // as DDP: divided before the sum (one pass)
     } else {
       s.zero_();
     }
@@ -650,17 +668,17 @@ sk_error* sk_ddp_new(sk_process_group* pg, sk_module* m, int64_t bucket_bytes, s
     if (!e.tensor->device().is_cpu())
       fail("DistributedDataParallel over Gloo needs the module on the CPU; ", e.name, " is on ", e.tensor->device(),
            " (CUDA needs NCCL, which this build lacks)");
-    if (e.is_parameter) {
+    if (e.is_parameter && e.tensor->requires_grad()) {
       d->params.push_back(*e.tensor);
       d->names.push_back(e.name);
+    } else if (e.is_parameter) {
+      d->frozen.push_back(*e.tensor);  // as PyTorch's DDP: rank 0's value, no gradient to reduce
     } else {
       d->buffers.push_back(*e.tensor);
     }
   }
-  if (d->params.empty()) fail("the module has no parameters to train");
-  // Every check before anything changes: the broadcast below overwrites every rank's weights.
-  for (size_t i = 0; i < d->params.size(); ++i)
-    if (!d->params[i].requires_grad()) fail("parameter ", d->names[i], " does not require a gradient");
+  if (d->params.empty())
+    fail(d->frozen.empty() ? "the module has no parameters to train" : "every parameter of the module is frozen");
   // Buckets in reverse parameter order (roughly the order backward produces gradients),
   // each of one dtype and at most bucket_bytes (a larger parameter gets one of its own).
   const size_t n = d->params.size();
@@ -689,11 +707,13 @@ sk_error* sk_ddp_new(sk_process_group* pg, sk_module* m, int64_t bucket_bytes, s
     }
     b.params = members;
     b.flat = at::zeros({off}, d->params[members.front()].options().requires_grad(false));
+    d->inv_world.push_back(at::scalar_tensor(1.0 / g.size, b.flat.options()));
     d->buckets.push_back(std::move(b));
   }
   d->ready.assign(n, false);
   d->reset();
   std::vector<at::Tensor> all = d->params;
+  all.insert(all.end(), d->frozen.begin(), d->frozen.end());
   all.insert(all.end(), d->buffers.begin(), d->buffers.end());
   broadcast_coalesced(g, all, 0);
   for (size_t i = 0; i < n; ++i) {
@@ -725,7 +745,7 @@ sk_error* sk_ddp_prepare(sk_ddp* ddp, int32_t broadcast_buffers) {
       d.reset();
     }
   }
-  if (broadcast_buffers && !d.buffers.empty()) broadcast_coalesced(*d.group, d.buffers, 0);
+  if (broadcast_buffers && !d.buffers.empty()) broadcast_coalesced(*d.group, d.buffers, 0, &d.buffer_flats);
   SK_GUARD_END
 }
 
@@ -733,6 +753,7 @@ sk_error* sk_ddp_broadcast_state(sk_ddp* ddp) {
   SK_GUARD_BEGIN
   Ddp& d = ddp_arg(ddp);
   std::vector<at::Tensor> all = d.params;
+  all.insert(all.end(), d.frozen.begin(), d.frozen.end());
   all.insert(all.end(), d.buffers.begin(), d.buffers.end());
   broadcast_coalesced(*d.group, all, 0);
   SK_GUARD_END

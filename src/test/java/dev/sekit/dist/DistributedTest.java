@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.sekit.Tensor;
 import dev.sekit.TestSupport;
 import dev.sekit.io.SafeTensors;
+import dev.sekit.train.Optimizer;
 import java.lang.foreign.Arena;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -160,6 +161,55 @@ class DistributedTest {
       assertEquals(2, SyncBatchNorm.revert(m));
       assertEquals(0, SyncBatchNorm.convert(DistWorker.network(a, 4, 3), pg));
     }
+  }
+
+  /**
+   * Frozen parameters (fine-tuning's ParamGroups.freeze) under DDP: accepted, never reduced,
+   * unchanged by training; the trained ones end where training without DDP ends (a group of
+   * one, in this JVM: the same gradients, through the buckets).
+   */
+  @Test
+  void frozenParametersAreSkippedByDdp() throws Exception {
+    try (ProcessGroup pg = ProcessGroup.create("127.0.0.1", Workers.freePort(), 0, 1, Duration.ofSeconds(30));
+        Arena a = Arena.ofConfined()) {
+      Map<String, Tensor> withDdp = frozenRun(a, pg);
+      Map<String, Tensor> alone = frozenRun(a, null);
+      dev.sekit.Sekit.manualSeed(5);
+      Map<String, Tensor> init = DistWorker.bnNetwork(a).stateDict();
+      for (String k : alone.keySet()) {
+        float[] d = withDdp.get(k).to(dev.sekit.DType.FLOAT32).toFloatArray();
+        assertTrue(java.util.Arrays.equals(d, alone.get(k).to(dev.sekit.DType.FLOAT32).toFloatArray()), k);
+        boolean frozen = k.startsWith("0.") && !k.contains("running_") && !k.contains("num_batches");
+        double moved = maxDiff(d, init.get(k).to(dev.sekit.DType.FLOAT32).toFloatArray());
+        assertTrue(frozen ? moved == 0 : moved > 0 || k.contains("num_batches"), k + " moved by " + moved);
+      }
+      dev.sekit.nn.Module all = DistWorker.bnNetwork(a);
+      all.namedParameters().values().forEach(t -> t.requiresGrad(false));
+      dev.sekit.SekitException e = assertThrows(dev.sekit.SekitException.class,
+          () -> DistributedDataParallel.of(a, pg, all));
+      assertTrue(e.getMessage().contains("every parameter of the module is frozen"), e.getMessage());
+    }
+  }
+
+  private static Map<String, Tensor> frozenRun(Arena a, ProcessGroup pg) {
+    dev.sekit.Sekit.manualSeed(5);
+    dev.sekit.nn.Module net = DistWorker.bnNetwork(a);
+    Optimizer opt = Optimizer.sgd(net, 0.1).momentum(0.9)
+        .paramGroups(dev.sekit.train.ParamGroups.builder().freeze("0").build()).build(a);
+    DistributedDataParallel ddp = pg == null ? null : DistributedDataParallel.of(a, pg, net);
+    for (int k = 0; k < 3; k++) {
+      try (Arena s = Arena.ofConfined()) {
+        dev.sekit.Sekit.manualSeed(100 + k);
+        Tensor x = Tensor.randn(s, dev.sekit.DType.FLOAT32, dev.sekit.Device.CPU, 4, 3, 9, 9);
+        Tensor y = Tensor.copyOf(s, new long[] {0, 1, 2, 3}, 4);
+        Tensor logits = ddp == null ? net.forward(s, x, true) : ddp.forward(s, x, true);
+        Tensor loss = dev.sekit.train.Losses.crossEntropy(logits, y, 0);
+        opt.zeroGrad();
+        loss.backward();
+        opt.step();
+      }
+    }
+    return net.stateDict();
   }
 
   private static double maxDiff(float[] a, float[] b) {
