@@ -97,6 +97,25 @@ public final class DistWorker {
     return Tensor.copyOf(a, data, all.dtype(), shape);
   }
 
+  /**
+   * {@code steps} training steps on this rank's rows [rank·per, (rank+1)·per) of each batch of
+   * x [steps, batch, ...] and y [steps, batch], through {@code ddp} when not null.
+   */
+  static void sgdSteps(Module net, Optimizer opt, DistributedDataParallel ddp, Tensor x, Tensor y, int steps, int rank,
+      int per) {
+    for (int k = 0; k < steps; k++) {
+      try (Arena step = Arena.ofConfined()) {
+        Tensor xb = rows(step, x, k, rank * per, per);
+        Tensor yb = rows(step, y, k, rank * per, per);
+        Tensor logits = ddp == null ? net.forward(step, xb, true) : ddp.forward(step, xb, true);
+        Tensor loss = Losses.crossEntropy(logits, yb, 0);
+        opt.zeroGrad();
+        loss.backward();
+        opt.step();
+      }
+    }
+  }
+
   /** SGD steps with the fixture's data and hyper-parameters; world 1 uses the whole batches. */
   static Map<String, Tensor> trainSteps(Arena arena, Path fixture, ProcessGroup pg, boolean loadInit)
       throws Exception {
@@ -116,18 +135,7 @@ public final class DistWorker {
     DistributedDataParallel ddp = pg == null ? null : DistributedDataParallel.of(arena, pg, net);
     Tensor x = st.tensors().get("x");
     Tensor y = st.tensors().get("y");
-    int per = batch / world;
-    for (int k = 0; k < steps; k++) {
-      try (Arena step = Arena.ofConfined()) {
-        Tensor xb = rows(step, x, k, rank * per, per);
-        Tensor yb = rows(step, y, k, rank * per, per);
-        Tensor logits = ddp == null ? net.forward(step, xb, true) : ddp.forward(step, xb, true);
-        Tensor loss = Losses.crossEntropy(logits, yb, 0);
-        opt.zeroGrad();
-        loss.backward();
-        opt.step();
-      }
-    }
+    sgdSteps(net, opt, ddp, x, y, steps, rank, batch / world);
     if (ddp != null) {
       DistributedDataParallel.Stats s = ddp.stats();
       System.out.println("STATS buckets " + s.buckets() + " reductions " + s.reductions());
@@ -171,18 +179,7 @@ public final class DistWorker {
       labels[i] = rnd.nextInt(5);
     }
     Tensor y = Tensor.copyOf(arena, labels, BN_STEPS, BN_BATCH);
-    int per = BN_BATCH / world;
-    for (int k = 0; k < BN_STEPS; k++) {
-      try (Arena step = Arena.ofConfined()) {
-        Tensor xb = rows(step, x, k, rank * per, per);
-        Tensor yb = rows(step, y, k, rank * per, per);
-        Tensor logits = ddp == null ? net.forward(step, xb, true) : ddp.forward(step, xb, true);
-        Tensor loss = Losses.crossEntropy(logits, yb, 0);
-        opt.zeroGrad();
-        loss.backward();
-        opt.step();
-      }
-    }
+    sgdSteps(net, opt, ddp, x, y, BN_STEPS, rank, BN_BATCH / world);
     if (ddp != null) {
       ddp.close();
     }
