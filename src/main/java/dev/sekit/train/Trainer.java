@@ -463,8 +463,8 @@ public final class Trainer {
           + "multiple of the world size " + world);
     }
     this.localBatch = opts.batchSize() / world;
-    int shard = (train.size() + world - 1) / world;
-    this.stepsPerEpoch = (world == 1 ? train.size() : shard) / localBatch;
+    int shard = (train.size() + world - 1) / world; // the length of EpochOrder.shard's shards
+    this.stepsPerEpoch = shard / localBatch;
     if (stepsPerEpoch < 1) {
       throw new IllegalArgumentException("the training data (" + train.size() + " samples) is smaller than a batch ("
           + opts.batchSize() + ")");
@@ -557,7 +557,8 @@ public final class Trainer {
           globalStep++;
           double secs = (System.nanoTime() - t0) / 1e9;
           l.onStep(epoch, b, lossSum / seen, (double) correct / seen, seen * world / secs);
-          if (stopRequested(s) && globalStep < (long) stepsPerEpoch * opts.epochs()) {
+          if ((group == null || globalStep % STOP_POLL_STEPS == 0) && stopRequested(s)
+              && globalStep < (long) stepsPerEpoch * opts.epochs()) {
             if (checkpoint != null) {
               save(checkpoint);
               l.onCheckpoint(checkpoint, true);
@@ -582,7 +583,7 @@ public final class Trainer {
         save(checkpoint);
         l.onCheckpoint(checkpoint, false);
       }
-      if (l.stopAfter(st) && globalStep < (long) stepsPerEpoch * opts.epochs()) {
+      if (stopRequested(() -> l.stopAfter(st)) && globalStep < (long) stepsPerEpoch * opts.epochs()) {
         return new Result(List.copyOf(history), false, globalStep);
       }
     }
@@ -614,8 +615,14 @@ public final class Trainer {
 
   /** A seed of its own for each rank (the same as alone when there is one). */
   private long perRank(long seed) {
-    return world == 1 ? seed : seed * world + rank;
+    return seed * world + rank;
   }
+
+  /**
+   * With several ranks, how often (in steps) they agree on a stop request: each agreement is
+   * a collective that makes every rank wait for the slowest, so not every step.
+   */
+  private static final int STOP_POLL_STEPS = 16;
 
   /** Whether {@code stop} says so; with several ranks, whether it says so on any (all stop together). */
   private boolean stopRequested(BooleanSupplier stop) {
@@ -693,9 +700,12 @@ public final class Trainer {
     if (dir != null) {
       Files.createDirectories(dir);
     }
-    Checkpoint.save(file, model, optimizer, meta);
-    if (group != null) {
-      group.barrier();
+    try {
+      Checkpoint.save(file, model, optimizer, meta);
+    } finally {
+      if (group != null) { // the others wait in this barrier: release them even when the save fails
+        group.barrier();
+      }
     }
   }
 }
