@@ -183,7 +183,7 @@ const at::Tensor& collective_tensor(const sk_tensor* t, const char* name) {
   return x;
 }
 
-void reduce_in_place(Group& g, at::Tensor x, int32_t op) {
+void reduce_in_place(Group& g, at::Tensor x, int32_t op, const char* what = "all_reduce") {
   c10d::AllreduceOptions o;
   o.timeout = g.timeout;
   switch (op) {
@@ -196,8 +196,39 @@ void reduce_in_place(Group& g, at::Tensor x, int32_t op) {
   if (op == SK_REDUCE_AVG && !at::isFloatingType(x.scalar_type()))
     fail("an average needs a floating tensor, got ", c10::toString(x.scalar_type()));
   std::vector<at::Tensor> v{x};
-  g.wait(g.pg->allreduce(v, o), "all_reduce");
+  g.wait(g.pg->allreduce(v, o), what);
   if (op == SK_REDUCE_AVG) x.div_(g.size);
+}
+
+// Gloo reduces CPU tensors only: every parameter and buffer of m must be there.
+void require_cpu_module(const sk_module& m, const char* what) {
+  for (auto& e : m.state)
+    if (!e.tensor->device().is_cpu())
+      fail(what, " over Gloo needs the module on the CPU; ", e.name, " is on ", e.tensor->device(),
+           " (CUDA needs NCCL, which this build lacks)");
+}
+
+// [world_size, *x.shape]: row r is rank r's x (contiguous, CPU).
+at::Tensor all_gather(Group& g, const at::Tensor& x, const char* what) {
+  std::vector<int64_t> shape{g.size};
+  for (auto s : x.sizes()) shape.push_back(s);
+  at::Tensor result = at::empty(shape, x.options().requires_grad(false));
+  std::vector<std::vector<at::Tensor>> outputs(1);
+  for (int r = 0; r < g.size; ++r) outputs[0].push_back(result.select(0, r));
+  std::vector<at::Tensor> inputs{x};
+  c10d::AllgatherOptions o;
+  o.timeout = g.timeout;
+  g.wait(g.pg->allgather(outputs, inputs, o), what);
+  return result;
+}
+
+// x = rank root's x, in place.
+void broadcast(Group& g, const at::Tensor& x, int root) {
+  c10d::BroadcastOptions o;
+  o.rootRank = root;
+  o.timeout = g.timeout;
+  std::vector<at::Tensor> v{x};
+  g.wait(g.pg->broadcast(v, o), "broadcast");
 }
 
 // Sets every tensor of `ts` to rank root's, one broadcast per dtype (flattened together).
@@ -225,17 +256,17 @@ void broadcast_coalesced(Group& g, const std::vector<at::Tensor>& ts, int root,
     } else {
       all = at::empty({total}, which.front()->options().requires_grad(false));
     }
-    int64_t at_ = 0;
-    for (auto* t : which) {
-      all.narrow(0, at_, t->numel()).view(t->sizes()).copy_(*t);
-      at_ += t->numel();
-    }
-    c10d::BroadcastOptions o;
-    o.rootRank = root;
-    o.timeout = g.timeout;
-    std::vector<at::Tensor> v{all};
-    g.wait(g.pg->broadcast(v, o), "broadcast");
+    // Only the root's values go in, and only the others take the result out.
+    const bool is_root = g.rank == root;
     int64_t off = 0;
+    for (auto* t : which) {
+      at::Tensor part = all.narrow(0, off, t->numel()).view(t->sizes());
+      if (is_root) part.copy_(*t);
+      off += t->numel();
+    }
+    broadcast(g, all, root);
+    if (is_root) continue;
+    off = 0;
     for (auto* t : which) {
       const int64_t n = t->numel();
       const_cast<at::Tensor*>(t)->copy_(all.narrow(0, off, n).view(t->sizes()));
@@ -284,10 +315,7 @@ struct SyncBatchNormBackward : torch::autograd::Node {
     at::Tensor invstd = (var + eps).rsqrt();
     // Every rank takes part in the all-reduce, whatever outputs it needs.
     at::Tensor sums = at::cat({grad_bias.to(at::kDouble), grad_weight.to(at::kDouble) / invstd});
-    c10d::AllreduceOptions o;
-    o.timeout = group->timeout;
-    std::vector<at::Tensor> v{sums};
-    group->wait(group->pg->allreduce(v, o), "the gradient all_reduce of SyncBatchNorm");
+    reduce_in_place(*group, sums, SK_REDUCE_SUM, "the gradient all_reduce of SyncBatchNorm");
     torch::autograd::variable_list out(3);
     if (task_should_compute_output(0)) {
       at::Tensor mean_dy = sums.narrow(0, 0, c) / total;
@@ -335,15 +363,7 @@ class GroupBatchNormSync : public BatchNormSync {
       }
       local[2 * c] = static_cast<double>(n);
     }
-    at::Tensor all = at::empty({group_->size, 2 * c + 1}, at::kDouble);
-    {
-      std::vector<std::vector<at::Tensor>> outputs(1);
-      for (int r = 0; r < group_->size; ++r) outputs[0].push_back(all.select(0, r));
-      std::vector<at::Tensor> inputs{local};
-      c10d::AllgatherOptions o;
-      o.timeout = group_->timeout;
-      group_->wait(group_->pg->allgather(outputs, inputs, o), "the statistics all_gather of SyncBatchNorm");
-    }
+    at::Tensor all = all_gather(*group_, local, "the statistics all_gather of SyncBatchNorm");
     at::NoGradGuard no_grad;
     at::Tensor counts = all.select(1, 2 * c).unsqueeze(1);  // [W,1]
     const double total = counts.sum().item<double>();
@@ -394,11 +414,12 @@ struct Ddp : std::enable_shared_from_this<Ddp> {
   std::shared_ptr<Module> module;  // keeps the parameters alive
   std::vector<at::Tensor> params, buffers;
   std::vector<at::Tensor> frozen;  // parameters without requires_grad: broadcast, never reduced
+  std::vector<at::Tensor> state;   // params, frozen and buffers: what rank 0 broadcasts
   std::map<at::ScalarType, at::Tensor> buffer_flats;  // broadcast_coalesced's, reused each step
   std::vector<at::Tensor> inv_world;  // per bucket: 1 / world_size in its dtype
   std::vector<std::string> names;
   std::vector<size_t> bucket_of;
-  std::vector<int64_t> offset;  // of each parameter in its bucket
+  std::vector<at::Tensor> views;  // each parameter's slice of its bucket, shaped as the parameter
   std::vector<Bucket> buckets;
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;
   std::vector<uintptr_t> hook_keys;
@@ -410,9 +431,6 @@ struct Ddp : std::enable_shared_from_this<Ddp> {
   int64_t reductions = 0;
   double wait_seconds = 0;
 
-  at::Tensor slice(size_t i) {
-    return buckets[bucket_of[i]].flat.narrow(0, offset[i], params[i].numel()).view(params[i].sizes());
-  }
 
   void launch_ready() {
     while (next_launch < buckets.size() && buckets[next_launch].pending == 0) {
@@ -450,7 +468,7 @@ struct Ddp : std::enable_shared_from_this<Ddp> {
     ready[i] = true;
     at::NoGradGuard no_grad;
     const at::Tensor& g = params[i].grad();
-    at::Tensor s = slice(i);
+    at::Tensor& s = views[i];
     if (g.defined()) {
       at::mul_out(s, g, inv_world[bucket_of[i]]);  // as DDP: divided before the sum (one pass)
     } else {
@@ -467,7 +485,7 @@ struct Ddp : std::enable_shared_from_this<Ddp> {
     for (size_t i = 0; i < params.size(); ++i)
       if (!ready[i]) {
         ready[i] = true;
-        slice(i).zero_();
+        views[i].zero_();
         --buckets[bucket_of[i]].pending;
       }
     launch_ready();
@@ -482,7 +500,7 @@ struct Ddp : std::enable_shared_from_this<Ddp> {
     wait_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
     ++reductions;
     for (size_t i = 0; i < params.size(); ++i) {
-      at::Tensor avg = slice(i);
+      const at::Tensor& avg = views[i];
       if (params[i].grad().defined()) {
         params[i].mutable_grad().copy_(avg);
       } else {
@@ -495,7 +513,7 @@ struct Ddp : std::enable_shared_from_this<Ddp> {
   }
 
   void detach_hooks() noexcept {
-    for (size_t i = 0; i < accumulators.size(); ++i) accumulators[i]->del_post_hook(hook_keys[i]);
+    for (size_t i = 0; i < hook_keys.size(); ++i) accumulators[i]->del_post_hook(hook_keys[i]);
     accumulators.clear();
     hook_keys.clear();
   }
@@ -595,12 +613,8 @@ sk_error* sk_broadcast(sk_process_group* pg, sk_tensor* t, int32_t root) {
   Group& g = group_arg(pg);
   const at::Tensor& x = collective_tensor(t, "t");
   if (root < 0 || root >= g.size) fail("root must be in [0, ", g.size, "), got ", root);
-  c10d::BroadcastOptions o;
-  o.rootRank = root;
-  o.timeout = g.timeout;
-  std::vector<at::Tensor> v{x};
   at::NoGradGuard no_grad;
-  g.wait(g.pg->broadcast(v, o), "broadcast");
+  broadcast(g, x, root);
   SK_GUARD_END
 }
 
@@ -619,16 +633,7 @@ sk_error* sk_all_gather(sk_process_group* pg, const sk_tensor* t, sk_tensor** ou
   const at::Tensor& x = collective_tensor(t, "t");
   out_arg(out, "out");
   at::NoGradGuard no_grad;
-  std::vector<int64_t> shape{g.size};
-  for (auto s : x.sizes()) shape.push_back(s);
-  at::Tensor result = at::empty(shape, x.options());
-  std::vector<std::vector<at::Tensor>> outputs(1);
-  for (int r = 0; r < g.size; ++r) outputs[0].push_back(result.select(0, r));
-  std::vector<at::Tensor> inputs{x};
-  c10d::AllgatherOptions o;
-  o.timeout = g.timeout;
-  g.wait(g.pg->allgather(outputs, inputs, o), "all_gather");
-  *out = new_handle(result);
+  *out = new_handle(all_gather(g, x, "all_gather"));
   SK_GUARD_END
 }
 
@@ -638,10 +643,7 @@ sk_error* sk_sync_batchnorm(sk_module* m, sk_process_group* pg, int32_t* convert
   std::shared_ptr<BatchNormSync> sync;
   if (pg != nullptr) {
     group_arg(pg);
-    for (auto& e : mod->state)
-      if (!e.tensor->device().is_cpu())
-        fail("SyncBatchNorm over Gloo needs the module on the CPU; ", e.name, " is on ", e.tensor->device(),
-             " (CUDA needs NCCL, which this build lacks)");
+    require_cpu_module(*mod, "SyncBatchNorm");
     sync = std::make_shared<GroupBatchNormSync>(pg->group);
   }
   int32_t n = 0;
@@ -664,10 +666,8 @@ sk_error* sk_ddp_new(sk_process_group* pg, sk_module* m, int64_t bucket_bytes, s
   auto d = std::make_shared<Ddp>();
   d->group = pg->group;
   d->module = mod->module;
+  require_cpu_module(*mod, "DistributedDataParallel");
   for (auto& e : mod->state) {
-    if (!e.tensor->device().is_cpu())
-      fail("DistributedDataParallel over Gloo needs the module on the CPU; ", e.name, " is on ", e.tensor->device(),
-           " (CUDA needs NCCL, which this build lacks)");
     if (e.is_parameter && e.tensor->requires_grad()) {
       d->params.push_back(*e.tensor);
       d->names.push_back(e.name);
@@ -683,7 +683,7 @@ sk_error* sk_ddp_new(sk_process_group* pg, sk_module* m, int64_t bucket_bytes, s
   // each of one dtype and at most bucket_bytes (a larger parameter gets one of its own).
   const size_t n = d->params.size();
   d->bucket_of.assign(n, 0);
-  d->offset.assign(n, 0);
+  d->views.resize(n);
   std::vector<std::vector<size_t>> groups;
   int64_t bytes = 0;
   for (size_t k = n; k-- > 0;) {
@@ -699,29 +699,34 @@ sk_error* sk_ddp_new(sk_process_group* pg, sk_module* m, int64_t bucket_bytes, s
   }
   for (auto& members : groups) {
     Bucket b;
+    int64_t total = 0;
+    for (size_t k : members) total += d->params[k].numel();
+    b.params = members;
+    b.flat = at::zeros({total}, d->params[members.front()].options().requires_grad(false));
     int64_t off = 0;
     for (size_t k : members) {
       d->bucket_of[k] = d->buckets.size();
-      d->offset[k] = off;
+      d->views[k] = b.flat.narrow(0, off, d->params[k].numel()).view(d->params[k].sizes());
       off += d->params[k].numel();
     }
-    b.params = members;
-    b.flat = at::zeros({off}, d->params[members.front()].options().requires_grad(false));
     d->inv_world.push_back(at::scalar_tensor(1.0 / g.size, b.flat.options()));
     d->buckets.push_back(std::move(b));
   }
   d->ready.assign(n, false);
   d->reset();
-  std::vector<at::Tensor> all = d->params;
-  all.insert(all.end(), d->frozen.begin(), d->frozen.end());
-  all.insert(all.end(), d->buffers.begin(), d->buffers.end());
-  broadcast_coalesced(g, all, 0);
+  // Every check before the broadcast below, which overwrites every rank's weights: a rank
+  // that failed after it would leave the others waiting in their next collective.
   for (size_t i = 0; i < n; ++i) {
     auto acc = torch::autograd::impl::grad_accumulator(d->params[i]);
     if (!acc) fail("parameter ", d->names[i], " is not a leaf of the autograd graph");
-    d->hook_keys.push_back(acc->add_post_hook(std::make_unique<GradReadyHook>(d, i)));
     d->accumulators.push_back(std::move(acc));
   }
+  d->state = d->params;
+  d->state.insert(d->state.end(), d->frozen.begin(), d->frozen.end());
+  d->state.insert(d->state.end(), d->buffers.begin(), d->buffers.end());
+  broadcast_coalesced(g, d->state, 0);
+  for (size_t i = 0; i < n; ++i)
+    d->hook_keys.push_back(d->accumulators[i]->add_post_hook(std::make_unique<GradReadyHook>(d, i)));
   *out = new sk_ddp{std::move(d)};
   SK_GUARD_END
 }
@@ -752,10 +757,7 @@ sk_error* sk_ddp_prepare(sk_ddp* ddp, int32_t broadcast_buffers) {
 sk_error* sk_ddp_broadcast_state(sk_ddp* ddp) {
   SK_GUARD_BEGIN
   Ddp& d = ddp_arg(ddp);
-  std::vector<at::Tensor> all = d.params;
-  all.insert(all.end(), d.frozen.begin(), d.frozen.end());
-  all.insert(all.end(), d.buffers.begin(), d.buffers.end());
-  broadcast_coalesced(*d.group, all, 0);
+  broadcast_coalesced(*d.group, d.state, 0);
   SK_GUARD_END
 }
 
