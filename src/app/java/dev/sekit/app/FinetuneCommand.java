@@ -165,28 +165,12 @@ final class FinetuneCommand implements Callable<Integer> {
       if (resume) {
         trainer.resume(ckpt);
       }
-      TrainCommand.Listener bar = new TrainCommand.Listener(opts.epochs(), !noProgress);
-      Trainer.Listener progress = new Trainer.Listener() {
-        @Override
-        public void onEpochStart(int epoch, int steps) {
-          bar.onEpochStart(epoch, steps);
-        }
-
-        @Override
-        public void onStep(int epoch, int step, double loss, double accuracy, double samplesPerSecond) {
-          bar.onStep(epoch, step, loss, accuracy, samplesPerSecond);
-        }
-
+      Trainer.Listener progress = new TrainCommand.Listener(opts.epochs(), !noProgress) {
         @Override
         public void onEpochEnd(Trainer.EpochStats s) {
-          bar.onEpochEnd(s);
+          super.onEpochEnd(s);
           System.out.printf(Locale.ROOT, "epoch %d/%d  test top-1 %.2f%%  top-5 %.2f%%%n", s.epoch(), opts.epochs(),
               100 * s.testAccuracy(), 100 * s.testTop5());
-        }
-
-        @Override
-        public void onCheckpoint(Path file, boolean interrupted) {
-          bar.onCheckpoint(file, interrupted);
         }
       };
       Trainer.Result r = trainer.fit(ckpt, progress, stop);

@@ -169,7 +169,7 @@ final class TrainCommand implements Callable<Integer> {
   }
 
   /** Progress bar per epoch with loss, accuracy and samples/s; a line per epoch at its end. */
-  static final class Listener implements Trainer.Listener {
+  static class Listener implements Trainer.Listener {
     private final int epochs;
     private final boolean bar;
     private ProgressBar pb;

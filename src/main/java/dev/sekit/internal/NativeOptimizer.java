@@ -57,41 +57,34 @@ public final class NativeOptimizer {
    */
   public static NativeOptimizer sgd(Arena arena, NativeModule module, int[] groupOf, double[] lrs,
       double[] weightDecays, double momentum, double dampening, boolean nesterov) {
-    checkGroups(lrs, weightDecays);
-    try (Arena tmp = Arena.ofConfined()) {
-      MemorySegment g = tmp.allocateFrom(JAVA_INT, groupOf);
-      MemorySegment l = tmp.allocateFrom(JAVA_DOUBLE, lrs);
-      MemorySegment w = tmp.allocateFrom(JAVA_DOUBLE, weightDecays);
-      return create(arena, module, (m, out) -> sekit_h.sk_sgd_new_grouped(m, g, groupOf.length, l, w, lrs.length,
-          momentum, dampening, Abi.bool(nesterov), out));
-    }
+    return create(arena, module, groupOf, lrs, weightDecays, (m, g, l, w, out) -> sekit_h.sk_sgd_new_grouped(m, g,
+        groupOf.length, l, w, lrs.length, momentum, dampening, Abi.bool(nesterov), out));
   }
 
   /** torch.optim.AdamW with parameter groups, as {@link #sgd(Arena, NativeModule, int[], double[], double[], double, double, boolean)}. */
   public static NativeOptimizer adamW(Arena arena, NativeModule module, int[] groupOf, double[] lrs,
       double[] weightDecays, double beta1, double beta2, double eps) {
-    checkGroups(lrs, weightDecays);
-    try (Arena tmp = Arena.ofConfined()) {
-      MemorySegment g = tmp.allocateFrom(JAVA_INT, groupOf);
-      MemorySegment l = tmp.allocateFrom(JAVA_DOUBLE, lrs);
-      MemorySegment w = tmp.allocateFrom(JAVA_DOUBLE, weightDecays);
-      return create(arena, module, (m, out) -> sekit_h.sk_adamw_new_grouped(m, g, groupOf.length, l, w, lrs.length,
-          beta1, beta2, eps, out));
-    }
+    return create(arena, module, groupOf, lrs, weightDecays, (m, g, l, w, out) -> sekit_h.sk_adamw_new_grouped(m, g,
+        groupOf.length, l, w, lrs.length, beta1, beta2, eps, out));
   }
 
+  /** A native constructor given the module and the groups as native arrays. */
   @FunctionalInterface
   private interface Constructor {
-    MemorySegment call(MemorySegment module, MemorySegment out);
+    MemorySegment call(MemorySegment module, MemorySegment groupOf, MemorySegment lrs, MemorySegment weightDecays,
+        MemorySegment out);
   }
 
-  private static NativeOptimizer create(Arena arena, NativeModule module, Constructor ctor) {
+  private static NativeOptimizer create(Arena arena, NativeModule module, int[] groupOf, double[] lrs,
+      double[] weightDecays, Constructor ctor) {
+    checkGroups(lrs, weightDecays);
     Owner owner = Owner.of(arena);
     Owner.Handle h;
     MemorySegment m = module.enter();
-    try (Scratch.Frame f = Scratch.frame()) {
+    try (Arena tmp = Arena.ofConfined(); Scratch.Frame f = Scratch.frame()) {
       MemorySegment out = f.pointer();
-      Calls.check(ctor.call(m, out));
+      Calls.check(ctor.call(m, tmp.allocateFrom(JAVA_INT, groupOf), tmp.allocateFrom(JAVA_DOUBLE, lrs),
+          tmp.allocateFrom(JAVA_DOUBLE, weightDecays), out));
       h = owner.adopt(out.get(ADDRESS, 0).address(), Owner.Kind.OPTIMIZER);
     } finally {
       module.exit();
@@ -138,15 +131,6 @@ public final class NativeOptimizer {
     MemorySegment o = enter();
     try {
       return sekit_h.sk_optimizer_lr(o);
-    } finally {
-      exit();
-    }
-  }
-
-  public void setLearningRate(double lr) {
-    MemorySegment o = enter();
-    try {
-      Calls.check(sekit_h.sk_optimizer_set_lr(o, lr));
     } finally {
       exit();
     }
