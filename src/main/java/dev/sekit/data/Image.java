@@ -303,7 +303,8 @@ public record Image(int width, int height, MemorySegment pixels) {
     return crop(arena, centerOffset(this.width, width), centerOffset(this.height, height), width, height);
   }
 
-  private static int centerOffset(int size, int crop) {
+  /** The offset of a centred crop of {@code crop} in {@code size}; negative when it pads. */
+  static int centerOffset(int size, int crop) {
     if (crop > size) {
       return -((crop - size) / 2);
     }

@@ -139,16 +139,21 @@ public final class ImageTransform {
     Objects.requireNonNull(image, "image");
     checkDst(dst);
     try (Arena tmp = Arena.ofConfined()) {
-      Image out;
       if (train) {
         Objects.requireNonNull(random, "random (the training transform is random)");
         Crop c = randomResizedCrop(image.width(), image.height(), random);
         boolean flip = random.nextDouble() < flipProbability;
-        out = resizedCrop(tmp, image, c, flip);
+        normalize(cropResize(tmp, image, c), 0, 0, flip, dst); // the flip is read, not copied
       } else {
-        out = image.resizeShorterSide(tmp, resizeSize()).centerCrop(tmp, size, size);
+        Image r = image.resizeShorterSide(tmp, resizeSize());
+        int left = Image.centerOffset(r.width(), size);
+        int top = Image.centerOffset(r.height(), size);
+        if (left >= 0 && top >= 0) {
+          normalize(r, left, top, false, dst); // the centre crop is read in place
+        } else { // a crop larger than the resized image (crop_pct > 1): padded with black
+          normalize(r.centerCrop(tmp, size, size), 0, 0, false, dst);
+        }
       }
-      normalize(out, dst);
     }
   }
 
@@ -212,15 +217,20 @@ public final class ImageTransform {
    */
   public Image resizedCrop(Arena arena, Image image, Crop crop, boolean flip) {
     Objects.requireNonNull(crop, "crop");
+    if (!flip) {
+      return cropResize(arena, image, crop);
+    }
+    try (Arena tmp = Arena.ofConfined()) {
+      return cropResize(tmp, image, crop).flipHorizontal(arena);
+    }
+  }
+
+  private Image cropResize(Arena arena, Image image, Crop crop) {
     if (crop.height() < 1 || crop.width() < 1) {
       throw new IllegalArgumentException("a crop needs a size of at least 1x1, got " + crop);
     }
     try (Arena tmp = Arena.ofConfined()) {
-      Image c = image.crop(tmp, crop.left(), crop.top(), crop.width(), crop.height());
-      if (!flip) {
-        return c.resize(arena, size, size);
-      }
-      return c.resize(tmp, size, size).flipHorizontal(arena);
+      return image.crop(tmp, crop.left(), crop.top(), crop.width(), crop.height()).resize(arena, size, size);
     }
   }
 
@@ -235,20 +245,30 @@ public final class ImageTransform {
       throw new IllegalArgumentException("the image is " + image.width() + "x" + image.height() + ", expected "
           + size + "x" + size);
     }
+    normalize(image, 0, 0, false, dst);
+  }
+
+  /**
+   * {@link #normalize(Image, MemorySegment)} of the size × size window of {@code image} at
+   * ({@code left}, {@code top}) (inside it), mirrored left to right when {@code flip}: what a
+   * crop and a flip would give, without copying the image for either.
+   */
+  private void normalize(Image image, int left, int top, boolean flip, MemorySegment dst) {
     int plane = size * size;
-    byte[] px = new byte[3 * plane];
-    MemorySegment.copy(image.pixels(), JAVA_BYTE, 0, px, 0, px.length);
-    float[] out = new float[3 * plane];
-    for (int c = 0; c < 3; c++) {
-      float m = mean[c];
-      float s = std[c];
-      int base = c * plane;
-      for (int i = 0; i < plane; i++) {
-        float v = (px[3 * i + c] & 0xff) / 255f;
-        out[base + i] = (v - m) / s;
+    byte[] row = new byte[3 * size];
+    float[] out = new float[size];
+    for (int y = 0; y < size; y++) {
+      MemorySegment.copy(image.pixels(), JAVA_BYTE, ((long) (top + y) * image.width() + left) * 3, row, 0, row.length);
+      for (int c = 0; c < 3; c++) {
+        float m = mean[c];
+        float s = std[c];
+        for (int x = 0; x < size; x++) {
+          float v = (row[3 * (flip ? size - 1 - x : x) + c] & 0xff) / 255f;
+          out[x] = (v - m) / s;
+        }
+        MemorySegment.copy(out, 0, dst, JAVA_FLOAT, 4L * ((long) c * plane + (long) y * size), size);
       }
     }
-    MemorySegment.copy(out, 0, dst, JAVA_FLOAT, 0, out.length);
   }
 
   private void checkDst(MemorySegment dst) {

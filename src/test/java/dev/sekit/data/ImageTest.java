@@ -161,6 +161,34 @@ class ImageTest {
     }
   }
 
+  /**
+   * The training transform reads its crop's resize and flip in place; it gives exactly the
+   * tensor of the proven pieces (resizedCrop, which equals torchvision's, then normalize),
+   * with and without the flip.
+   */
+  @Test
+  void trainingTransformIsTheNormalizedResizedCrop() throws IOException {
+    String name = index().getAsJsonArray("crop").get(0).getAsJsonObject().get("name").getAsString();
+    ImageTransform t = ImageTransform.train(64);
+    boolean[] seen = new boolean[2];
+    try (Arena arena = Arena.ofConfined()) {
+      Image img = read(arena, name);
+      for (int seed = 0; seed < 24; seed++) {
+        SplittableRandom r1 = new SplittableRandom(seed);
+        SplittableRandom r2 = new SplittableRandom(seed);
+        MemorySegment got = arena.allocate(4L * 3 * 64 * 64);
+        t.apply(img, got, r1);
+        ImageTransform.Crop c = t.randomResizedCrop(img.width(), img.height(), r2);
+        boolean flip = r2.nextDouble() < 0.5;
+        seen[flip ? 1 : 0] = true;
+        MemorySegment want = arena.allocate(4L * 3 * 64 * 64);
+        t.normalize(t.resizedCrop(arena, img, c, flip), want);
+        assertEquals(-1, got.mismatch(want), "seed " + seed);
+      }
+    }
+    assertTrue(seen[0] && seen[1], "both with and without the flip");
+  }
+
   @Test
   void randomResizedCropsStayInRangeAndRepeatWithTheSeed() {
     ImageTransform t = ImageTransform.train(224);
