@@ -38,7 +38,6 @@
 #include <climits>
 #include <cmath>
 #include <map>
-#include <set>
 #include <mutex>
 #include <tuple>
 
@@ -904,8 +903,11 @@ struct PreparedModule::Impl {
   int64_t in_channels = -1;
   // (stages?, c, h, w, cl) -> identical plans, one per worker thread of a batch
   using Key = std::tuple<int, int64_t, int64_t, int64_t, bool>;
-  std::map<Key, std::vector<std::unique_ptr<Plan>>> plans;
-  std::set<Key> refused;  // sizes oneDNN or the plan refused: the source runs them, unplanned
+  struct Entry {
+    bool refused = false;  // oneDNN or the plan refused this size: the source runs it, unplanned
+    std::vector<std::unique_ptr<Plan>> plans;
+  };
+  std::map<Key, Entry> plans;  // a bounded cache of input sizes
   std::vector<dnnl::stream> streams;  // one per worker
 
   std::vector<std::pair<const void*, uint32_t>> current() const {
@@ -923,7 +925,6 @@ struct PreparedModule::Impl {
       same = stamp[i].first == state[i].tensor->data_ptr() && stamp[i].second == state[i].tensor->_version();
     if (!same) {
       plans.clear();
-      refused.clear();
       stamp = current();
     }
   }
@@ -941,7 +942,8 @@ struct PreparedModule::Impl {
   bool try_run(const at::Tensor& x, bool stages, std::vector<at::Tensor>& outs) {
     if (!takes(x)) return false;
     const Key key = key_of(stages, x);
-    if (refused.count(key)) return false;
+    auto known = plans.find(key);
+    if (known != plans.end() && known->second.refused) return false;
     at::NoGradGuard no_grad;
     try {
       outs = run(x, stages);
@@ -957,20 +959,24 @@ struct PreparedModule::Impl {
   }
 
   void refuse(const Key& key) {
-    plans.erase(key);
-    if (refused.size() >= 64) refused.clear();  // bounded, as the plan cache
-    refused.insert(key);
+    Entry& e = entry(key);
+    e.plans.clear();
+    e.refused = true;
+  }
+
+  Entry& entry(const Key& key) {
+    auto it = plans.find(key);
+    if (it == plans.end()) {
+      if (plans.size() >= 8) plans.clear();  // a bounded cache of input sizes
+      it = plans.emplace(key, Entry{}).first;
+    }
+    return it->second;
   }
 
   // `count` identical plans for inputs like x (each worker thread of a batch runs its own).
   std::vector<std::unique_ptr<Plan>>& plans_for(bool stages, const at::Tensor& x, bool cl, size_t count) {
     auto key = key_of(stages, x);
-    auto it = plans.find(key);
-    if (it == plans.end()) {
-      if (plans.size() >= 8) plans.clear();  // a bounded cache of input sizes
-      it = plans.emplace(key, std::vector<std::unique_ptr<Plan>>{}).first;
-    }
-    auto& v = it->second;
+    auto& v = entry(key).plans;
     while (v.size() < count) v.push_back(make_plan(stages, x, cl, v.empty() ? nullptr : v.front().get()));
     while (streams.size() < count) streams.emplace_back(engine());
     return v;
