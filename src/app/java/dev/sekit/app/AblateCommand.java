@@ -42,8 +42,8 @@ final class AblateCommand implements Callable<Integer> {
     Files.createDirectories(out);
     StringBuilder md = new StringBuilder();
     md.append(String.format(Locale.ROOT, "Fashion-MNIST, %s, %d epoch(s)%s, batch %d, %d thread(s), seeds 0..%d%n%n",
-        options.model, options.epochs, options.limitTrain == null ? "" : " on " + options.limitTrain + " training images",
-        options.batch, options.threads, seeds - 1));
+        options.model, options.common.epochs, options.common.limitTrain == null ? "" : " on " + options.common.limitTrain + " training images",
+        options.common.batch, options.common.threads, seeds - 1));
     md.append("| attention | test accuracy (mean ± std) | per seed | parameters | samples/s |\n|---|---|---|---|---|\n");
     for (String name : variants) {
       Attention a = TrainOptions.attention(name);

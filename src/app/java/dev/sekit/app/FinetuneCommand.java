@@ -18,6 +18,7 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /**
@@ -41,6 +42,8 @@ import picocli.CommandLine.Option;
 final class FinetuneCommand implements Callable<Integer> {
   private static final Trainer.Options D = Trainer.Options.FINETUNE;
 
+  @Mixin CommonOptions common = new CommonOptions(D);
+
   @Option(names = "--model", required = true, description = "timm VoVNet name: ${COMPLETION-CANDIDATES}.",
       completionCandidates = ModelNames.class)
   String model;
@@ -55,16 +58,6 @@ final class FinetuneCommand implements Callable<Integer> {
       + "their number.")
   List<String> classes;
 
-  @Option(names = "--epochs", description = "Epochs. Default: ${DEFAULT-VALUE}.")
-  int epochs = D.epochs();
-
-  @Option(names = "--batch", description = "Batch size. Default: ${DEFAULT-VALUE}.")
-  int batch = D.batchSize();
-
-  @Option(names = "--lr", description = "Peak learning rate of the head (cosine schedule with warm-up). "
-      + "Default: ${DEFAULT-VALUE}.")
-  double lr = D.lr();
-
   @Option(names = "--backbone-lr-scale", description = "Learning rate of everything but the head, as a fraction "
       + "of --lr. Default: ${DEFAULT-VALUE}.")
   double backboneLrScale = Trainer.Options.FINETUNE_BACKBONE_LR_SCALE;
@@ -73,30 +66,8 @@ final class FinetuneCommand implements Callable<Integer> {
       + "(comma-separated), e.g. stem,stages.0. Default: none.")
   List<String> freeze = List.of();
 
-  @Option(names = "--optimizer", description = "SGD (Nesterov) or ADAMW. Default: ${DEFAULT-VALUE}.",
-      converter = TrainOptions.OptimizerConverter.class)
-  Trainer.OptimizerKind optimizer = D.optimizer();
-
-  @Option(names = "--weight-decay", description = "Weight decay. Default: ${DEFAULT-VALUE}.")
-  double weightDecay = D.weightDecay();
-
   @Option(names = "--warmup-epochs", description = "Epochs of linear warm-up. Default: ${DEFAULT-VALUE}.")
   double warmupEpochs = D.warmupEpochs();
-
-  @Option(names = "--label-smoothing", description = "Label smoothing. Default: ${DEFAULT-VALUE}.")
-  double labelSmoothing = D.labelSmoothing();
-
-  @Option(names = "--seed", description = "Seed of every random choice. Default: ${DEFAULT-VALUE}.")
-  long seed = D.seed();
-
-  @Option(names = "--threads", description = "Intra-op threads. Default: ${DEFAULT-VALUE}.")
-  int threads = 2;
-
-  @Option(names = "--limit-train", description = "Use only the first N training samples (for quick runs).")
-  Integer limitTrain;
-
-  @Option(names = "--limit-test", description = "Evaluate on only the first N test samples (for quick runs).")
-  Integer limitTest;
 
   @Option(names = "--size", description = "Image folders: the model's input size. Default: ${DEFAULT-VALUE}.")
   int size = 224;
@@ -133,9 +104,7 @@ final class FinetuneCommand implements Callable<Integer> {
     if (!freeze.isEmpty()) {
       groups.freeze(freeze.toArray(String[]::new));
     }
-    return D.toBuilder().epochs(epochs).batchSize(batch).optimizer(optimizer).lr(lr)
-        .momentum(optimizer == Trainer.OptimizerKind.SGD ? D.momentum() : 0).weightDecay(weightDecay)
-        .warmupEpochs(warmupEpochs).labelSmoothing(labelSmoothing).seed(seed).paramGroups(groups.build()).build();
+    return common.builder(common.seed).warmupEpochs(warmupEpochs).paramGroups(groups.build()).build();
   }
 
   @Override
@@ -149,18 +118,19 @@ final class FinetuneCommand implements Callable<Integer> {
     if (resume && !Files.isRegularFile(ckpt)) {
       throw new IllegalArgumentException("--resume: no checkpoint at " + ckpt);
     }
-    Sekit.setNumThreads(threads);
+    Sekit.setNumThreads(common.threads);
     Files.createDirectories(out);
     StopSignal stop = new StopSignal();
-    try (FinetuneData.Split split = FinetuneData.load(data, classes, limitTrain, limitTest,
-        new FinetuneData.Images(size, cropPct, !noAugment, seed));
+    try (FinetuneData.Split split = FinetuneData.load(data, classes, common.limitTrain, common.limitTest,
+        new FinetuneData.Images(size, cropPct, !noAugment, common.seed));
         Arena arena = Arena.ofConfined()) {
-      Sekit.manualSeed(seed);
+      Sekit.manualSeed(common.seed);
       VoVNet net = VoVNet.pretrained(arena, model, weights, split.train().classes());
       System.out.printf(Locale.ROOT, "sekit finetune: %s from %s, %d classes, %,d training and %,d test samples, "
           + "%d epochs, batch %d, lr %s (backbone x%s)%s, %d thread(s), seed %d%n", model, weights,
           split.train().classes(), split.train().size(), split.test().size(), opts.epochs(), opts.batchSize(),
-          opts.lr(), backboneLrScale, freeze.isEmpty() ? "" : ", frozen " + String.join(",", freeze), threads, seed);
+          opts.lr(), backboneLrScale, freeze.isEmpty() ? "" : ", frozen " + String.join(",", freeze), common.threads,
+          common.seed);
       Trainer trainer = new Trainer(arena, net, split.train(), split.test(), opts);
       if (resume) {
         trainer.resume(ckpt);

@@ -29,10 +29,10 @@ final class Runs {
   static Outcome run(TrainOptions o, Attention attention, long seed, Path checkpoint, boolean resume,
       Trainer.Listener listener, BooleanSupplier stop, ProcessGroup group) throws IOException {
     o.checkModel();
-    Sekit.setNumThreads(o.threads);
+    Sekit.setNumThreads(o.common.threads);
     Device device = o.device();
-    try (InMemoryDataset train = FashionMnist.load(o.data, "train", o.limitTrain == null ? Integer.MAX_VALUE : o.limitTrain);
-        InMemoryDataset test = FashionMnist.load(o.data, "test", o.limitTest == null ? Integer.MAX_VALUE : o.limitTest);
+    try (InMemoryDataset train = FashionMnist.load(o.data, "train", o.common.limitTrain == null ? Integer.MAX_VALUE : o.common.limitTrain);
+        InMemoryDataset test = FashionMnist.load(o.data, "test", o.common.limitTest == null ? Integer.MAX_VALUE : o.common.limitTest);
         Arena arena = Arena.ofConfined()) {
       Sekit.manualSeed(seed);
       Module model = o.buildModel(arena, attention);

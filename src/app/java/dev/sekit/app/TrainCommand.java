@@ -74,7 +74,7 @@ final class TrainCommand implements Callable<Integer> {
       if (ProcessGroup.launched()) {
         throw new IllegalArgumentException("--nproc-per-node in a worker that a launcher started (WORLD_SIZE is set)");
       }
-      int threads = spec.commandLine().getParseResult().hasMatchedOption("--threads") ? options.threads
+      int threads = spec.commandLine().getParseResult().hasMatchedOption("--threads") ? options.common.threads
           : Runtime.getRuntime().availableProcessors();
       return Launcher.run(SekitCli.args, nprocPerNode, masterPort, threads);
     }
@@ -100,12 +100,12 @@ final class TrainCommand implements Callable<Integer> {
     try {
       if (lead) {
         System.out.printf(Locale.ROOT, "sekit train: %s with %s attention, %d epochs, batch %d, %s, %d thread(s)%s, seed %d%n",
-            options.model, attn, options.epochs, options.batch, options.device, options.threads,
+            options.model, attn, options.common.epochs, options.common.batch, options.device, options.common.threads,
             group == null ? "" : " in each of " + group.worldSize() + " processes"
-                + (options.syncBn ? " (SyncBatchNorm)" : ""), options.seed);
+                + (options.syncBn ? " (SyncBatchNorm)" : ""), options.common.seed);
       }
-      Trainer.Listener listener = lead ? new Listener(options.epochs, !noProgress) : new Trainer.Listener() {};
-      Runs.Outcome o = Runs.run(options, attention, options.seed, ckpt, resume, listener, stop, group);
+      Trainer.Listener listener = lead ? new Listener(options.common.epochs, !noProgress) : new Trainer.Listener() {};
+      Runs.Outcome o = Runs.run(options, attention, options.common.seed, ckpt, resume, listener, stop, group);
       history.addAll(o.result().history());
       if (!lead) {
         return o.result().completed() ? 0 : INTERRUPTED;
@@ -144,7 +144,7 @@ final class TrainCommand implements Callable<Integer> {
       summary.put("attention", attn);
       summary.put("parameters", o.parameters());
       summary.put("completed", o.result().completed());
-      summary.put("options", options.options(options.seed));
+      summary.put("options", options.options(options.common.seed));
       summary.put("history", h);
       Files.writeString(out.resolve("summary.json"), new com.google.gson.GsonBuilder().setPrettyPrinting()
           .serializeSpecialFloatingPointValues().create().toJson(summary));

@@ -12,6 +12,7 @@ import dev.sekit.train.Trainer;
 import java.lang.foreign.Arena;
 import java.nio.file.Path;
 import java.util.List;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** Options shared by {@code train} and {@code ablate}. */
@@ -23,42 +24,13 @@ final class TrainOptions {
 
   private static final Trainer.Options D = Trainer.Options.DEFAULTS;
 
-  @Option(names = "--epochs", description = "Epochs. Default: ${DEFAULT-VALUE}.")
-  int epochs = D.epochs();
-
-  @Option(names = "--batch", description = "Batch size. Default: ${DEFAULT-VALUE}.")
-  int batch = D.batchSize();
-
-  @Option(names = "--lr", description = "Peak learning rate (cosine schedule with warm-up). Default: ${DEFAULT-VALUE}.")
-  double lr = D.lr();
-
-  @Option(names = "--optimizer", description = "SGD (Nesterov) or ADAMW. Default: ${DEFAULT-VALUE}.",
-      converter = OptimizerConverter.class)
-  Trainer.OptimizerKind optimizer = D.optimizer();
-
-  @Option(names = "--weight-decay", description = "Weight decay. Default: ${DEFAULT-VALUE}.")
-  double weightDecay = D.weightDecay();
-
-  @Option(names = "--label-smoothing", description = "Label smoothing. Default: ${DEFAULT-VALUE}.")
-  double labelSmoothing = D.labelSmoothing();
-
-  @Option(names = "--seed", description = "Seed of every random choice. Default: ${DEFAULT-VALUE}.")
-  long seed = D.seed();
-
-  @Option(names = "--threads", description = "Intra-op threads. Default: ${DEFAULT-VALUE}.")
-  int threads = 2;
+  @Mixin CommonOptions common = new CommonOptions(D);
 
   @Option(names = "--device", description = "cpu or cuda. Default: ${DEFAULT-VALUE}.")
   String device = "cpu";
 
   @Option(names = "--data", description = "Directory of the Fashion-MNIST IDX files. Default: ${DEFAULT-VALUE}.")
   Path data = FashionMnist.DEBIAN_DIR;
-
-  @Option(names = "--limit-train", description = "Use only the first N training images (for quick runs).")
-  Integer limitTrain;
-
-  @Option(names = "--limit-test", description = "Evaluate on only the first N test images (for quick runs).")
-  Integer limitTest;
 
   @Option(names = "--no-channels-last", description = "Train in NCHW instead of channels-last (NHWC).")
   boolean noChannelsLast;
@@ -70,24 +42,10 @@ final class TrainOptions {
       + "whole global batch over all workers (SyncBatchNorm) instead of each worker's share.")
   boolean syncBn;
 
-  /** "sgd" / "adamw" in any case. */
-  static final class OptimizerConverter implements picocli.CommandLine.ITypeConverter<Trainer.OptimizerKind> {
-    @Override
-    public Trainer.OptimizerKind convert(String value) {
-      try {
-        return Trainer.OptimizerKind.valueOf(value.toUpperCase(java.util.Locale.ROOT));
-      } catch (IllegalArgumentException e) {
-        throw new picocli.CommandLine.TypeConversionException("--optimizer must be sgd or adamw, got '" + value + "'");
-      }
-    }
-  }
-
   /** The trainer's options for this command line (the demo's defaults otherwise). */
   Trainer.Options options(long runSeed) {
-    return D.toBuilder().epochs(epochs).batchSize(batch).optimizer(optimizer).lr(lr)
-        .momentum(optimizer == Trainer.OptimizerKind.SGD ? D.momentum() : 0).weightDecay(weightDecay)
-        .labelSmoothing(labelSmoothing).randomCrop(noAugment ? 0 : D.cropPad(), FashionMnist.BLACK).flip(!noAugment)
-        .seed(runSeed).channelsLast(!noChannelsLast).syncBatchNorm(syncBn).build();
+    return common.builder(runSeed).randomCrop(noAugment ? 0 : D.cropPad(), FashionMnist.BLACK).flip(!noAugment)
+        .channelsLast(!noChannelsLast).syncBatchNorm(syncBn).build();
   }
 
   Device device() {
