@@ -32,7 +32,7 @@
 #error "sekit's inference plans are written for oneDNN 2.x: install Debian 12's libdnnl-dev (oneDNN 2.6)"
 #endif
 
-#include "se_dispatch.hpp"
+#include "dispatch.hpp"
 
 #include <algorithm>
 #include <climits>

@@ -71,8 +71,7 @@ ConvNormAct::ConvNormAct(int64_t in, int64_t out, int64_t kernel, int64_t stride
 
 at::Tensor ConvNormAct::forward(const at::Tensor& x) {
   at::Tensor h = separable_ ? conv_pw_->forward(conv_dw_->forward(x)) : conv_->forward(x);
-  at::Tensor z = bn_->forward(h);
-  return at::relu_(z);  // in place, as timm's BatchNormAct2d
+  return bn_->forward_relu(h);
 }
 
 ClassifierHead::ClassifierHead(int64_t in, int64_t classes, double drop_rate) : drop_rate_(drop_rate) {
@@ -218,6 +217,19 @@ at::Tensor BatchNorm2d::forward(const at::Tensor& x) {
   if (training_ && sync_) return sync_->forward(x, *weight_, *bias_, *running_mean_, *running_var_, momentum_, eps_);
   return at::batch_norm(x, *weight_, *bias_, *running_mean_, *running_var_, training_, momentum_,
                         eps_, /*cudnn_enabled=*/true);
+}
+
+at::Tensor BatchNorm2d::forward_relu(const at::Tensor& x) {
+  if (training_ && !sync_ && fused_batch_norm_relu_applies(x, *weight_, *bias_, *running_mean_, *running_var_) &&
+      x.size(1) == channels_) {
+    {
+      at::NoGradGuard no_grad;
+      num_batches_tracked_->add_(1);
+    }
+    return fused_batch_norm_relu(x, *weight_, *bias_, *running_mean_, *running_var_, momentum_, eps_);
+  }
+  at::Tensor z = forward(x);
+  return at::relu_(z);  // in place, as timm's BatchNormAct2d
 }
 
 std::pair<at::Tensor, at::Tensor> BatchNorm2d::affine() const {

@@ -107,6 +107,8 @@ class BatchNorm2d : public Module {
  public:
   explicit BatchNorm2d(int64_t channels, double eps = 1e-5, double momentum = 0.1);
   at::Tensor forward(const at::Tensor& x) override;  // [N,C,...]
+  // relu_(forward(x)) (timm's BatchNormAct2d), fused in training where it applies.
+  at::Tensor forward_relu(const at::Tensor& x);
   at::Tensor& weight() { return *weight_; }
   // Eval-mode BatchNorm as y = x * scale + shift (per channel, float64).
   std::pair<at::Tensor, at::Tensor> affine() const;
@@ -119,6 +121,14 @@ class BatchNorm2d : public Module {
   at::Tensor *weight_, *bias_, *running_mean_, *running_var_, *num_batches_tracked_;
   std::shared_ptr<BatchNormSync> sync_;
 };
+
+// Training-mode BatchNorm followed by ReLU in one fused forward and backward (bn_relu.cpp),
+// for CPU float32 channels-last inputs with more than one value per channel; the running
+// statistics move as ATen's do.
+bool fused_batch_norm_relu_applies(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                                   const at::Tensor& running_mean, const at::Tensor& running_var);
+at::Tensor fused_batch_norm_relu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                                 at::Tensor& running_mean, at::Tensor& running_var, double momentum, double eps);
 
 // Children "0", "1", ... applied in order (nn.Sequential).
 class Sequential : public Module {

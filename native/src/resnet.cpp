@@ -81,10 +81,7 @@ class Shortcut : public Module {
   std::shared_ptr<BatchNorm2d> bn_;
 };
 
-at::Tensor bn_relu(BatchNorm2d& bn, const at::Tensor& x) {
-  at::Tensor z = bn.forward(x);
-  return at::relu_(z);
-}
+at::Tensor bn_relu(BatchNorm2d& bn, const at::Tensor& x) { return bn.forward_relu(x); }
 
 // A residual block: BASIC, BOTTLENECK (grouped for ResNeXt), LEGACY_BOTTLENECK or PREACT.
 class ResidualBlock : public Module {

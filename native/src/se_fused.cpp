@@ -4,7 +4,7 @@
 // the excitation's backward by autograd on the [N, C] descriptor, one pass for gx (4|X|).
 #include "se_fused.hpp"
 
-#include "se_dispatch.hpp"
+#include "dispatch.hpp"
 
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>

@@ -347,6 +347,15 @@ def _s(dtype, mode, in_chs, mid_chs, out_chs, layers, blocks, downsample,
             "shape": (n, in_chs) + tuple(hw), "grad": True}
 
 
+def _cna(dtype, mode, in_chs, out_chs, kernel, stride, shape, offset=0.0):
+    """timm's ConvNormAct (conv, BatchNormAct2d with ReLU); `offset` is added to the input, so
+    that each channel's mean lies far from zero against its spread (the variance must not
+    cancel)."""
+    return {"module": "conv_norm_act", "dtype": dtype, "mode": mode, "in_chs": in_chs,
+            "out_chs": out_chs, "kernel": kernel, "stride": stride, "shape": tuple(shape),
+            "offset": offset, "grad": True}
+
+
 def _v(name, config, dtype, mode, num_classes, shape, grad):
     return {"module": "vovnet", "name": name, "config": config,
             "dtype": dtype, "mode": mode, "num_classes": num_classes,
@@ -386,6 +395,14 @@ MODEL_CASES = [
     # column than floor (9 would not: (9 - 3) / 2 is exact).
     _s(F32, TRAIN, 16, 8, 24, 2, 2, True, RES, FULL, "ese", False, (10, 10)),
     _s(F32, TRAIN, 16, 8, 24, 2, 2, True, RES, FULL, "ese", True, (8, 12)),
+    # ---- ConvNormAct (BatchNorm+ReLU, fused in training for float32 channels-last) ----
+    _cna(F32, TRAIN, 8, 24, 3, 1, (4, 8, 9, 11)),
+    _cna(F32, TRAIN, 16, 1040, 1, 1, (2, 16, 5, 3)),   # channels past a 512 block, not x16
+    _cna(F32, TRAIN, 16, 5, 3, 2, (3, 16, 6, 6)),      # odd channels, stride 2
+    _cna(F32, TRAIN, 16, 24, 1, 1, (2, 16, 1, 1)),     # two values per channel
+    _cna(F32, TRAIN, 16, 32, 1, 1, (4, 16, 7, 7), offset=50.0),
+    _cna(F32, EVAL, 8, 24, 3, 1, (4, 8, 9, 11)),
+    _cna(F64, TRAIN, 8, 24, 3, 1, (4, 8, 9, 11)),
     # ---- whole networks ----
     _v("vovnet_ese_vovnet19b_dw_eval_224", "ese_vovnet19b_dw", F32, EVAL,
        1000, (1, 3, 224, 224), False),
@@ -402,6 +419,11 @@ def model_case_name(spec):
     if spec["module"] == "vovnet":
         return spec["name"]
     n, _, h, w = spec["shape"]
+    if spec["module"] == "conv_norm_act":
+        return "conv_norm_act_%s_%s_n%d_in%d_out%d_k%d_s%d_%dx%d%s" % (
+            DTYPE_TAG[spec["dtype"]], spec["mode"], n, spec["in_chs"], spec["out_chs"],
+            spec["kernel"], spec["stride"], h, w,
+            "_offset%g" % spec["offset"] if spec["offset"] else "")
     name = "%s_%s_%s_n%d_in%d_mid%d_out%d_l%d" % (
         spec["module"], DTYPE_TAG[spec["dtype"]], spec["mode"], n,
         spec["in_chs"], spec["mid_chs"], spec["out_chs"], spec["layers"])
@@ -425,7 +447,13 @@ def build_model(spec):
         meta["residual"] = _tf(spec["residual"])
         meta["depthwise"] = _tf(spec["depthwise"])
         meta["attn"] = spec["attn"]
-    if spec["module"] == "osa_block":
+    if spec["module"] == "conv_norm_act":
+        for k in ("in_chs", "out_chs", "kernel", "stride"):
+            meta[k] = str(spec[k])
+        meta["input_offset"] = str(spec["offset"])
+        mod = vovnet_ref.ConvNormAct(spec["in_chs"], spec["out_chs"], spec["kernel"], spec["stride"])
+        meta["reference"] = "pytorch statement of timm ConvNormAct (vovnet_ref.py)"
+    elif spec["module"] == "osa_block":
         mod = vovnet_ref.OsaBlock(
             spec["in_chs"], spec["mid_chs"], spec["out_chs"], spec["layers"],
             residual=spec["residual"], depthwise=spec["depthwise"], attn=attn)
@@ -467,6 +495,28 @@ def randomise_batchnorm(mod):
                 m.num_batches_tracked.fill_(int(torch.randint(1, 10, ())))
 
 
+def float32_error(spec, state, x, g, tensors):
+    """How far PyTorch's own float32 result lies from the same case run in float64 (largest
+    relative error over the output and the gradients): where a case is ill-conditioned (a
+    weight gradient that sums to nearly zero against a large input mean), another float32
+    implementation may differ from PyTorch's by as much, and the test allows for it."""
+    mod, _ = build_model(spec)
+    mod = mod.to(torch.float64)
+    mod.load_state_dict({k: v.to(torch.float64) if v.is_floating_point() else v for k, v in state})
+    mod.train(spec["mode"] == "train")
+    x64 = x.detach().to(torch.float64).requires_grad_(True)
+    y64 = mod(x64)
+    y64.backward(g.to(torch.float64))
+    exact = {"output": y64, "grad_input": x64.grad}
+    exact.update({"grad." + k: p.grad for k, p in mod.named_parameters()})
+    err = 0.0
+    for tname, t in tensors:
+        if tname in exact:
+            ref = exact[tname].detach()
+            err = max(err, ((t.detach().double() - ref).abs().max() / ref.abs().max()).item())
+    return err
+
+
 def run_model_case(spec, name, out_dir):
     dtype = DTYPES[spec["dtype"]][0]
     seed = case_seed(name)
@@ -479,7 +529,7 @@ def run_model_case(spec, name, out_dir):
     grad = spec["grad"]
     state = [(k, v.detach().clone()) for k, v in mod.state_dict().items()]
 
-    x = torch.randn(spec["shape"], dtype=dtype)
+    x = torch.randn(spec["shape"], dtype=dtype) + spec.get("offset", 0.0)
     feats = None
     with torch.set_grad_enabled(grad):
         if grad:
@@ -511,6 +561,8 @@ def run_model_case(spec, name, out_dir):
         if t.dtype != want:
             raise RuntimeError("%s: %s has dtype %s" % (name, tname, t.dtype))
 
+    if spec["module"] == "conv_norm_act" and dtype == torch.float32 and grad:
+        meta["float32_error"] = "%.3e" % float32_error(spec, state, x, g, tensors)
     meta["torch_version"] = torch.__version__
     meta["torchvision_version"] = torchvision.__version__
     meta["seed"] = str(seed)

@@ -110,9 +110,15 @@ public final class TestSupport {
    */
   public static void assertClose(java.util.Map<String, Double> worst, String group, String what, DType dtype,
       Tensor expected, Tensor actual) {
+    assertClose(worst, group, what, tolerance(dtype), expected, actual);
+  }
+
+  /** As above, within {@code tolerance}. */
+  public static void assertClose(java.util.Map<String, Double> worst, String group, String what, double tolerance,
+      Tensor expected, Tensor actual) {
     double err = relativeError(expected, actual);
     worst.merge(group, err, Math::max);
-    assertTrue(err <= tolerance(dtype), what + ": relative error " + err + " > " + tolerance(dtype));
+    assertTrue(err <= tolerance, what + ": relative error " + err + " > " + tolerance);
   }
 
   /** Prints the largest error of each group, for the reports. */

@@ -1,13 +1,15 @@
-// The raw SE/eSE kernels of se_kernels.hpp in both builds (baseline x86-64 and AVX2+FMA, see
-// CMakeLists.txt) and the choice between them at run time: SEKIT_DISPATCH(fn, args...)
-// calls the build this CPU runs.
+// The raw CPU kernels (SE/eSE in se_kernels.hpp, BatchNorm+ReLU in norm_kernels.hpp) in both
+// builds (baseline x86-64 and AVX2+FMA, see CMakeLists.txt) and the choice between them at run
+// time: SEKIT_DISPATCH(fn, args...) calls the build this CPU runs.
 #pragma once
 
 #define SEKIT_KERNEL_NS base
 #include "se_kernels.hpp"
+#include "norm_kernels.hpp"
 #undef SEKIT_KERNEL_NS
 #define SEKIT_KERNEL_NS avx2
 #include "se_kernels.hpp"
+#include "norm_kernels.hpp"
 #undef SEKIT_KERNEL_NS
 
 namespace sekit {

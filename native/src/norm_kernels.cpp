@@ -1,0 +1,95 @@
+// See norm_kernels.hpp. Plain loops over the channels of a row, which the compiler
+// vectorises; sums run in float over blocks of 64 rows and are then added to double totals.
+#include "norm_kernels.hpp"
+
+#include <algorithm>
+
+namespace sekit {
+namespace kernels {
+namespace SEKIT_KERNEL_NS {
+
+namespace {
+constexpr int64_t kBlockRows = 64;
+constexpr int64_t kBlockChannels = 512;
+
+// The one expression of the ReLU's mask, shared by the forward and backward kernels.
+inline float pre_activation(float x, float a, float b) { return x * a + b; }
+}  // namespace
+
+void bn_stats_rows(const float* x, int64_t r0, int64_t r1, int64_t c, const float* shift, double* sum,
+                   double* sumsq) {
+  float s1[kBlockChannels], s2[kBlockChannels];
+  for (int64_t c0 = 0; c0 < c; c0 += kBlockChannels) {
+    const int64_t cb = std::min(kBlockChannels, c - c0);
+    const float* sh = shift + c0;
+    for (int64_t r = r0; r < r1;) {
+      const int64_t re = std::min(r1, r + kBlockRows);
+      std::fill(s1, s1 + cb, 0.f);
+      std::fill(s2, s2 + cb, 0.f);
+      for (; r < re; ++r) {
+        const float* row = x + r * c + c0;
+        for (int64_t k = 0; k < cb; ++k) {
+          const float d = row[k] - sh[k];
+          s1[k] += d;
+          s2[k] += d * d;
+        }
+      }
+      for (int64_t k = 0; k < cb; ++k) {
+        sum[c0 + k] += s1[k];
+        sumsq[c0 + k] += s2[k];
+      }
+    }
+  }
+}
+
+void bn_relu_rows(const float* x, float* y, int64_t r0, int64_t r1, int64_t c, const float* a, const float* b) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* row = x + r * c;
+    float* out = y + r * c;
+    for (int64_t k = 0; k < c; ++k) out[k] = std::max(pre_activation(row[k], a[k], b[k]), 0.f);
+  }
+}
+
+void bn_relu_grad_sums_rows(const float* dz, const float* x, int64_t r0, int64_t r1, int64_t c, const float* a,
+                            const float* b, const float* mean, double* sg, double* sgx) {
+  float s1[kBlockChannels], s2[kBlockChannels];
+  for (int64_t c0 = 0; c0 < c; c0 += kBlockChannels) {
+    const int64_t cb = std::min(kBlockChannels, c - c0);
+    const float *ac = a + c0, *bc = b + c0, *mc = mean + c0;
+    for (int64_t r = r0; r < r1;) {
+      const int64_t re = std::min(r1, r + kBlockRows);
+      std::fill(s1, s1 + cb, 0.f);
+      std::fill(s2, s2 + cb, 0.f);
+      for (; r < re; ++r) {
+        const float* xr = x + r * c + c0;
+        const float* dr = dz + r * c + c0;
+        for (int64_t k = 0; k < cb; ++k) {
+          const float g = pre_activation(xr[k], ac[k], bc[k]) > 0.f ? dr[k] : 0.f;
+          s1[k] += g;
+          s2[k] += g * (xr[k] - mc[k]);
+        }
+      }
+      for (int64_t k = 0; k < cb; ++k) {
+        sg[c0 + k] += s1[k];
+        sgx[c0 + k] += s2[k];
+      }
+    }
+  }
+}
+
+void bn_relu_grad_rows(const float* dz, const float* x, float* dx, int64_t r0, int64_t r1, int64_t c, const float* a,
+                       const float* b, const float* mean, const float* mg, const float* q, const float* s) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* xr = x + r * c;
+    const float* dr = dz + r * c;
+    float* out = dx + r * c;
+    for (int64_t k = 0; k < c; ++k) {
+      const float g = pre_activation(xr[k], a[k], b[k]) > 0.f ? dr[k] : 0.f;
+      out[k] = (g - mg[k] - (xr[k] - mean[k]) * q[k]) * s[k];
+    }
+  }
+}
+
+}  // namespace SEKIT_KERNEL_NS
+}  // namespace kernels
+}  // namespace sekit

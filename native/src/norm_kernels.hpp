@@ -1,0 +1,30 @@
+// Raw-pointer CPU kernels of training-mode BatchNorm followed by ReLU (timm's BatchNormAct2d)
+// on channels-last float32 data: M rows of C contiguous values, each function working on the
+// rows [r0, r1) so that the caller can parallelise. Compiled twice like se_kernels.hpp
+// (baseline and AVX2+FMA, each into its own namespace SEKIT_KERNEL_NS), so no include guard.
+//
+// The ReLU's mask is never stored: a value passes where x * a[k] + b[k] > 0, recomputed by
+// the backward kernels with the forward's a and b, so it is the forward's mask bit for bit.
+
+#include <cstdint>
+
+namespace sekit {
+namespace kernels {
+namespace SEKIT_KERNEL_NS {
+
+// The statistics in one pass over x, shifted by a value of each channel (so that a mean far
+// from zero does not cancel the variance): sum[k] += x - shift[k], sumsq[k] += (x - shift[k])^2.
+void bn_stats_rows(const float* x, int64_t r0, int64_t r1, int64_t c, const float* shift, double* sum,
+                   double* sumsq);
+// y = max(x * a[k] + b[k], 0).
+void bn_relu_rows(const float* x, float* y, int64_t r0, int64_t r1, int64_t c, const float* a, const float* b);
+// With g = dz where x * a[k] + b[k] > 0, else 0: sg[k] += g, sgx[k] += g * (x - mean[k]).
+void bn_relu_grad_sums_rows(const float* dz, const float* x, int64_t r0, int64_t r1, int64_t c, const float* a,
+                            const float* b, const float* mean, double* sg, double* sgx);
+// dx = (g - mg[k] - (x - mean[k]) * q[k]) * s[k], g as above (ATen's BatchNorm backward form).
+void bn_relu_grad_rows(const float* dz, const float* x, float* dx, int64_t r0, int64_t r1, int64_t c, const float* a,
+                       const float* b, const float* mean, const float* mg, const float* q, const float* s);
+
+}  // namespace SEKIT_KERNEL_NS
+}  // namespace kernels
+}  // namespace sekit
