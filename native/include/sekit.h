@@ -417,10 +417,18 @@ SK_API sk_error* sk_module_to(sk_module* m, int32_t dtype, int32_t device_type, 
 SK_API sk_error* sk_module_set_fused(sk_module* m, int32_t fused);
 /* Which build of the fused CPU kernels runs: 1 = AVX2+FMA, 0 = baseline x86-64. */
 SK_API int32_t sk_fused_kernels_isa(void);
-/* The fused kernels recycle their large output buffers (at most 6, each reused only once
- * nothing else references it): a fresh large tensor costs more in page faults than the
- * kernel. This frees the ones not in use. */
+/* libtorch's CPU allocator in this process is sekit's: a freed block of 128 KiB or more is
+ * kept under its size and handed out again (a training step or a forward allocates the
+ * sizes of the one before it, and fresh memory costs a page fault per 4 KiB, more than a
+ * memory-bound kernel's own pass). The cache holds at most its limit: SEKIT_CPU_CACHE_BYTES
+ * when the library loads, else a quarter of the machine's memory up to 4 GiB; a block that
+ * would pass it empties the cache first, and a failed allocation empties it and retries.
+ * sk_release_cached_buffers returns every cached block to the system. */
 SK_API void sk_release_cached_buffers(void);
+SK_API int64_t sk_cpu_cache_bytes(void);  /* held now */
+SK_API int64_t sk_cpu_cache_limit(void);
+/* bytes >= 0; 0 turns caching off. Empties the cache when it holds more. */
+SK_API sk_error* sk_cpu_cache_set_limit(int64_t bytes);
 
 /* Lays out every 4-d parameter and buffer in `format` (SK_FORMAT_*), in place, as
  * PyTorch's module.to(memory_format=...). Feed such a module inputs in the same format. */

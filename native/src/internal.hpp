@@ -71,6 +71,13 @@ T* out_arg(T* out, const char* name) {
 }
 
 sk_tensor* new_handle(at::Tensor t);
+
+// The cache of sekit's CPU allocator (cpu_cache.cpp): bytes held, its bound, and emptying it
+// (returns the bytes released).
+int64_t cpu_cache_bytes();
+int64_t cpu_cache_limit();
+void set_cpu_cache_limit(int64_t bytes);
+int64_t empty_cpu_cache();
 // SK_FORMAT_* -> at::MemoryFormat (channels_last only for 4-d).
 at::MemoryFormat memory_format_arg(int32_t format, int64_t ndim);
 

@@ -358,9 +358,32 @@ sk_error* sk_module_set_fused(sk_module* m, int32_t fused) {
 
 void sk_release_cached_buffers(void) {
   try {
-    release_cached_buffers();
+    empty_cpu_cache();
   } catch (...) {
   }
+}
+
+int64_t sk_cpu_cache_bytes(void) {
+  try {
+    return cpu_cache_bytes();
+  } catch (...) {
+    return 0;
+  }
+}
+
+int64_t sk_cpu_cache_limit(void) {
+  try {
+    return cpu_cache_limit();
+  } catch (...) {
+    return 0;
+  }
+}
+
+sk_error* sk_cpu_cache_set_limit(int64_t bytes) {
+  SK_GUARD_BEGIN
+  if (bytes < 0) fail("the CPU cache limit must be >= 0 bytes, got ", bytes);
+  set_cpu_cache_limit(bytes);
+  SK_GUARD_END
 }
 
 int32_t sk_fused_kernels_isa(void) {

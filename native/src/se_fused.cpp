@@ -10,7 +10,6 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <limits>
-#include <mutex>
 #include <vector>
 
 namespace sekit {
@@ -215,61 +214,6 @@ void grad_x(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& gate, c
   });
 }
 
-// Large outputs of the fused kernels are recycled: a fresh 100 MB tensor costs more in
-// first-touch page faults than the kernel itself. A buffer is handed out again only when
-// the pool holds the last reference to its memory (no handle, no view, no autograd save).
-// What is handed out is a tensor of its own over the pooled memory: autograd's gradient
-// accumulation steals a gradient only when nothing else holds that tensor, and would copy
-// the pooled one (a full extra pass) every backward.
-class BufferPool {
- public:
-  at::Tensor like(const at::Tensor& x) {
-    if (x.nbytes() < kMinBytes) return at::empty_like(x);
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto& t : free_) {
-      if (t.use_count() == 1 && t.storage().use_count() == 1 && t.sizes() == x.sizes() &&
-          t.strides() == x.strides() && t.scalar_type() == x.scalar_type())
-        return handout(t);
-    }
-    at::Tensor t = at::empty_like(x);
-    if (free_.size() >= kMaxBuffers) {
-      for (auto it = free_.begin(); it != free_.end(); ++it)
-        if (it->use_count() == 1 && it->storage().use_count() == 1) {
-          free_.erase(it);
-          break;
-        }
-    }
-    if (free_.size() < kMaxBuffers) {
-      free_.push_back(t);
-      return handout(t);
-    }
-    return t;
-  }
-
-  void clear() {
-    std::lock_guard<std::mutex> lock(mu_);
-    free_.clear();
-  }
-
- private:
-  static at::Tensor handout(const at::Tensor& t) {
-    at::NoGradGuard no_grad;
-    at::Tensor r = at::empty({0}, t.options());
-    r.set_(t.storage(), t.storage_offset(), t.sizes(), t.strides());
-    return r;
-  }
-
-  static constexpr size_t kMinBytes = 1 << 20;
-  static constexpr size_t kMaxBuffers = 6;
-  std::mutex mu_;
-  std::vector<at::Tensor> free_;
-};
-
-BufferPool& pool() {
-  static BufferPool* p = new BufferPool();  // never destroyed: outlives every tensor
-  return *p;
-}
-
 struct ForwardPass {
   at::Tensor y, s, gate, max;
 };
@@ -281,7 +225,7 @@ ForwardPass forward_pass(const at::Tensor& x, const std::vector<at::Tensor>& par
   ForwardPass r;
   at::Tensor mean = at::empty({g.n, g.c}, x.options().memory_format(at::MemoryFormat::Contiguous));
   if (cfg.add_maxpool) r.max = at::empty_like(mean);
-  r.y = pool().like(x);
+  r.y = at::empty_like(x);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sekit_se_forward", [&] {
     squeeze<scalar_t>(x, g, mean, r.max);
     r.s = cfg.add_maxpool ? (mean + r.max).mul_(0.5) : mean;
@@ -315,7 +259,7 @@ struct FusedSqueezeExcite : public torch::autograd::Function<FusedSqueezeExcite>
     ExcitationGrads e = excitation_backward(s, params, dg, ties, g.hw, x.scalar_type(),
         [&cfg](const at::Tensor& s_leaf, const std::vector<at::Tensor>& p) { return excite(s_leaf, p, cfg); });
 
-    at::Tensor gx = pool().like(x);
+    at::Tensor gx = at::empty_like(x);
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sekit_se_grad",
                                [&] { grad_x<scalar_t>(gy, x, gate, e.dmean, max, e.dmax, gx, g); });
     return function_grads(gx, e.dparams);
@@ -347,6 +291,5 @@ at::Tensor fused_squeeze_excite(const at::Tensor& x, const std::vector<at::Tenso
 
 bool fused_kernels_use_avx2() { return kernels::use_avx2(); }
 
-void release_cached_buffers() { pool().clear(); }
 
 }  // namespace sekit

@@ -107,8 +107,6 @@ inline torch::autograd::variable_list function_grads(const at::Tensor& gx, const
 // GPU float32/float64/float16/bfloat16; NCHW or channels-last contiguous [N, C, H, W].
 at::Tensor fused_squeeze_excite(const at::Tensor& x, const std::vector<at::Tensor>& params, const FusedConfig& c);
 bool fused_kernels_use_avx2();
-// Drops the recycled output buffers of the fused kernels.
-void release_cached_buffers();
 #ifdef SEKIT_WITH_CUDA
 bool fused_cuda_applicable(const at::Tensor& x);
 at::Tensor fused_squeeze_excite_cuda(const at::Tensor& x, const std::vector<at::Tensor>& params, const FusedConfig& c);

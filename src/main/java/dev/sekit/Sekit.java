@@ -48,11 +48,36 @@ public final class Sekit {
   }
 
   /**
-   * Frees the output buffers the fused SE/eSE kernels keep for reuse (at most six; a buffer
-   * is reused only once nothing references it). Call after a large workload to return memory.
+   * Returns to the system the memory sekit keeps for reuse. libtorch's CPU allocator in this
+   * process is sekit's: a freed block of 128 KiB or more is kept under its size and handed out
+   * again, because a training step or a forward allocates the sizes of the one before it and
+   * fresh memory costs a page fault per 4 KiB. The cache holds at most
+   * {@link #cpuCacheLimit()} bytes. Call after a large workload to give the memory back.
    */
   public static void releaseCachedBuffers() {
     NativeRuntime.releaseCachedBuffers();
+  }
+
+  /** Bytes of freed CPU memory the allocator holds for reuse now. */
+  public static long cpuCacheBytes() {
+    return NativeRuntime.cpuCacheBytes();
+  }
+
+  /**
+   * The most freed CPU memory the allocator holds for reuse: the environment variable
+   * {@code SEKIT_CPU_CACHE_BYTES} when the library loads, else a quarter of the machine's
+   * memory up to 4 GiB.
+   */
+  public static long cpuCacheLimit() {
+    return NativeRuntime.cpuCacheLimit();
+  }
+
+  /** Sets {@link #cpuCacheLimit()}; 0 turns the cache off. The cache is emptied when it holds more. */
+  public static void setCpuCacheLimit(long bytes) {
+    if (bytes < 0) {
+      throw new IllegalArgumentException("the CPU cache limit must be >= 0 bytes, got " + bytes);
+    }
+    NativeRuntime.setCpuCacheLimit(bytes);
   }
 
   /** Whether the fused CPU kernels run their AVX2+FMA build (else the baseline x86-64 one). */

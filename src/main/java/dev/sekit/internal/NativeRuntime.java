@@ -54,6 +54,21 @@ public final class NativeRuntime {
     sekit_h.sk_release_cached_buffers();
   }
 
+  public static long cpuCacheBytes() {
+    NativeLoader.ensureLoaded();
+    return sekit_h.sk_cpu_cache_bytes();
+  }
+
+  public static long cpuCacheLimit() {
+    NativeLoader.ensureLoaded();
+    return sekit_h.sk_cpu_cache_limit();
+  }
+
+  public static void setCpuCacheLimit(long bytes) {
+    NativeLoader.ensureLoaded();
+    Calls.check(sekit_h.sk_cpu_cache_set_limit(bytes));
+  }
+
   public static boolean fusedKernelsUseAvx2() {
     NativeLoader.ensureLoaded();
     return sekit_h.sk_fused_kernels_isa() == 1;

@@ -4669,6 +4669,182 @@ public class sekit_h extends sekit_h$shared {
         }
     }
 
+    private static class sk_cpu_cache_bytes {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_LONG    );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_cpu_cache_bytes");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int64_t sk_cpu_cache_bytes()
+     * }
+     */
+    public static FunctionDescriptor sk_cpu_cache_bytes$descriptor() {
+        return sk_cpu_cache_bytes.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int64_t sk_cpu_cache_bytes()
+     * }
+     */
+    public static MethodHandle sk_cpu_cache_bytes$handle() {
+        return sk_cpu_cache_bytes.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int64_t sk_cpu_cache_bytes()
+     * }
+     */
+    public static MemorySegment sk_cpu_cache_bytes$address() {
+        return sk_cpu_cache_bytes.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int64_t sk_cpu_cache_bytes()
+     * }
+     */
+    public static long sk_cpu_cache_bytes() {
+        var mh$ = sk_cpu_cache_bytes.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_cpu_cache_bytes");
+            }
+            return (long)mh$.invokeExact();
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_cpu_cache_limit {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_LONG    );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_cpu_cache_limit");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int64_t sk_cpu_cache_limit()
+     * }
+     */
+    public static FunctionDescriptor sk_cpu_cache_limit$descriptor() {
+        return sk_cpu_cache_limit.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int64_t sk_cpu_cache_limit()
+     * }
+     */
+    public static MethodHandle sk_cpu_cache_limit$handle() {
+        return sk_cpu_cache_limit.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int64_t sk_cpu_cache_limit()
+     * }
+     */
+    public static MemorySegment sk_cpu_cache_limit$address() {
+        return sk_cpu_cache_limit.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int64_t sk_cpu_cache_limit()
+     * }
+     */
+    public static long sk_cpu_cache_limit() {
+        var mh$ = sk_cpu_cache_limit.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_cpu_cache_limit");
+            }
+            return (long)mh$.invokeExact();
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_cpu_cache_set_limit {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_LONG
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_cpu_cache_set_limit");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_cpu_cache_set_limit(int64_t bytes)
+     * }
+     */
+    public static FunctionDescriptor sk_cpu_cache_set_limit$descriptor() {
+        return sk_cpu_cache_set_limit.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_cpu_cache_set_limit(int64_t bytes)
+     * }
+     */
+    public static MethodHandle sk_cpu_cache_set_limit$handle() {
+        return sk_cpu_cache_set_limit.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_cpu_cache_set_limit(int64_t bytes)
+     * }
+     */
+    public static MemorySegment sk_cpu_cache_set_limit$address() {
+        return sk_cpu_cache_set_limit.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_cpu_cache_set_limit(int64_t bytes)
+     * }
+     */
+    public static MemorySegment sk_cpu_cache_set_limit(long bytes) {
+        var mh$ = sk_cpu_cache_set_limit.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_cpu_cache_set_limit", bytes);
+            }
+            return (MemorySegment)mh$.invokeExact(bytes);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class sk_module_to_format {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             sekit_h.C_POINTER,

@@ -1,0 +1,150 @@
+// libtorch's CPU allocator, with freed large blocks kept for reuse. glibc hands blocks of this
+// size to the kernel and back (mmap / munmap, or a trimmed heap), so each training step and
+// each unprepared forward touched its activations' pages anew: zeroed by the kernel, charged,
+// mapped, a fault per 4 KiB. A step allocates the same sizes as the step before it, so a block
+// kept under its exact size is found again.
+//
+// Bounded: the cache holds at most limit() bytes (SEKIT_CPU_CACHE_BYTES, or a quarter of the
+// machine's memory up to 4 GiB); a block that would pass it empties the cache first. An
+// allocation that fails empties it and tries once more. Blocks under 128 KiB go straight to
+// libtorch's allocator (glibc reuses those without the kernel).
+#include "internal.hpp"
+
+#include <c10/core/CPUAllocator.h>
+#include <c10/core/impl/alloc_cpu.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+namespace sekit {
+namespace {
+
+constexpr size_t kSmallest = 128 << 10;
+constexpr size_t kPage = 4096;
+
+int64_t default_limit() {
+  if (const char* env = std::getenv("SEKIT_CPU_CACHE_BYTES")) {
+    char* end = nullptr;
+    const long long v = std::strtoll(env, &end, 10);
+    if (end != env && *end == '\0' && v >= 0) return static_cast<int64_t>(v);
+  }
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  const int64_t quarter = pages > 0 && page > 0 ? static_cast<int64_t>(pages) * page / 4 : 0;
+  return std::min<int64_t>(quarter, int64_t{4} << 30);
+}
+
+class CachingCpuAllocator final : public c10::Allocator {
+ public:
+  c10::DataPtr allocate(size_t n) const override {
+    void* p = self().take(n);
+    return {p, p, &release, c10::Device(c10::DeviceType::CPU)};
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return &release; }
+
+  static CachingCpuAllocator& self() {
+    static auto* a = new CachingCpuAllocator();  // never destroyed: tensors outlive statics
+    return *a;
+  }
+
+  int64_t cached() {
+    std::lock_guard<std::mutex> g(mu_);
+    return static_cast<int64_t>(cached_);
+  }
+  int64_t limit() {
+    std::lock_guard<std::mutex> g(mu_);
+    return limit_;
+  }
+  void set_limit(int64_t bytes) {
+    std::lock_guard<std::mutex> g(mu_);
+    limit_ = bytes;
+    if (static_cast<int64_t>(cached_) > limit_) empty_locked();
+  }
+  int64_t empty() {
+    std::lock_guard<std::mutex> g(mu_);
+    const size_t had = cached_;
+    empty_locked();
+    return static_cast<int64_t>(had);
+  }
+
+ private:
+  CachingCpuAllocator() : limit_(default_limit()) {}
+
+  void* take(size_t n) {
+    if (n < kSmallest) return c10::alloc_cpu(n);
+    const size_t size = (n + kPage - 1) / kPage * kPage;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      auto it = free_.find(size);
+      if (it != free_.end() && !it->second.empty()) {
+        void* p = it->second.back();
+        it->second.pop_back();
+        cached_ -= size;
+        live_[p] = size;
+        return p;
+      }
+    }
+    void* p;
+    try {
+      p = c10::alloc_cpu(size);
+    } catch (const c10::Error&) {
+      empty();
+      p = c10::alloc_cpu(size);
+    }
+    std::lock_guard<std::mutex> g(mu_);
+    live_[p] = size;
+    return p;
+  }
+
+  static void release(void* p) {
+    if (p == nullptr) return;
+    CachingCpuAllocator& a = self();
+    {
+      std::lock_guard<std::mutex> g(a.mu_);
+      auto it = a.live_.find(p);
+      if (it != a.live_.end()) {
+        const size_t size = it->second;
+        a.live_.erase(it);
+        if (static_cast<int64_t>(size) > a.limit_) {
+          // never cached: freed below
+        } else {
+          if (static_cast<int64_t>(a.cached_ + size) > a.limit_) a.empty_locked();
+          a.free_[size].push_back(p);
+          a.cached_ += size;
+          return;
+        }
+      }
+    }
+    c10::free_cpu(p);
+  }
+
+  void empty_locked() {
+    for (auto& [size, blocks] : free_)
+      for (void* p : blocks) c10::free_cpu(p);
+    free_.clear();
+    cached_ = 0;
+  }
+
+  std::mutex mu_;
+  std::unordered_map<size_t, std::vector<void*>> free_;  // by size
+  std::unordered_map<void*, size_t> live_;              // large blocks in use
+  size_t cached_ = 0;
+  int64_t limit_;
+};
+
+// Installed when the library loads, before it allocates a tensor.
+[[maybe_unused]] const bool installed = [] {
+  c10::SetCPUAllocator(&CachingCpuAllocator::self(), /*priority=*/1);
+  return true;
+}();
+
+}  // namespace
+
+int64_t cpu_cache_bytes() { return CachingCpuAllocator::self().cached(); }
+int64_t cpu_cache_limit() { return CachingCpuAllocator::self().limit(); }
+void set_cpu_cache_limit(int64_t bytes) { CachingCpuAllocator::self().set_limit(bytes); }
+int64_t empty_cpu_cache() { return CachingCpuAllocator::self().empty(); }
+
+}  // namespace sekit
