@@ -3,6 +3,7 @@
 #include "norm_kernels.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 namespace sekit {
 namespace kernels {
@@ -89,6 +90,24 @@ void bn_relu_grad_rows(const float* dz, const float* x, float* dx, int64_t r0, i
     }
   }
 }
+
+template <typename T>
+void sgd_update(T* p, const T* g, T* buf, int64_t i0, int64_t i1, T lr, T wd, T momentum, T damp1, bool nesterov,
+                bool first) {
+  const T neg_lr = -lr;
+  for (int64_t i = i0; i < i1; ++i) {
+    T d = wd != 0 ? std::fma(p[i], wd, g[i]) : g[i];
+    if (buf) {
+      buf[i] = first ? d : std::fma(d, damp1, buf[i] * momentum);
+      d = nesterov ? std::fma(buf[i], momentum, d) : buf[i];
+    }
+    p[i] = std::fma(d, neg_lr, p[i]);
+  }
+}
+
+template void sgd_update<float>(float*, const float*, float*, int64_t, int64_t, float, float, float, float, bool, bool);
+template void sgd_update<double>(double*, const double*, double*, int64_t, int64_t, double, double, double, double,
+                                 bool, bool);
 
 }  // namespace SEKIT_KERNEL_NS
 }  // namespace kernels

@@ -1,5 +1,5 @@
-// Raw-pointer CPU kernels of training-mode BatchNorm followed by ReLU (timm's BatchNormAct2d)
-// on channels-last float32 data: M rows of C contiguous values, each function working on the
+// Raw-pointer CPU kernels of the training step: torch.optim.SGD's update in one pass, and
+// training-mode BatchNorm followed by ReLU (timm's BatchNormAct2d) on channels-last float32 data: M rows of C contiguous values, each function working on the
 // rows [r0, r1) so that the caller can parallelise. Compiled twice like se_kernels.hpp
 // (baseline and AVX2+FMA, each into its own namespace SEKIT_KERNEL_NS), so no include guard.
 //
@@ -24,6 +24,14 @@ void bn_relu_grad_sums_rows(const float* dz, const float* x, int64_t r0, int64_t
 // dx = (g - mg[k] - (x - mean[k]) * q[k]) * s[k], g as above (ATen's BatchNorm backward form).
 void bn_relu_grad_rows(const float* dz, const float* x, float* dx, int64_t r0, int64_t r1, int64_t c, const float* a,
                        const float* b, const float* mean, const float* mg, const float* q, const float* s);
+
+// torch.optim.SGD's update of elements [i0, i1) with ATen's roundings (an add with alpha is
+// one fused multiply-add): d = g + wd * p (wd != 0); with momentum, buf = d on the first step
+// (first != 0), else buf = buf * momentum + (1 - dampening) * d, then d = d + momentum * buf
+// (nesterov) or d = buf; p = p - lr * d. buf may be null without momentum.
+template <typename T>
+void sgd_update(T* p, const T* g, T* buf, int64_t i0, int64_t i1, T lr, T wd, T momentum, T damp1, bool nesterov,
+                bool first);
 
 }  // namespace SEKIT_KERNEL_NS
 }  // namespace kernels

@@ -1,7 +1,10 @@
 // Training primitives: loss, accuracy, gradient clipping, SGD and AdamW (the same
 // updates as torch.optim, with their state exposed for checkpoints), augmentation.
+#include "dispatch.hpp"
 #include "module.hpp"
 
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
 
 #include <cmath>
@@ -74,6 +77,7 @@ struct Sgd : sk_optimizer {
       const at::Tensor& g = p.grad();
       if (!g.defined()) continue;
       const double lr = groups[group[i]].lr, weight_decay = groups[group[i]].weight_decay;
+      if (fused(p, g, momentum != 0 ? &bufs[i] : nullptr, lr, weight_decay, first)) continue;
       at::Tensor d_p = weight_decay != 0 ? g.add(p, weight_decay) : g;
       if (momentum != 0) {
         at::Tensor& buf = bufs[i];
@@ -86,6 +90,28 @@ struct Sgd : sk_optimizer {
       }
       p.add_(d_p, -lr);
     }
+  }
+
+  // The same update in one pass over p, g and buf (ATen's ops above make five, and two
+  // temporaries): CPU float32/float64 tensors that are dense and share one layout.
+  bool fused(at::Tensor& p, const at::Tensor& g, at::Tensor* buf, double lr, double weight_decay, bool first) {
+    auto fits = [&](const at::Tensor& t) {
+      return t.device().is_cpu() && t.scalar_type() == p.scalar_type() && t.strides() == p.strides();
+    };
+    if (!p.device().is_cpu() || (p.scalar_type() != at::kFloat && p.scalar_type() != at::kDouble) ||
+        !p.is_non_overlapping_and_dense() || !fits(g) || (buf && !fits(*buf)) || p.is_inference())
+      return false;
+    AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "sgd_update", [&] {
+      scalar_t* pp = p.data_ptr<scalar_t>();
+      const scalar_t* gp = g.data_ptr<scalar_t>();
+      scalar_t* bp = buf ? buf->data_ptr<scalar_t>() : nullptr;
+      at::parallel_for(0, p.numel(), 32768, [&](int64_t i0, int64_t i1) {
+        SEKIT_DISPATCH(sgd_update<scalar_t>, pp, gp, bp, i0, i1, static_cast<scalar_t>(lr),
+                       static_cast<scalar_t>(weight_decay), static_cast<scalar_t>(momentum),
+                       static_cast<scalar_t>(1 - dampening), nesterov, first);
+      });
+    });
+    return true;
   }
 };
 
