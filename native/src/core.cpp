@@ -376,7 +376,10 @@ sk_error* sk_tensor_copy_to_host(const sk_tensor* t, void* dst, size_t dst_bytes
   SK_GUARD_END
 }
 
-void sk_tensor_free(sk_tensor* t) { delete t; }
+void sk_tensor_free(sk_tensor* t) {
+  CpuCacheScope keep_freed_blocks;  // a result of the same size comes next (CpuCacheScope cannot throw)
+  delete t;
+}
 
 int64_t sk_tensor_ndim(const sk_tensor* t) { return t && t->t.defined() ? t->t.dim() : -1; }
 
@@ -441,6 +444,7 @@ sk_error* sk_tensor_set_requires_grad(sk_tensor* t, int32_t requires_grad) {
 
 sk_error* sk_tensor_backward(sk_tensor* t, const sk_tensor* grad) {
   SK_GUARD_BEGIN
+  CpuCacheScope keep_freed_blocks;
   const at::Tensor& x = tensor_arg(t, "t");
   if (!x.requires_grad())
     fail("backward: the tensor does not require grad (no input or parameter of the graph does)");

@@ -4,6 +4,11 @@
 // mapped, a fault per 4 KiB. A step allocates the same sizes as the step before it, so a block
 // kept under its exact size is found again.
 //
+// Blocks are kept only when freed inside a compute call (a forward, a backward, an optimizer
+// step) or with a result's handle (CpuCacheScope), where the next call asks for them again,
+// and only once their size has been asked for twice: what building, loading, converting or
+// preparing a module frees (CpuCacheBypass while a plan is made) goes back to the system at
+// once, as without the cache, instead of sitting in it for nothing.
 // Bounded: the cache holds at most limit() bytes (SEKIT_CPU_CACHE_BYTES, or a quarter of the
 // machine's memory up to 4 GiB); a block that would pass it empties the cache first. An
 // allocation that fails empties it and tries once more. Blocks under 128 KiB go straight to
@@ -22,8 +27,11 @@
 namespace sekit {
 namespace {
 
+thread_local int scope_depth = 0;
+
 constexpr size_t kSmallest = 128 << 10;
 constexpr size_t kPage = 4096;
+constexpr size_t kMaxSizes = 1 << 14;  // sizes counted before the counts start over
 
 int64_t default_limit() {
   if (const char* env = std::getenv("SEKIT_CPU_CACHE_BYTES")) {
@@ -77,6 +85,8 @@ class CachingCpuAllocator final : public c10::Allocator {
     const size_t size = (n + kPage - 1) / kPage * kPage;
     {
       std::lock_guard<std::mutex> g(mu_);
+      if (requests_.size() >= kMaxSizes) requests_.clear();
+      ++requests_[size];
       auto it = free_.find(size);
       if (it != free_.end() && !it->second.empty()) {
         void* p = it->second.back();
@@ -107,9 +117,11 @@ class CachingCpuAllocator final : public c10::Allocator {
       if (it != a.live_.end()) {
         const size_t size = it->second;
         a.live_.erase(it);
-        if (static_cast<int64_t>(size) > a.limit_) {
-          // never cached: freed below
-        } else {
+        auto seen = a.requests_.find(size);
+        // Kept only inside a compute call, when it fits the limit and its size recurs: a
+        // one-off temporary goes back to the system.
+        if (scope_depth > 0 && static_cast<int64_t>(size) <= a.limit_ && seen != a.requests_.end() &&
+            seen->second >= 2) {
           if (static_cast<int64_t>(a.cached_ + size) > a.limit_) a.empty_locked();
           a.free_[size].push_back(p);
           a.cached_ += size;
@@ -130,6 +142,7 @@ class CachingCpuAllocator final : public c10::Allocator {
   std::mutex mu_;
   std::unordered_map<size_t, std::vector<void*>> free_;  // by size
   std::unordered_map<void*, size_t> live_;              // large blocks in use
+  std::unordered_map<size_t, uint32_t> requests_;       // large allocations by size
   size_t cached_ = 0;
   int64_t limit_;
 };
@@ -141,6 +154,11 @@ class CachingCpuAllocator final : public c10::Allocator {
 }();
 
 }  // namespace
+
+CpuCacheScope::CpuCacheScope() { ++scope_depth; }
+CpuCacheScope::~CpuCacheScope() { --scope_depth; }
+CpuCacheBypass::CpuCacheBypass() : saved_(scope_depth) { scope_depth = 0; }
+CpuCacheBypass::~CpuCacheBypass() { scope_depth = saved_; }
 
 int64_t cpu_cache_bytes() { return CachingCpuAllocator::self().cached(); }
 int64_t cpu_cache_limit() { return CachingCpuAllocator::self().limit(); }

@@ -983,6 +983,7 @@ struct PreparedModule::Impl {
   }
 
   std::unique_ptr<Plan> make_plan(bool stages, const at::Tensor& x, bool cl, const Plan* twin) {
+    CpuCacheBypass once;  // folding the weights frees one-off temporaries: back to the system
     auto p = std::make_unique<Plan>();
     p->twin = twin;
     p->layout = layout;

@@ -78,6 +78,23 @@ int64_t cpu_cache_bytes();
 int64_t cpu_cache_limit();
 void set_cpu_cache_limit(int64_t bytes);
 int64_t empty_cpu_cache();
+// Within a compute call: large blocks freed on this thread are kept for reuse.
+struct CpuCacheScope {
+  CpuCacheScope();
+  ~CpuCacheScope();
+  CpuCacheScope(const CpuCacheScope&) = delete;
+  CpuCacheScope& operator=(const CpuCacheScope&) = delete;
+};
+// Within a one-off part of a compute call: blocks freed on this thread are not kept.
+struct CpuCacheBypass {
+  CpuCacheBypass();
+  ~CpuCacheBypass();
+  CpuCacheBypass(const CpuCacheBypass&) = delete;
+  CpuCacheBypass& operator=(const CpuCacheBypass&) = delete;
+
+ private:
+  int saved_;
+};
 // SK_FORMAT_* -> at::MemoryFormat (channels_last only for 4-d).
 at::MemoryFormat memory_format_arg(int32_t format, int64_t ndim);
 

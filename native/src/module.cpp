@@ -323,6 +323,7 @@ sk_error* sk_conv_norm_act_new(int64_t in_chs, int64_t out_chs, int64_t kernel, 
 
 sk_error* sk_module_forward(sk_module* m, const sk_tensor* x, int32_t record_grad, sk_tensor** out) {
   SK_GUARD_BEGIN
+  CpuCacheScope keep_freed_blocks;
   Module& mod = *module_arg(m)->module;
   const at::Tensor& in = tensor_arg(x, "x");
   out_arg(out, "out");

@@ -68,6 +68,7 @@ sk_error* sk_vovnet_new(const int64_t* stem_chs, const int64_t* stage_conv_chs,
 
 sk_error* sk_vovnet_forward_stages(sk_module* m, const sk_tensor* x, int32_t record_grad, sk_tensor** out) {
   SK_GUARD_BEGIN
+  CpuCacheScope keep_freed_blocks;
   Module* mod = module_arg(m)->module.get();
   auto* net = dynamic_cast<VoVNet*>(mod);
   auto* prepared = dynamic_cast<PreparedModule*>(mod);

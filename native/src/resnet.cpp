@@ -351,6 +351,7 @@ sk_error* sk_resnet_new(int32_t block, const int64_t* layers, const int64_t* cha
 
 sk_error* sk_resnet_forward_stages(sk_module* m, const sk_tensor* x, int32_t record_grad, sk_tensor** out) {
   SK_GUARD_BEGIN
+  CpuCacheScope keep_freed_blocks;
   auto* net = dynamic_cast<ResNet*>(module_arg(m)->module.get());
   if (net == nullptr) fail("module is not a ResNet");
   const at::Tensor& in = tensor_arg(x, "x");

@@ -257,6 +257,7 @@ sk_error* sk_count_correct_topk(const sk_tensor* logits, const sk_tensor* target
 
 sk_error* sk_clip_grad_norm(sk_module* m, double max_norm, double* total_norm) {
   SK_GUARD_BEGIN
+  CpuCacheScope keep_freed_blocks;
   module_arg(m);
   out_arg(total_norm, "total_norm");
   if (!(max_norm > 0)) fail("max_norm must be > 0, got ", max_norm);
@@ -340,6 +341,7 @@ void sk_optimizer_free(sk_optimizer* opt) { delete opt; }
 
 sk_error* sk_optimizer_step(sk_optimizer* opt) {
   SK_GUARD_BEGIN
+  CpuCacheScope keep_freed_blocks;
   sk_optimizer* o = arg(opt);
   at::NoGradGuard no_grad;
   for (auto& p : o->params)

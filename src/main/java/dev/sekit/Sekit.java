@@ -49,9 +49,11 @@ public final class Sekit {
 
   /**
    * Returns to the system the memory sekit keeps for reuse. libtorch's CPU allocator in this
-   * process is sekit's: a freed block of 128 KiB or more is kept under its size and handed out
-   * again, because a training step or a forward allocates the sizes of the one before it and
-   * fresh memory costs a page fault per 4 KiB. The cache holds at most
+   * process is sekit's: a block of 128 KiB or more that a forward, a backward, an optimizer
+   * step or a closed tensor frees is kept under its size (once that size has been asked for
+   * twice) and handed out again, because a training step or a forward allocates the sizes of
+   * the one before it and fresh memory costs a page fault per 4 KiB. What building, loading
+   * or preparing a module frees goes back to the system. The cache holds at most
    * {@link #cpuCacheLimit()} bytes. Call after a large workload to give the memory back.
    */
   public static void releaseCachedBuffers() {
