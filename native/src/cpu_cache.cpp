@@ -19,6 +19,7 @@
 #include <c10/core/impl/alloc_cpu.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <mutex>
 #include <unordered_map>
@@ -81,7 +82,8 @@ class CachingCpuAllocator final : public c10::Allocator {
   CachingCpuAllocator() : limit_(default_limit()) {}
 
   void* take(size_t n) {
-    if (n < kSmallest) return c10::alloc_cpu(n);
+    // (Past PTRDIFF_MAX, alloc_cpu refuses the size itself; rounding it up would wrap.)
+    if (n < kSmallest || n > static_cast<size_t>(PTRDIFF_MAX)) return c10::alloc_cpu(n);
     const size_t size = (n + kPage - 1) / kPage * kPage;
     {
       std::lock_guard<std::mutex> g(mu_);
@@ -92,7 +94,7 @@ class CachingCpuAllocator final : public c10::Allocator {
         void* p = it->second.back();
         it->second.pop_back();
         cached_ -= size;
-        live_[p] = size;
+        track_or_free(p, size);
         return p;
       }
     }
@@ -104,8 +106,18 @@ class CachingCpuAllocator final : public c10::Allocator {
       p = c10::alloc_cpu(size);
     }
     std::lock_guard<std::mutex> g(mu_);
-    live_[p] = size;
+    track_or_free(p, size);
     return p;
+  }
+
+  // Records p as a large block in use (mu_ held); if even that fails, frees it and rethrows.
+  void track_or_free(void* p, size_t size) {
+    try {
+      live_[p] = size;
+    } catch (...) {
+      c10::free_cpu(p);
+      throw;
+    }
   }
 
   static void release(void* p) {
@@ -123,9 +135,12 @@ class CachingCpuAllocator final : public c10::Allocator {
         if (scope_depth > 0 && static_cast<int64_t>(size) <= a.limit_ && seen != a.requests_.end() &&
             seen->second >= 2) {
           if (static_cast<int64_t>(a.cached_ + size) > a.limit_) a.empty_locked();
-          a.free_[size].push_back(p);
-          a.cached_ += size;
-          return;
+          try {  // a deleter must not throw: without room to record it, the block is freed
+            a.free_[size].push_back(p);
+            a.cached_ += size;
+            return;
+          } catch (...) {
+          }
         }
       }
     }

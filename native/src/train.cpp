@@ -93,10 +93,17 @@ struct Sgd : sk_optimizer {
   }
 
   // The same update in one pass over p, g and buf (ATen's ops above make five, and two
-  // temporaries): CPU float32/float64 tensors that are dense and share one layout.
+  // temporaries): CPU float32/float64 tensors that are dense and share one order of elements
+  // (strides may differ only where a dimension has size 1, as a channels-last 1x1 weight's
+  // and its gradient's do).
   bool fused(at::Tensor& p, const at::Tensor& g, at::Tensor* buf, double lr, double weight_decay, bool first) {
     auto fits = [&](const at::Tensor& t) {
-      return t.device().is_cpu() && t.scalar_type() == p.scalar_type() && t.strides() == p.strides();
+      if (!t.device().is_cpu() || t.scalar_type() != p.scalar_type() || t.sizes() != p.sizes() ||
+          !t.is_non_overlapping_and_dense())
+        return false;
+      for (int64_t d = 0; d < p.dim(); ++d)
+        if (p.size(d) > 1 && t.stride(d) != p.stride(d)) return false;
+      return true;
     };
     if (!p.device().is_cpu() || (p.scalar_type() != at::kFloat && p.scalar_type() != at::kDouble) ||
         !p.is_non_overlapping_and_dense() || !fits(g) || (buf && !fits(*buf)) || p.is_inference())
@@ -111,6 +118,10 @@ struct Sgd : sk_optimizer {
                        static_cast<scalar_t>(1 - dampening), nesterov, first);
       });
     });
+    // Written through raw pointers: the version counters move as ATen's in-place ops move them
+    // (autograd's checks, and a prepared module noticing new weights, read them).
+    p.unsafeGetTensorImpl()->bump_version();
+    if (buf) buf->unsafeGetTensorImpl()->bump_version();
     return true;
   }
 };

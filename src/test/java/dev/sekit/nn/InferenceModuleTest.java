@@ -264,6 +264,16 @@ class InferenceModuleTest {
       fast.forward(arena, x);
       randomiseBatchNorm(arena, net, 6); // changes the weights after the first plan
       close("after a weight change", net.forward(arena, x, false), fast.forward(arena, x));
+      // An optimizer step moves the weights in place (the BatchNorms stay in eval mode, so
+      // only the step changes anything): the plan follows it.
+      var sgd = dev.sekit.train.Optimizer.sgd(net, 0.5).momentum(0.9).weightDecay(1e-4).build(arena);
+      for (int step = 0; step < 2; step++) {
+        Tensor y = net.forward(arena, x, true);
+        sgd.zeroGrad();
+        y.backward(Tensor.randn(arena, DType.FLOAT32, Device.CPU, 1, 5));
+        sgd.step();
+        close("after optimizer step " + step, net.forward(arena, x, false), fast.forward(arena, x));
+      }
 
       assertThrows(IllegalStateException.class, () -> net.train().prepareForInference());
       net.eval();
