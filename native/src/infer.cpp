@@ -259,9 +259,7 @@ struct DnnlOp : Op {
   }
 
  private:
-  static void check(dnnl_status_t st, const char* what) {
-    if (st != dnnl_success) throw dnnl::error(st, what);
-  }
+  static void check(dnnl_status_t st, const char* what) { dnnl::error::wrap_c_api(st, what); }
   dnnl_memory_t input_mem = nullptr;
   dnnl_memory_t output_mem = nullptr;
 };

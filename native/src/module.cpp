@@ -207,29 +207,27 @@ BatchNorm2d::BatchNorm2d(int64_t channels, double eps, double momentum)
   num_batches_tracked_ = &register_buffer("num_batches_tracked", at::zeros({}, at::kLong));
 }
 
-at::Tensor BatchNorm2d::forward(const at::Tensor& x) {
+at::Tensor BatchNorm2d::forward(const at::Tensor& x) { return normalize(x, false); }
+
+at::Tensor BatchNorm2d::forward_relu(const at::Tensor& x) { return normalize(x, true); }
+
+at::Tensor BatchNorm2d::normalize(const at::Tensor& x, bool relu) {
   if (x.dim() < 2 || x.size(1) != channels_)
     fail("BatchNorm2d(", channels_, ") got input of shape ", shape_str(x.sizes()));
   if (training_) {
     at::NoGradGuard no_grad;
     num_batches_tracked_->add_(1);
   }
-  if (training_ && sync_) return sync_->forward(x, *weight_, *bias_, *running_mean_, *running_var_, momentum_, eps_);
-  return at::batch_norm(x, *weight_, *bias_, *running_mean_, *running_var_, training_, momentum_,
-                        eps_, /*cudnn_enabled=*/true);
-}
-
-at::Tensor BatchNorm2d::forward_relu(const at::Tensor& x) {
-  if (training_ && !sync_ && fused_batch_norm_relu_applies(x, *weight_, *bias_, *running_mean_, *running_var_) &&
-      x.size(1) == channels_) {
-    {
-      at::NoGradGuard no_grad;
-      num_batches_tracked_->add_(1);
-    }
+  at::Tensor z;
+  if (training_ && sync_) {
+    z = sync_->forward(x, *weight_, *bias_, *running_mean_, *running_var_, momentum_, eps_);
+  } else if (relu && training_ && fused_ && fused_batch_norm_relu_applies(x, *weight_, *bias_, *running_mean_, *running_var_)) {
     return fused_batch_norm_relu(x, *weight_, *bias_, *running_mean_, *running_var_, momentum_, eps_);
+  } else {
+    z = at::batch_norm(x, *weight_, *bias_, *running_mean_, *running_var_, training_, momentum_, eps_,
+                       /*cudnn_enabled=*/true);
   }
-  at::Tensor z = forward(x);
-  return at::relu_(z);  // in place, as timm's BatchNormAct2d
+  return relu ? at::relu_(z) : z;  // ReLU in place, as timm's BatchNormAct2d
 }
 
 std::pair<at::Tensor, at::Tensor> BatchNorm2d::affine() const {

@@ -120,6 +120,9 @@ class BatchNorm2d : public Module {
   double eps_, momentum_;
   at::Tensor *weight_, *bias_, *running_mean_, *running_var_, *num_batches_tracked_;
   std::shared_ptr<BatchNormSync> sync_;
+
+  // The shape check, the batch count, then SyncBatchNorm, the fused BatchNorm+ReLU or ATen's.
+  at::Tensor normalize(const at::Tensor& x, bool relu);
 };
 
 // Training-mode BatchNorm followed by ReLU in one fused forward and backward (bn_relu.cpp),

@@ -15,32 +15,44 @@ constexpr int64_t kBlockChannels = 512;
 
 // The one expression of the ReLU's mask, shared by the forward and backward kernels.
 inline float pre_activation(float x, float a, float b) { return x * a + b; }
-}  // namespace
 
-void bn_stats_rows(const float* x, int64_t r0, int64_t r1, int64_t c, const float* shift, double* sum,
-                   double* sumsq) {
+struct Terms {
+  float first, second;
+};
+
+// Adds two per-channel sums over rows [r0, r1) of c channels into out1[k] and out2[k]:
+// term(r, k) gives the value at row r, channel k's two terms. Sums run in float over 64 rows
+// at a time and are then added to the double totals.
+template <typename Term>
+inline void sum_rows(int64_t r0, int64_t r1, int64_t c, double* out1, double* out2, Term term) {
   float s1[kBlockChannels], s2[kBlockChannels];
   for (int64_t c0 = 0; c0 < c; c0 += kBlockChannels) {
     const int64_t cb = std::min(kBlockChannels, c - c0);
-    const float* sh = shift + c0;
     for (int64_t r = r0; r < r1;) {
       const int64_t re = std::min(r1, r + kBlockRows);
       std::fill(s1, s1 + cb, 0.f);
       std::fill(s2, s2 + cb, 0.f);
-      for (; r < re; ++r) {
-        const float* row = x + r * c + c0;
+      for (; r < re; ++r)
         for (int64_t k = 0; k < cb; ++k) {
-          const float d = row[k] - sh[k];
-          s1[k] += d;
-          s2[k] += d * d;
+          const Terms t = term(r, c0 + k);
+          s1[k] += t.first;
+          s2[k] += t.second;
         }
-      }
       for (int64_t k = 0; k < cb; ++k) {
-        sum[c0 + k] += s1[k];
-        sumsq[c0 + k] += s2[k];
+        out1[c0 + k] += s1[k];
+        out2[c0 + k] += s2[k];
       }
     }
   }
+}
+}  // namespace
+
+void bn_stats_rows(const float* x, int64_t r0, int64_t r1, int64_t c, const float* shift, double* sum,
+                   double* sumsq) {
+  sum_rows(r0, r1, c, sum, sumsq, [=](int64_t r, int64_t k) {
+    const float d = x[r * c + k] - shift[k];
+    return Terms{d, d * d};
+  });
 }
 
 void bn_relu_rows(const float* x, float* y, int64_t r0, int64_t r1, int64_t c, const float* a, const float* b) {
@@ -53,29 +65,11 @@ void bn_relu_rows(const float* x, float* y, int64_t r0, int64_t r1, int64_t c, c
 
 void bn_relu_grad_sums_rows(const float* dz, const float* x, int64_t r0, int64_t r1, int64_t c, const float* a,
                             const float* b, const float* mean, double* sg, double* sgx) {
-  float s1[kBlockChannels], s2[kBlockChannels];
-  for (int64_t c0 = 0; c0 < c; c0 += kBlockChannels) {
-    const int64_t cb = std::min(kBlockChannels, c - c0);
-    const float *ac = a + c0, *bc = b + c0, *mc = mean + c0;
-    for (int64_t r = r0; r < r1;) {
-      const int64_t re = std::min(r1, r + kBlockRows);
-      std::fill(s1, s1 + cb, 0.f);
-      std::fill(s2, s2 + cb, 0.f);
-      for (; r < re; ++r) {
-        const float* xr = x + r * c + c0;
-        const float* dr = dz + r * c + c0;
-        for (int64_t k = 0; k < cb; ++k) {
-          const float g = pre_activation(xr[k], ac[k], bc[k]) > 0.f ? dr[k] : 0.f;
-          s1[k] += g;
-          s2[k] += g * (xr[k] - mc[k]);
-        }
-      }
-      for (int64_t k = 0; k < cb; ++k) {
-        sg[c0 + k] += s1[k];
-        sgx[c0 + k] += s2[k];
-      }
-    }
-  }
+  sum_rows(r0, r1, c, sg, sgx, [=](int64_t r, int64_t k) {
+    const float xv = x[r * c + k];
+    const float g = pre_activation(xv, a[k], b[k]) > 0.f ? dz[r * c + k] : 0.f;
+    return Terms{g, g * (xv - mean[k])};
+  });
 }
 
 void bn_relu_grad_rows(const float* dz, const float* x, float* dx, int64_t r0, int64_t r1, int64_t c, const float* a,

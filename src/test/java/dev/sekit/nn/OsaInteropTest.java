@@ -21,15 +21,30 @@ import org.junit.jupiter.params.provider.MethodSource;
  * modules: the fixture holds the full state dict (BatchNorm statistics randomised), the input,
  * the output, in train mode the BatchNorm buffers after the forward, and the gradients of the
  * input and of every parameter. Each case runs in both layouts: NCHW, and channels-last
- * (module and input), where float32 training takes the fused BatchNorm+ReLU.
+ * (module and input), where float32 training takes the fused BatchNorm+ReLU; and in
+ * channels-last with the fused kernels off (libtorch's composition, the reference).
  */
 class OsaInteropTest {
   private static final Map<String, Double> WORST = new ConcurrentHashMap<>();
 
   static Stream<Arguments> cases() {
     return TestSupport.fixtureCases("conv_norm_act", "osa_block", "osa_stage", "vovnet").stream()
-        .flatMap(name -> Stream.of(Arguments.of(name, MemoryFormat.CONTIGUOUS),
-            Arguments.of(name, MemoryFormat.CHANNELS_LAST)));
+        .flatMap(name -> Stream.concat(Stream.of(Arguments.of(name, MemoryFormat.CONTIGUOUS, true),
+            Arguments.of(name, MemoryFormat.CHANNELS_LAST, true)),
+            // The composition in channels-last is ATen's own channels-last BatchNorm, which is
+            // 2.8e-4 from PyTorch's NCHW answer on the ill-conditioned case (PyTorch's own
+            // channels-last float32 is 4.6e-4 from float64 there): that case runs fused only.
+            illConditioned(name) ? Stream.empty() : Stream.of(Arguments.of(name, MemoryFormat.CHANNELS_LAST, false))));
+  }
+
+  private static boolean illConditioned(String name) {
+    try (Arena a = Arena.ofConfined()) {
+      String err = SafeTensors.open(a, TestSupport.fixtures().resolve(name + ".safetensors")).metadata()
+          .getOrDefault("float32_error", "0");
+      return 2 * Double.parseDouble(err) > TestSupport.tolerance(DType.FLOAT32);
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    }
   }
 
   private static boolean flag(Map<String, String> m, String k) {
@@ -48,9 +63,9 @@ class OsaInteropTest {
     };
   }
 
-  @ParameterizedTest(name = "{0} {1}")
+  @ParameterizedTest(name = "{0} {1} fused={2}")
   @MethodSource("cases")
-  void matchesPyTorch(String name, MemoryFormat layout) throws Exception {
+  void matchesPyTorch(String name, MemoryFormat layout, boolean fused) throws Exception {
     try (Arena arena = Arena.ofConfined()) {
       SafeTensors f = SafeTensors.open(arena, TestSupport.fixtures().resolve(name + ".safetensors"));
       Map<String, String> m = f.metadata();
@@ -79,7 +94,7 @@ class OsaInteropTest {
         module.eval();
       }
       module.loadStateDict(f.tensors("state."));
-      module.to(layout);
+      module.to(layout).useFusedKernels(fused);
 
       boolean grads = f.entries().containsKey("grad_input");
       Tensor x = f.tensor("input").contiguous(arena, layout);
