@@ -413,8 +413,7 @@ struct Ddp : std::enable_shared_from_this<Ddp> {
   std::shared_ptr<Group> group;
   std::shared_ptr<Module> module;  // keeps the parameters alive
   std::vector<at::Tensor> params, buffers;
-  std::vector<at::Tensor> frozen;  // parameters without requires_grad: broadcast, never reduced
-  std::vector<at::Tensor> state;   // params, frozen and buffers: what rank 0 broadcasts
+  std::vector<at::Tensor> state;  // params, frozen parameters and buffers: what rank 0 broadcasts
   std::map<at::ScalarType, at::Tensor> buffer_flats;  // broadcast_coalesced's, reused each step
   std::vector<at::Tensor> inv_world;  // per bucket: 1 / world_size in its dtype
   std::vector<std::string> names;
@@ -667,18 +666,19 @@ sk_error* sk_ddp_new(sk_process_group* pg, sk_module* m, int64_t bucket_bytes, s
   d->group = pg->group;
   d->module = mod->module;
   require_cpu_module(*mod, "DistributedDataParallel");
+  std::vector<at::Tensor> frozen;  // parameters without requires_grad: broadcast, never reduced
   for (auto& e : mod->state) {
     if (e.is_parameter && e.tensor->requires_grad()) {
       d->params.push_back(*e.tensor);
       d->names.push_back(e.name);
     } else if (e.is_parameter) {
-      d->frozen.push_back(*e.tensor);  // as PyTorch's DDP: rank 0's value, no gradient to reduce
+      frozen.push_back(*e.tensor);  // as PyTorch's DDP: rank 0's value, no gradient to reduce
     } else {
       d->buffers.push_back(*e.tensor);
     }
   }
   if (d->params.empty())
-    fail(d->frozen.empty() ? "the module has no parameters to train" : "every parameter of the module is frozen");
+    fail(frozen.empty() ? "the module has no parameters to train" : "every parameter of the module is frozen");
   // Buckets in reverse parameter order (roughly the order backward produces gradients),
   // each of one dtype and at most bucket_bytes (a larger parameter gets one of its own).
   const size_t n = d->params.size();
@@ -722,7 +722,7 @@ sk_error* sk_ddp_new(sk_process_group* pg, sk_module* m, int64_t bucket_bytes, s
     d->accumulators.push_back(std::move(acc));
   }
   d->state = d->params;
-  d->state.insert(d->state.end(), d->frozen.begin(), d->frozen.end());
+  d->state.insert(d->state.end(), frozen.begin(), frozen.end());
   d->state.insert(d->state.end(), d->buffers.begin(), d->buffers.end());
   broadcast_coalesced(g, d->state, 0);
   for (size_t i = 0; i < n; ++i)

@@ -145,7 +145,9 @@ public final class ImageTransform {
         boolean flip = random.nextDouble() < flipProbability;
         normalize(cropResize(tmp, image, c), 0, 0, flip, dst); // the flip is read, not copied
       } else {
-        Image r = image.resizeShorterSide(tmp, resizeSize());
+        // An image already at the resize's size is read as it is (resizeShorterSide would copy it).
+        Image r = Math.min(image.width(), image.height()) == resizeSize() ? image
+            : image.resizeShorterSide(tmp, resizeSize());
         int left = Image.centerOffset(r.width(), size);
         int top = Image.centerOffset(r.height(), size);
         if (left >= 0 && top >= 0) {

@@ -144,7 +144,7 @@ public final class NativeProcessGroup {
     try {
       MemorySegment m = module.enter();
       try (Scratch.Frame f = Scratch.frame()) {
-        MemorySegment out = f.allocate(JAVA_INT.byteSize());
+        MemorySegment out = f.oneInt();
         Calls.check(sekit_h.sk_sync_batchnorm(m, g, out));
         return out.get(JAVA_INT, 0);
       } finally {

@@ -482,7 +482,11 @@ public final class Trainer {
     if (world > 1 && opts.syncBatchNorm()) {
       SyncBatchNorm.convert(model, group);
     }
-    this.ddp = world > 1 ? DistributedDataParallel.of(arena, group, model) : null;
+    // With SyncBatchNorm every rank's running statistics are the same by construction: no
+    // buffer broadcast before each forward.
+    this.ddp = world > 1
+        ? DistributedDataParallel.builder(group, model).broadcastBuffers(!opts.syncBatchNorm()).build(arena)
+        : null;
     long total = (long) stepsPerEpoch * opts.epochs();
     long warmup = Math.min(total - 1, Math.round(opts.warmupEpochs() * stepsPerEpoch));
     this.schedule = new CosineSchedule(opts.lr(), 0.0, warmup, total);
@@ -689,22 +693,33 @@ public final class Trainer {
       group.barrier();
       return;
     }
-    Map<String, String> meta = new LinkedHashMap<>();
-    meta.put("global_step", Long.toString(globalStep));
-    meta.put("epoch", Long.toString(globalStep / stepsPerEpoch));
-    meta.put("seed", Long.toString(opts.seed()));
-    Gson gson = new GsonBuilder().serializeSpecialFloatingPointValues().create();
-    meta.put("options", gson.toJson(opts));
-    meta.put("history", gson.toJson(history));
-    Path dir = file.toAbsolutePath().getParent();
-    if (dir != null) {
-      Files.createDirectories(dir);
-    }
+    Throwable failed = null;
     try {
+      Map<String, String> meta = new LinkedHashMap<>();
+      meta.put("global_step", Long.toString(globalStep));
+      meta.put("epoch", Long.toString(globalStep / stepsPerEpoch));
+      meta.put("seed", Long.toString(opts.seed()));
+      Gson gson = new GsonBuilder().serializeSpecialFloatingPointValues().create();
+      meta.put("options", gson.toJson(opts));
+      meta.put("history", gson.toJson(history));
+      Path dir = file.toAbsolutePath().getParent();
+      if (dir != null) {
+        Files.createDirectories(dir);
+      }
       Checkpoint.save(file, model, optimizer, meta);
+    } catch (IOException | RuntimeException | Error e) {
+      failed = e;
+      throw e;
     } finally {
-      if (group != null) { // the others wait in this barrier: release them even when the save fails
-        group.barrier();
+      if (group != null) { // the others wait in this barrier: release them even when saving fails
+        try {
+          group.barrier();
+        } catch (RuntimeException e) {
+          if (failed == null) {
+            throw e;
+          }
+          failed.addSuppressed(e); // the save's own failure is the one to report
+        }
       }
     }
   }
