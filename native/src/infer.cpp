@@ -16,6 +16,10 @@
 //  - A batch runs image by image through a plan made for one image: the working set of an
 //    image stays in cache, and a channel slice of one image is a plain sub-tensor that
 //    oneDNN's convolutions read and write in place.
+//  - A single image is split by channels instead: each thread computes its share of every
+//    layer's output channels with single-threaded primitives, and the threads meet between
+//    layers at a barrier of the plan's own (a short spin before any sleep), so that a call
+//    wakes its threads once rather than once per layer.
 // Modules, dtypes or devices the plan does not cover run the module's own forward without
 // autograd (the fallback), so a prepared module always computes the same function.
 #include "infer.hpp"
@@ -34,9 +38,18 @@
 
 #include "dispatch.hpp"
 
+#include <linux/futex.h>
+#include <omp.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <xmmintrin.h>
+
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cmath>
+#include <exception>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -92,12 +105,55 @@ struct RunContext {
   dnnl::stream* stream;
 };
 
+// An op runs in phases, each split into `parts` that may run at once on different threads;
+// every part of a phase ends before any part of the next phase starts.
 struct Op {
   virtual ~Op() = default;
   virtual void bind(Plan& p) = 0;           // once the arena exists
-  virtual void run(Plan& p, RunContext& r) = 0;
+  virtual void run(Plan& p, RunContext& r, int phase, int part) = 0;
+  virtual int phases() const { return 1; }
+  int parts = 1;
   std::vector<int> touches;                 // buffer ids
-  size_t scratch_bytes = 0;                 // oneDNN scratchpad it needs from the plan
+  size_t scratch_bytes = 0;                 // oneDNN scratchpad a part needs from the plan
+};
+
+// [begin, end) of part j of n items split into `parts`.
+std::pair<int64_t, int64_t> share(int64_t n, int j, int parts) {
+  return {n * j / parts, n * (j + 1) / parts};
+}
+
+// Where the threads of a split plan meet between phases. The threads do equal shares, so the
+// wait is usually short: a spin of about 0.1 ms, then a few yields, then a sleep on a futex
+// (a thread whose peer was descheduled does not keep a core busy).
+class Barrier {
+ public:
+  void wait(int threads) {
+    if (threads <= 1) return;
+    const unsigned gen = gen_.load();
+    if (arrived_.fetch_add(1) + 1 == threads) {
+      arrived_.store(0);
+      gen_.store(gen + 1);
+      if (sleepers_.load() > 0) syscall(SYS_futex, &gen_, FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+      return;
+    }
+    for (int i = 0; gen_.load(std::memory_order_acquire) == gen; ++i) {
+      if (i < 2000) {
+        _mm_pause();
+      } else if (i < 2050) {
+        sched_yield();
+      } else {
+        sleepers_.fetch_add(1);
+        while (gen_.load() == gen) syscall(SYS_futex, &gen_, FUTEX_WAIT_PRIVATE, gen, nullptr, nullptr, 0);
+        sleepers_.fetch_sub(1);
+      }
+    }
+  }
+
+ private:
+  std::atomic<int> arrived_{0};
+  std::atomic<unsigned> gen_{0};  // a futex word
+  std::atomic<int> sleepers_{0};
+  static_assert(sizeof(std::atomic<unsigned>) == sizeof(uint32_t), "a futex word is 32 bits");
 };
 
 // What the caller of an emitter wants for the emitter's result: a slot made on demand
@@ -111,6 +167,7 @@ struct Result {  // one result of the plan
 
 struct Plan {
   Layout layout;
+  int parts = 1;  // > 1: one image split by channels over this many threads
   int64_t in_c, in_h, in_w;
   bool in_channels_last;
   std::vector<Buffer> buffers;
@@ -119,9 +176,12 @@ struct Plan {
   at::Tensor arena;
   char* base = nullptr;
   // The primitives' scratchpad, owned by the plan (oneDNN's user mode): plans run on
-  // different threads at once, so no scratchpad may be shared between them.
+  // different threads at once, so no scratchpad may be shared between them; nor between the
+  // parts of a split plan, which has one per part.
   at::Tensor scratch;
   char* scratch_base = nullptr;
+  size_t scratch_stride = 0;
+  char* scratch_of(int part) const { return scratch_base + static_cast<size_t>(part) * scratch_stride; }
   // Each convolution's weights and bias in the primitive's layout, in build order. A worker's
   // copy of a plan (`twin` set) takes them from the first plan instead of holding its own.
   std::vector<std::pair<memory, memory>> conv_weights;
@@ -198,13 +258,31 @@ struct Plan {
     }
     arena = at::empty({static_cast<int64_t>(std::max<size_t>(total, 64) + 64)}, at::kByte);
     base = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(arena.data_ptr()) + 63) / 64 * 64);
-    size_t scratch_total = 0;
-    for (auto& op : ops) scratch_total = std::max(scratch_total, op->scratch_bytes);
-    if (scratch_total > 0) {
-      scratch = at::empty({static_cast<int64_t>(scratch_total + 64)}, at::kByte);
+    size_t scratch_part = 0;
+    for (auto& op : ops) scratch_part = std::max(scratch_part, op->scratch_bytes);
+    if (scratch_part > 0) {
+      scratch_stride = align(scratch_part);
+      scratch = at::empty({static_cast<int64_t>(scratch_stride * static_cast<size_t>(parts) + 64)}, at::kByte);
       scratch_base = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(scratch.data_ptr()) + 63) / 64 * 64);
     }
     for (auto& op : ops) op->bind(*this);
+  }
+
+  // Thread `tid` of `threads` runs its parts of every phase of every op; with one thread, all
+  // of them in order. The first failure stops the work, not the meetings, so that no thread
+  // waits for one that left.
+  void run(RunContext& r, int tid, int threads, Barrier& meet, std::atomic<bool>& failed, std::exception_ptr& error) {
+    for (auto& op : ops)
+      for (int phase = 0; phase < op->phases(); ++phase) {
+        if (!failed.load(std::memory_order_relaxed)) {
+          try {
+            for (int j = tid; j < op->parts; j += threads) op->run(*this, r, phase, j);
+          } catch (...) {
+            if (!failed.exchange(true)) error = std::current_exception();
+          }
+        }
+        meet.wait(threads);
+      }
   }
 
   void add(std::unique_ptr<Op> op, std::initializer_list<Value> values) {
@@ -212,56 +290,77 @@ struct Plan {
       if (v.buf >= 0) op->touches.push_back(v.buf);
     ops.push_back(std::move(op));
   }
+  // The number of parts an op of c channels is split into: the plan's when the layout is
+  // blocked (a block-aligned channel range is a tensor of its own), else one.
+  int parts_for(int64_t c) const {
+    if (parts == 1 || !layout.blocked) return 1;
+    return static_cast<int>(std::min<int64_t>(parts, c / layout.block));
+  }
 };
 
-// A oneDNN primitive whose arguments are values of the plan.
+// A oneDNN primitive whose arguments are values of the plan; one per part when split (each
+// part computes a channel range of the output).
 struct DnnlOp : Op {
-  dnnl::primitive prim;
-  std::vector<std::pair<int, Value>> value_args;
-  std::unordered_map<int, memory> args;  // weights and bias fixed; the rest bound later
-  std::vector<dnnl_exec_arg_t> c_args;    // the same, as the C API takes them (no map per call)
-  int input_arg = -1;
-  int output_arg = -1;   // written to result `result` per call
+  struct Part {
+    dnnl::primitive prim;
+    std::vector<std::pair<int, Value>> value_args;
+    std::unordered_map<int, memory> args;  // weights and bias fixed; the rest bound later
+    std::vector<dnnl_exec_arg_t> c_args;    // the same, as the C API takes them (no map per call)
+    memory::desc scratch_md;
+    dnnl_memory_t input_mem = nullptr;
+    dnnl_memory_t output_mem = nullptr;
+  };
+  std::vector<Part> part;
+  int output_arg = -1;   // written to result `result` per call (not split)
   int result = -1;
   memory::desc output_md;
-  memory::desc scratch_md;
 
-  // The primitive of pd, with its scratchpad from the plan.
+  // A part: the primitive of pd on these values.
   template <typename PD, typename Prim>
-  void set(const PD& pd) {
-    prim = Prim(pd);
-    scratch_md = pd.scratchpad_desc();
-    scratch_bytes = scratch_md.get_size();
+  Part& add_part(const PD& pd, std::vector<std::pair<int, Value>> values) {
+    Part q;
+    q.prim = Prim(pd);
+    q.scratch_md = pd.scratchpad_desc();
+    q.value_args = std::move(values);
+    scratch_bytes = std::max(scratch_bytes, q.scratch_md.get_size());
+    part.push_back(std::move(q));
+    parts = static_cast<int>(part.size());
+    return part.back();
   }
 
   void bind(Plan& p) override {
-    for (auto& [arg, v] : value_args) {
-      if (v.buf == kInput) {
-        input_arg = arg;
-        args[arg] = memory(p.md(v), engine(), DNNL_MEMORY_NONE);
-      } else {
-        args[arg] = memory(p.md(v), engine(), p.handle(v));
+    for (size_t j = 0; j < part.size(); ++j) {
+      Part& q = part[j];
+      int input_arg = -1;
+      for (auto& [arg, v] : q.value_args) {
+        if (v.buf == kInput) {
+          input_arg = arg;
+          q.args[arg] = memory(p.md(v), engine(), DNNL_MEMORY_NONE);
+        } else {
+          q.args[arg] = memory(p.md(v), engine(), p.handle(v));
+        }
       }
+      if (result >= 0) q.args[output_arg] = memory(output_md, engine(), DNNL_MEMORY_NONE);
+      if (q.scratch_md.get_size() > 0)
+        q.args[DNNL_ARG_SCRATCHPAD] = memory(q.scratch_md, engine(), p.scratch_of(static_cast<int>(j)));
+      q.c_args.clear();
+      for (auto& [arg, m] : q.args) q.c_args.push_back({arg, m.get()});
+      q.input_mem = input_arg >= 0 ? q.args[input_arg].get() : nullptr;
+      q.output_mem = result >= 0 ? q.args[output_arg].get() : nullptr;
     }
-    if (result >= 0) args[output_arg] = memory(output_md, engine(), DNNL_MEMORY_NONE);
-    if (scratch_bytes > 0) args[DNNL_ARG_SCRATCHPAD] = memory(scratch_md, engine(), p.scratch_base);
-    c_args.clear();
-    for (auto& [arg, m] : args) c_args.push_back({arg, m.get()});
-    input_mem = input_arg >= 0 ? args[input_arg].get() : nullptr;
-    output_mem = result >= 0 ? args[output_arg].get() : nullptr;
   }
   // What primitive::execute does, without building an argument vector from the map per call.
-  void run(Plan&, RunContext& r) override {
-    if (input_mem) check(dnnl_memory_set_data_handle(input_mem, const_cast<float*>(r.input)), "set an input");
-    if (output_mem) check(dnnl_memory_set_data_handle(output_mem, r.outputs[static_cast<size_t>(result)]), "set an output");
-    check(dnnl_primitive_execute(prim.get(), r.stream->get(), static_cast<int>(c_args.size()), c_args.data()),
+  void run(Plan&, RunContext& r, int, int j) override {
+    Part& q = part[static_cast<size_t>(j)];
+    if (q.input_mem) check(dnnl_memory_set_data_handle(q.input_mem, const_cast<float*>(r.input)), "set an input");
+    if (q.output_mem)
+      check(dnnl_memory_set_data_handle(q.output_mem, r.outputs[static_cast<size_t>(result)]), "set an output");
+    check(dnnl_primitive_execute(q.prim.get(), r.stream->get(), static_cast<int>(q.c_args.size()), q.c_args.data()),
           "execute a primitive");
   }
 
  private:
   static void check(dnnl_status_t st, const char* what) { dnnl::error::wrap_c_api(st, what); }
-  dnnl_memory_t input_mem = nullptr;
-  dnnl_memory_t output_mem = nullptr;
 };
 
 bool is_reference(const std::string& impl) { return impl.rfind("ref", 0) == 0; }
@@ -297,11 +396,23 @@ View view(Plan& p, const Value& v) {
           p.layout.blocked ? 0 : p.row_stride(v)};
 }
 
-// mean (and max) per channel -> sum[c] (double), max[c]
-void squeeze(const View& x, double* sum, float* max) {
+// fn(b0, b1) on the channel blocks of part j of `parts`: on all of them, in parallel, when the
+// op is not split.
+template <typename F>
+void over_blocks(int64_t blocks, int j, int parts, const F& fn) {
+  if (parts == 1) {
+    at::parallel_for(0, blocks, 1, fn);
+  } else {
+    auto [b0, b1] = share(blocks, j, parts);
+    fn(b0, b1);
+  }
+}
+
+// mean (and max) per channel -> sum[c] (double), max[c]: for the channels of part j of `parts`
+// (blocked layout), or all of them.
+void squeeze(const View& x, double* sum, float* max, int j = 0, int parts = 1) {
   if (x.block > 0) {
-    const int64_t blocks = x.c / x.block;
-    at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+    over_blocks(x.c / x.block, j, parts, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         std::fill(sum + b * x.block, sum + (b + 1) * x.block, 0.0);
         if (max) std::fill(max + b * x.block, max + (b + 1) * x.block, -std::numeric_limits<float>::infinity());
@@ -322,6 +433,13 @@ void squeeze(const View& x, double* sum, float* max) {
   }
 }
 
+// The channels [c0, c1) part j of `parts` squeezed (all of them when not split).
+std::pair<int64_t, int64_t> squeezed_channels(const View& x, int j, int parts) {
+  if (parts == 1) return {0, x.c};
+  auto [b0, b1] = share(x.c / x.block, j, parts);
+  return {b0 * x.block, b1 * x.block};
+}
+
 float activate(int32_t act, float v) {
   switch (act) {
     case SK_ACT_IDENTITY: return v;
@@ -336,14 +454,21 @@ float activate(int32_t act, float v) {
   }
 }
 
-// z[o] = b[o] + w[o, :] . s on the fused kernels' small linear layer.
-void linear(const float* s, const float* w, const float* b, float* z, int64_t in, int64_t out) {
-  at::parallel_for(0, out, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, in)), [&](int64_t r0, int64_t r1) {
+// z[o] = b[o] + w[o, :] . s on the fused kernels' small linear layer, for the rows [r0, r1)
+// on this thread; all rows in parallel when `all`.
+void linear(const float* s, const float* w, const float* b, float* z, int64_t in, int64_t out, bool all,
+            int64_t r0, int64_t r1) {
+  if (!all) {
     SEKIT_DISPATCH(linear_forward<float>, s, w, b, z, r0, r1, in, out);
+    return;
+  }
+  at::parallel_for(0, out, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, in)), [&](int64_t a0, int64_t a1) {
+    SEKIT_DISPATCH(linear_forward<float>, s, w, b, z, a0, a1, in, out);
   });
 }
 
 // SE / eSE on a value, with the residual added after the scale: y = z * gate(z) (+ x).
+// Phases: the squeeze, the excitation (rows of the gate), the scale.
 struct ExciteOp : Op {
   ExcitationParams e;
   at::Tensor w1, b1, w2, b2;  // float
@@ -351,35 +476,45 @@ struct ExciteOp : Op {
   bool has_res = false;
   bool defer = false;  // leave the scale to a later op (ScaleOp, HeadOp)
   std::vector<double> sum;
-  std::vector<float> mean, max, hidden, gate;
+  std::vector<float> mean, max, hidden, gate;  // hidden: one row per part
 
+  int phases() const override { return defer ? 2 : 3; }
   void bind(Plan&) override {
     sum.resize(static_cast<size_t>(z.c));
     mean.resize(static_cast<size_t>(z.c));
     max.resize(e.add_maxpool ? static_cast<size_t>(z.c) : 0);
-    hidden.resize(static_cast<size_t>(e.reduced));
+    hidden.resize(static_cast<size_t>(e.reduced * parts));
     gate.resize(static_cast<size_t>(z.c));
   }
-  void run(Plan& p, RunContext&) override {
-    View vz = view(p, z), vy = view(p, y);
-    squeeze(vz, sum.data(), e.add_maxpool ? max.data() : nullptr);
-    for (int64_t c = 0; c < z.c; ++c) {
-      float m = static_cast<float>(sum[static_cast<size_t>(c)] / static_cast<double>(vz.hw));
-      mean[static_cast<size_t>(c)] = e.add_maxpool ? 0.5f * (m + max[static_cast<size_t>(c)]) : m;
+  void run(Plan& p, RunContext&, int phase, int j) override {
+    View vz = view(p, z);
+    if (phase == 0) {
+      squeeze(vz, sum.data(), e.add_maxpool ? max.data() : nullptr, j, parts);
+      auto [c0, c1] = squeezed_channels(vz, j, parts);
+      for (int64_t c = c0; c < c1; ++c) {
+        float m = static_cast<float>(sum[static_cast<size_t>(c)] / static_cast<double>(vz.hw));
+        mean[static_cast<size_t>(c)] = e.add_maxpool ? 0.5f * (m + max[static_cast<size_t>(c)]) : m;
+      }
+      return;
     }
-    if (e.se) {
-      linear(mean.data(), w1.data_ptr<float>(), b1.data_ptr<float>(), hidden.data(), z.c, e.reduced);
-      for (auto& h : hidden) h = activate(e.act, h);
-      linear(hidden.data(), w2.data_ptr<float>(), b2.data_ptr<float>(), gate.data(), e.reduced, z.c);
-    } else {
-      linear(mean.data(), w1.data_ptr<float>(), b1.data_ptr<float>(), gate.data(), z.c, z.c);
+    if (phase == 1) {
+      const bool all = parts == 1;
+      auto [r0, r1] = share(z.c, j, parts);
+      if (e.se) {  // every part computes the (small) hidden layer, then its rows of the gate
+        float* h = hidden.data() + static_cast<size_t>(j) * static_cast<size_t>(e.reduced);
+        linear(mean.data(), w1.data_ptr<float>(), b1.data_ptr<float>(), h, z.c, e.reduced, all, 0, e.reduced);
+        for (int64_t k = 0; k < e.reduced; ++k) h[k] = activate(e.act, h[k]);
+        linear(h, w2.data_ptr<float>(), b2.data_ptr<float>(), gate.data(), e.reduced, z.c, all, r0, r1);
+      } else {
+        linear(mean.data(), w1.data_ptr<float>(), b1.data_ptr<float>(), gate.data(), z.c, z.c, all, r0, r1);
+      }
+      for (int64_t c = r0; c < r1; ++c) gate[static_cast<size_t>(c)] = activate(e.gate, gate[static_cast<size_t>(c)]);
+      return;
     }
-    for (auto& g : gate) g = activate(e.gate, g);
-    if (defer) return;
+    View vy = view(p, y);
     const float* g = gate.data();
     if (vz.block > 0 && vy.block > 0 && !has_res) {
-      const int64_t blocks = z.c / vz.block;
-      at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+      over_blocks(z.c / vz.block, j, parts, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b)
           SEKIT_DISPATCH(scale_rows<float>, vz.p, g, vy.p, b, 0, vz.hw, vz.hw, vz.block);
       });
@@ -387,8 +522,8 @@ struct ExciteOp : Op {
     }
     View vx = has_res ? view(p, res) : View{};
     if (vz.block > 0) {
-      const int64_t B = vz.block, blocks = z.c / B;
-      at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+      const int64_t B = vz.block;
+      over_blocks(z.c / B, j, parts, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
           const float* zp = vz.p + b * vz.hw * B;
           const float* xp = vx.p + b * vz.hw * B;
@@ -414,11 +549,11 @@ struct ScaleOp : Op {
   Value v;
   ExciteOp* gate;
   void bind(Plan&) override {}
-  void run(Plan& p, RunContext&) override {
+  void run(Plan& p, RunContext&, int, int j) override {
     View x = view(p, v);
     const float* g = gate->gate.data();
     if (x.block > 0) {
-      at::parallel_for(0, v.c / x.block, 1, [&](int64_t b0, int64_t b1) {
+      over_blocks(v.c / x.block, j, parts, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) SEKIT_DISPATCH(scale_rows<float>, x.p, g, x.p, b, 0, x.hw, x.hw, x.block);
       });
       return;
@@ -432,12 +567,12 @@ struct ScaleOp : Op {
 struct AddOp : Op {
   Value z, x, y;
   void bind(Plan&) override {}
-  void run(Plan& p, RunContext&) override {
+  void run(Plan& p, RunContext&, int, int j) override {
     View vz = view(p, z), vx = view(p, x), vy = view(p, y);
     if (vz.block > 0) {
-      const int64_t n = z.c * vz.hw;
-      at::parallel_for(0, n, 16384, [&](int64_t a, int64_t b) {
-        for (int64_t i = a; i < b; ++i) vy.p[i] = vz.p[i] + vx.p[i];
+      const int64_t per_block = vz.hw * vz.block;
+      over_blocks(z.c / vz.block, j, parts, [&](int64_t b0, int64_t b1) {
+        for (int64_t i = b0 * per_block; i < b1 * per_block; ++i) vy.p[i] = vz.p[i] + vx.p[i];
       });
       return;
     }
@@ -446,7 +581,8 @@ struct AddOp : Op {
   }
 };
 
-// Global average pool (and a Linear) into this image's row of a result.
+// Global average pool (and a Linear) into this image's row of a result. Phases: the pool,
+// the Linear (rows of the result).
 struct HeadOp : Op {
   Value x;
   ExciteOp* gate = nullptr;  // a deferred scale: mean(z * g) = mean(z) * g
@@ -454,19 +590,25 @@ struct HeadOp : Op {
   at::Tensor w, b;  // float [K, C], [K]; undefined: pooled features only
   std::vector<double> sum;
   std::vector<float> pooled;
+  int phases() const override { return w.defined() ? 2 : 1; }
   void bind(Plan&) override {
     sum.resize(static_cast<size_t>(x.c));
     pooled.resize(static_cast<size_t>(x.c));
   }
-  void run(Plan& p, RunContext& r) override {
-    View v = view(p, x);
-    squeeze(v, sum.data(), nullptr);
+  void run(Plan& p, RunContext& r, int phase, int j) override {
     float* out = r.outputs[static_cast<size_t>(result)];
+    if (phase == 1) {
+      auto [k0, k1] = share(w.size(0), j, parts);
+      linear(pooled.data(), w.data_ptr<float>(), b.data_ptr<float>(), out, x.c, w.size(0), parts == 1, k0, k1);
+      return;
+    }
+    View v = view(p, x);
+    squeeze(v, sum.data(), nullptr, j, parts);
+    auto [c0, c1] = squeezed_channels(v, j, parts);
     float* dst = w.defined() ? pooled.data() : out;
-    for (int64_t c = 0; c < x.c; ++c) dst[c] = static_cast<float>(sum[static_cast<size_t>(c)] / static_cast<double>(v.hw));
+    for (int64_t c = c0; c < c1; ++c) dst[c] = static_cast<float>(sum[static_cast<size_t>(c)] / static_cast<double>(v.hw));
     if (gate)
-      for (int64_t c = 0; c < x.c; ++c) dst[c] *= gate->gate[static_cast<size_t>(c)];
-    if (w.defined()) linear(pooled.data(), w.data_ptr<float>(), b.data_ptr<float>(), out, x.c, w.size(0));
+      for (int64_t c = c0; c < c1; ++c) dst[c] *= gate->gate[static_cast<size_t>(c)];
   }
 };
 
@@ -529,6 +671,7 @@ class Builder {
     op->x = x;
     op->gate = gate;
     op->result = static_cast<int>(p_.results.size());
+    op->parts = p_.parts_for(x.c);
     int64_t k = x.c;
     if (fc) {
       at::NoGradGuard g;
@@ -548,9 +691,8 @@ class Builder {
     auto op = std::make_unique<DnnlOp>();
     memory::desc out_md({1, x.c, x.h, x.w}, dt::f32, tag::nhwc);
     memory::desc src_md = p_.md(x);
-    op->set<dnnl::reorder::primitive_desc, dnnl::reorder>(
-        dnnl::reorder::primitive_desc(engine(), src_md, engine(), out_md, user_scratchpad()));
-    op->value_args = {{DNNL_ARG_FROM, x}};
+    op->add_part<dnnl::reorder::primitive_desc, dnnl::reorder>(
+        dnnl::reorder::primitive_desc(engine(), src_md, engine(), out_md, user_scratchpad()), {{DNNL_ARG_FROM, x}});
     op->output_arg = DNNL_ARG_TO;
     op->output_md = out_md;
     op->result = static_cast<int>(p_.results.size());
@@ -566,6 +708,7 @@ class Builder {
     op->gate = x.gate;
     x.gate = nullptr;
     op->v = x;
+    op->parts = p_.parts_for(x.c);
     p_.add(std::move(op), {x});
     return x;
   }
@@ -611,9 +754,9 @@ class Builder {
 
   void copy(Value from, Value to) {
     auto op = std::make_unique<DnnlOp>();
-    op->set<dnnl::reorder::primitive_desc, dnnl::reorder>(
-        dnnl::reorder::primitive_desc(engine(), p_.md(from), engine(), p_.md(to), user_scratchpad()));
-    op->value_args = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+    op->add_part<dnnl::reorder::primitive_desc, dnnl::reorder>(
+        dnnl::reorder::primitive_desc(engine(), p_.md(from), engine(), p_.md(to), user_scratchpad()),
+        {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}});
     p_.add(std::move(op), {from, to});
   }
 
@@ -628,12 +771,10 @@ class Builder {
     const int64_t o = weight.size(0), k = weight.size(2);
     const int64_t oh = (x.h + 2 * pad - k) / stride + 1, ow = (x.w + 2 * pad - k) / stride + 1;
     Value y = target(want, o, oh, ow);
-    memory::desc w_user = groups == 1
-                              ? memory::desc({o, x.c, k, k}, dt::f32, tag::oihw)
-                              : memory::desc({groups, o / groups, x.c / groups, k, k}, dt::f32, tag::goihw);
-    memory::desc w_any = groups == 1 ? memory::desc({o, x.c, k, k}, dt::f32, tag::any)
-                                     : memory::desc({groups, o / groups, x.c / groups, k, k}, dt::f32, tag::any);
-    memory::desc b_md({o}, dt::f32, tag::x);
+    auto weights_md = [&](int64_t oc, int64_t ic, int64_t g, tag t) {
+      return g == 1 ? memory::desc({oc, ic, k, k}, dt::f32, t == tag::any ? t : tag::oihw)
+                    : memory::desc({g, oc / g, ic / g, k, k}, dt::f32, t == tag::any ? t : tag::goihw);
+    };
     dnnl::primitive_attr attr = user_scratchpad();
     if (relu) {
       dnnl::post_ops po;
@@ -644,10 +785,12 @@ class Builder {
     // multiplications for the same result within float32 rounding (ese_vovnet39b's logits
     // stay 3e-7 from float64); elsewhere, or where it has no implementation, direct.
     const bool winograd = groups == 1 && k == 3 && stride == 1;
-    auto make = [&](const memory::desc& src, const memory::desc& dst) {
+    // The primitive for oc output channels from ic input channels in g groups.
+    auto make = [&](const memory::desc& src, const memory::desc& dst, int64_t oc, int64_t ic, int64_t g) {
       auto attempt = [&](dnnl::algorithm alg) {
-        dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, alg, src, w_any, b_md, dst,
-                                          {stride, stride}, {pad, pad}, {pad, pad});
+        dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, alg, src, weights_md(oc, ic, g, tag::any),
+                                          memory::desc({oc}, dt::f32, tag::x), dst, {stride, stride}, {pad, pad},
+                                          {pad, pad});
         return dnnl::convolution_forward::primitive_desc(d, attr, engine(), /*allow_empty=*/true);
       };
       if (winograd) {
@@ -656,43 +799,75 @@ class Builder {
       }
       return attempt(dnnl::algorithm::convolution_direct);
     };
-    // Read and write slices in place when a fast implementation takes them; else through
-    // a dense copy.
-    Value src = x, dst = y;
-    auto pd = make(p_.md(src), p_.md(dst));
     auto bad = [](const dnnl::convolution_forward::primitive_desc& q) {
       return !q || is_reference(q.impl_info_str());
     };
+    // Read and write slices in place when a fast implementation takes them; else through
+    // a dense copy.
+    Value src = x, dst = y;
+    auto pd = make(p_.md(src), p_.md(dst), o, x.c, groups);
     if (bad(pd) && is_slice(y)) {
       dst = p_.fresh(o, oh, ow);
-      pd = make(p_.md(src), p_.md(dst));
+      pd = make(p_.md(src), p_.md(dst), o, x.c, groups);
     }
     if (bad(pd) && is_slice(x)) {
       src = p_.fresh(x.c, x.h, x.w);
       copy(x, src);
-      pd = make(p_.md(src), p_.md(dst));
+      pd = make(p_.md(src), p_.md(dst), o, x.c, groups);
     }
     if (!pd) throw Unsupported("no oneDNN convolution");
-    auto op = std::make_unique<DnnlOp>();
-    const size_t at = p_.conv_weights.size();
-    if (p_.twin != nullptr && at < p_.twin->conv_weights.size() &&
-        p_.twin->conv_weights[at].first.get_desc() == pd.weights_desc()) {
-      p_.conv_weights.push_back(p_.twin->conv_weights[at]);  // shared, read-only while running
-    } else {
-      memory w_mem = owned(weight, w_user);
-      memory w_prim(pd.weights_desc(), engine());
-      dnnl::stream s(engine());
-      dnnl::reorder(w_mem, w_prim).execute(s, w_mem, w_prim);
-      s.wait();
-      p_.conv_weights.emplace_back(w_prim, owned(bias, b_md));
+    // A split plan's parts each compute a block-aligned range of the output channels: of a
+    // dense convolution from the whole input, of a depthwise one from the same input range.
+    struct Piece {
+      int64_t c0, c1;
+      dnnl::convolution_forward::primitive_desc pd;
+    };
+    std::vector<Piece> pieces{{0, o, pd}};
+    const bool depthwise = groups > 1 && groups == o && groups == x.c && src.buf != kInput;
+    const int n = groups == 1 || depthwise ? p_.parts_for(o) : 1;
+    if (n > 1) {
+      std::vector<Piece> split;
+      for (int j = 0; j < n; ++j) {
+        auto [b0, b1] = share(o / p_.layout.block, j, n);
+        const int64_t c0 = b0 * p_.layout.block, c1 = b1 * p_.layout.block, g = depthwise ? c1 - c0 : 1;
+        auto q = make(p_.md(depthwise ? channels(src, c0, c1) : src), p_.md(channels(dst, c0, c1)), c1 - c0,
+                      depthwise ? c1 - c0 : x.c, g);
+        if (bad(q)) break;
+        split.push_back({c0, c1, q});
+      }
+      if (split.size() == static_cast<size_t>(n)) pieces = std::move(split);
     }
-    op->args[DNNL_ARG_WEIGHTS] = p_.conv_weights.back().first;
-    op->args[DNNL_ARG_BIAS] = p_.conv_weights.back().second;
-    op->set<dnnl::convolution_forward::primitive_desc, dnnl::convolution_forward>(pd);
-    op->value_args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
+    auto op = std::make_unique<DnnlOp>();
+    for (const Piece& piece : pieces) {
+      const int64_t oc = piece.c1 - piece.c0, g = groups == 1 ? 1 : oc;
+      const size_t at = p_.conv_weights.size();
+      if (p_.twin != nullptr && at < p_.twin->conv_weights.size() &&
+          p_.twin->conv_weights[at].first.get_desc() == piece.pd.weights_desc()) {
+        p_.conv_weights.push_back(p_.twin->conv_weights[at]);  // shared, read-only while running
+      } else {
+        memory w_mem = owned(weight.narrow(0, piece.c0, oc), weights_md(oc, groups == 1 ? x.c : oc, g, tag::oihw));
+        memory w_prim(piece.pd.weights_desc(), engine());
+        dnnl::stream s(engine());
+        dnnl::reorder(w_mem, w_prim).execute(s, w_mem, w_prim);
+        s.wait();
+        p_.conv_weights.emplace_back(w_prim, owned(bias.narrow(0, piece.c0, oc), memory::desc({oc}, dt::f32, tag::x)));
+      }
+      Value in = pieces.size() > 1 && groups > 1 ? channels(src, piece.c0, piece.c1) : src;
+      auto& q = op->add_part<dnnl::convolution_forward::primitive_desc, dnnl::convolution_forward>(
+          piece.pd, {{DNNL_ARG_SRC, in}, {DNNL_ARG_DST, pieces.size() > 1 ? channels(dst, piece.c0, piece.c1) : dst}});
+      q.args[DNNL_ARG_WEIGHTS] = p_.conv_weights.back().first;
+      q.args[DNNL_ARG_BIAS] = p_.conv_weights.back().second;
+    }
     p_.add(std::move(op), {src, dst});
     if (dst.buf != y.buf) copy(dst, y);
     return y;
+  }
+
+  // Channels [c0, c1) of v.
+  static Value channels(Value v, int64_t c0, int64_t c1) {
+    v.c_off += c0;
+    v.c = c1 - c0;
+    return v;
   }
 
   bool is_slice(const Value& v) const {
@@ -751,8 +926,26 @@ class Builder {
     }
     if (!pd) throw Unsupported("no oneDNN pooling");
     auto op = std::make_unique<DnnlOp>();
-    op->set<dnnl::pooling_forward::primitive_desc, dnnl::pooling_forward>(pd);
-    op->value_args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
+    // Split plans: each part pools a block-aligned channel range.
+    const int n = src.buf == kInput ? 1 : p_.parts_for(x.c);
+    std::vector<dnnl::pooling_forward::primitive_desc> split;
+    for (int j = 0; j < n && n > 1; ++j) {
+      auto [b0, b1] = share(x.c / p_.layout.block, j, n);
+      auto q = make(p_.md(channels(src, b0 * p_.layout.block, b1 * p_.layout.block)),
+                    p_.md(channels(dst, b0 * p_.layout.block, b1 * p_.layout.block)));
+      if (bad(q)) break;
+      split.push_back(q);
+    }
+    if (n > 1 && split.size() == static_cast<size_t>(n)) {
+      for (int j = 0; j < n; ++j) {
+        auto [b0, b1] = share(x.c / p_.layout.block, j, n);
+        const int64_t c0 = b0 * p_.layout.block, c1 = b1 * p_.layout.block;
+        op->add_part<dnnl::pooling_forward::primitive_desc, dnnl::pooling_forward>(
+            split[static_cast<size_t>(j)], {{DNNL_ARG_SRC, channels(src, c0, c1)}, {DNNL_ARG_DST, channels(dst, c0, c1)}});
+      }
+    } else {
+      op->add_part<dnnl::pooling_forward::primitive_desc, dnnl::pooling_forward>(pd, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
+    }
     p_.add(std::move(op), {src, dst});
     if (dst.buf != y.buf) copy(dst, y);
     y.gate = gate;
@@ -772,6 +965,7 @@ class Builder {
     }
     op->z = z;
     op->y = want ? want(z.c, z.h, z.w) : z;  // in place unless told where
+    op->parts = p_.parts_for(z.c);
     if (res) {
       op->res = *res;
       op->has_res = true;
@@ -828,6 +1022,7 @@ class Builder {
       op->z = z;
       op->x = x;
       op->y = want ? want(z.c, z.h, z.w) : z;
+      op->parts = p_.parts_for(z.c);
       Value y = op->y;
       p_.add(std::move(op), {z, x, y});
       return y;
@@ -899,8 +1094,8 @@ struct PreparedModule::Impl {
   bool planned = false;
   Layout layout{false, 0};
   int64_t in_channels = -1;
-  // (stages?, c, h, w, cl) -> identical plans, one per worker thread of a batch
-  using Key = std::tuple<int, int64_t, int64_t, int64_t, bool>;
+  // (stages?, c, h, w, cl, parts) -> identical plans, one per worker thread of a batch
+  using Key = std::tuple<int, int64_t, int64_t, int64_t, bool, int>;
   struct Entry {
     bool refused = false;  // oneDNN or the plan refused this size: the source runs it, unplanned
     std::vector<std::unique_ptr<Plan>> plans;
@@ -930,8 +1125,16 @@ struct PreparedModule::Impl {
   static bool channels_last(const at::Tensor& x) {
     return x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous();
   }
-  static Key key_of(bool stages, const at::Tensor& x) {
-    return std::make_tuple(stages ? 1 : 0, x.size(1), x.size(2), x.size(3), channels_last(x));
+  // The parts a plan is split into: one per thread in the blocked layout (where a channel
+  // range is a tensor of its own). A batch of one runs its parts on all threads at once; a
+  // larger batch runs image-parallel, each worker thread running every part of its plans, so
+  // that both share one set of plans and weights.
+  static int parts_for(const Layout& layout) {
+    const int64_t threads = at::in_parallel_region() ? 1 : at::get_num_threads();
+    return threads > 1 && layout.blocked ? static_cast<int>(threads) : 1;
+  }
+  Key key_of(bool stages, const at::Tensor& x) const {
+    return std::make_tuple(stages ? 1 : 0, x.size(1), x.size(2), x.size(3), channels_last(x), parts_for(layout));
   }
 
   // The plan's outputs for x, or false when the source must compute them: the module is not
@@ -971,19 +1174,21 @@ struct PreparedModule::Impl {
     return it->second;
   }
 
-  // `count` identical plans for inputs like x (each worker thread of a batch runs its own).
-  std::vector<std::unique_ptr<Plan>>& plans_for(bool stages, const at::Tensor& x, bool cl, size_t count) {
+  // `count` identical plans for inputs like x (each worker thread of a batch runs its own),
+  // each split into `parts`, and a stream for each thread.
+  std::vector<std::unique_ptr<Plan>>& plans_for(bool stages, const at::Tensor& x, bool cl, size_t count, int parts) {
     auto key = key_of(stages, x);
     auto& v = entry(key).plans;
-    while (v.size() < count) v.push_back(make_plan(stages, x, cl, v.empty() ? nullptr : v.front().get()));
-    while (streams.size() < count) streams.emplace_back(engine());
+    while (v.size() < count) v.push_back(make_plan(stages, x, cl, v.empty() ? nullptr : v.front().get(), parts));
+    while (streams.size() < std::max(count, static_cast<size_t>(parts))) streams.emplace_back(engine());
     return v;
   }
 
-  std::unique_ptr<Plan> make_plan(bool stages, const at::Tensor& x, bool cl, const Plan* twin) {
+  std::unique_ptr<Plan> make_plan(bool stages, const at::Tensor& x, bool cl, const Plan* twin, int parts) {
     CpuCacheBypass once;  // folding the weights frees one-off temporaries: back to the system
     auto p = std::make_unique<Plan>();
     p->twin = twin;
+    p->parts = parts;
     p->layout = layout;
     p->in_c = x.size(1);
     p->in_h = x.size(2);
@@ -1023,8 +1228,10 @@ struct PreparedModule::Impl {
     // meet between layers (with threads that sleep while waiting, as OMP_WAIT_POLICY=passive
     // makes them, a meeting per layer costs more than the layer's own parallel speed-up).
     const int64_t threads = at::in_parallel_region() ? 1 : at::get_num_threads();
+    const int parts = parts_for(layout);
+    const bool split = parts > 1 && n == 1;
     const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(threads, n));
-    auto& ps = plans_for(stages, x, cl, static_cast<size_t>(workers));
+    auto& ps = plans_for(stages, x, cl, static_cast<size_t>(workers), parts);
     std::vector<at::Tensor> outs;
     for (const Result& r : ps[0]->results)
       outs.push_back(r.map ? at::empty({n, r.c, r.h, r.w}, at::TensorOptions(at::kFloat).memory_format(at::MemoryFormat::ChannelsLast))
@@ -1032,28 +1239,48 @@ struct PreparedModule::Impl {
     const int64_t image = x.size(1) * x.size(2) * x.size(3);
     const float* xp = x.data_ptr<float>();
     const int64_t chunk = (n + workers - 1) / workers;
-    auto run_images = [&](int64_t w) {
+    // One context per thread, made before any thread starts (nothing in a split plan's team
+    // may fail before the meetings, or the others would wait for it).
+    std::vector<RunContext> contexts(static_cast<size_t>(std::max<int64_t>(workers, parts)));
+    for (size_t t = 0; t < contexts.size(); ++t) {
+      contexts[t].stream = &streams[t];
+      contexts[t].outputs.resize(outs.size());
+    }
+    // Thread `tid` of `team` runs plan w on the images of worker w (on all its parts when alone).
+    auto run_images = [&](int64_t w, int tid, int team, Barrier& meet, std::atomic<bool>& failed,
+                          std::exception_ptr& error) {
       Plan& p = *ps[static_cast<size_t>(w)];
-      RunContext ctx;
-      ctx.stream = &streams[static_cast<size_t>(w)];
-      ctx.outputs.resize(outs.size());
+      RunContext& ctx = contexts[static_cast<size_t>(split ? tid : w)];
       for (int64_t i = w * chunk; i < std::min(n, (w + 1) * chunk); ++i) {
         ctx.input = xp + i * image;
         for (size_t k = 0; k < outs.size(); ++k) {
           const Result& r = p.results[k];
           ctx.outputs[k] = outs[k].data_ptr<float>() + i * r.c * r.h * r.w;
         }
-        for (auto& op : p.ops) op->run(p, ctx);
+        p.run(ctx, tid, team, meet, failed, error);
       }
-      ctx.stream->wait();
+      try {
+        ctx.stream->wait();
+      } catch (...) {
+        if (!failed.exchange(true)) error = std::current_exception();
+      }
     };
-    if (workers == 1) {
-      run_images(0);
+    std::atomic<bool> failed{false};
+    std::exception_ptr error;
+    if (split) {
+      Barrier meet;
+#pragma omp parallel num_threads(parts)
+      run_images(0, omp_get_thread_num(), omp_get_num_threads(), meet, failed, error);
+    } else if (workers == 1) {
+      Barrier alone;
+      run_images(0, 0, 1, alone, failed, error);
     } else {
       at::parallel_for(0, workers, 1, [&](int64_t w0, int64_t w1) {
-        for (int64_t w = w0; w < w1; ++w) run_images(w);
+        Barrier alone;
+        for (int64_t w = w0; w < w1; ++w) run_images(w, 0, 1, alone, failed, error);
       });
     }
+    if (error) std::rethrow_exception(error);
     return outs;
   }
 

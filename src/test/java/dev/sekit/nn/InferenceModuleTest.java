@@ -214,12 +214,25 @@ class InferenceModuleTest {
           ConvNormAct.of(arena, 16, 24, 3, 2),
           EffectiveSqueezeExcitation.of(arena, 16),
           SqueezeExcitation.builder(16).rdRatio(0.25).addMaxPool(true).batchNorm(true).build(arena));
-      for (Module m : modules) {
-        randomiseBatchNorm(arena, m, 5);
-        m.eval();
-        InferenceModule fast = m.prepareForInference();
-        assertTrue(fast.isPlanned(), m.toString());
-        close("blocks vs unprepared", m.forward(arena, x, false), fast.forward(arena, x));
+      // One image is split by channels over the threads (two and three parts of 2 or 3 blocks
+      // of 8 channels, so some parts get fewer blocks, and more parts than a layer has blocks).
+      Tensor one = x.narrow(arena, 0, 1, 1);
+      int threads = Sekit.numThreads();
+      try {
+        for (Module m : modules) {
+          randomiseBatchNorm(arena, m, 5);
+          m.eval();
+          InferenceModule fast = m.prepareForInference();
+          assertTrue(fast.isPlanned(), m.toString());
+          close("blocks vs unprepared", m.forward(arena, x, false), fast.forward(arena, x));
+          for (int t : new int[] {1, 2, 3}) {
+            Sekit.setNumThreads(t);
+            close("one image split over threads vs unprepared", m.forward(arena, one, false), fast.forward(arena, one));
+          }
+          Sekit.setNumThreads(threads);
+        }
+      } finally {
+        Sekit.setNumThreads(threads);
       }
     }
   }
