@@ -120,7 +120,12 @@ Linear::Linear(int64_t in, int64_t out, bool bias) : in_(in), out_(out) {
 at::Tensor Linear::forward(const at::Tensor& x) {
   if (x.dim() < 1 || x.size(-1) != in_)
     fail("Linear(", in_, ", ", out_, ") got input of shape ", shape_str(x.sizes()));
-  return at::linear(x, *weight_, bias_ ? *bias_ : at::Tensor());
+  const at::Tensor& w = *weight_;
+  const bool own = fused_ && x.dim() == 2 && x.device().is_cpu() && w.device().is_cpu() &&
+                   x.scalar_type() == w.scalar_type() && (w.scalar_type() == at::kFloat || w.scalar_type() == at::kDouble) &&
+                   (!bias_ || bias_->scalar_type() == w.scalar_type());
+  if (own) return small_linear(x, w, bias_ ? *bias_ : at::Tensor());
+  return at::linear(x, w, bias_ ? *bias_ : at::Tensor());
 }
 
 void Module::to_format(at::MemoryFormat format) {

@@ -291,5 +291,11 @@ at::Tensor fused_squeeze_excite(const at::Tensor& x, const std::vector<at::Tenso
 
 bool fused_kernels_use_avx2() { return kernels::use_avx2(); }
 
+at::Tensor small_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  const bool graph = at::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad() || (b.defined() && b.requires_grad()));
+  if (!graph) return linear_raw(x.contiguous(), w.contiguous(), b.defined() ? b.contiguous() : b);
+  return SmallLinear::apply(x, w, b.defined() ? c10::optional<at::Tensor>(b) : c10::nullopt);
+}
+
 
 }  // namespace sekit
