@@ -51,7 +51,6 @@
 #include <cmath>
 #include <exception>
 #include <map>
-#include <mutex>
 #include <tuple>
 
 namespace sekit {
@@ -296,6 +295,17 @@ struct Plan {
     if (parts == 1 || !layout.blocked) return 1;
     return static_cast<int>(std::min<int64_t>(parts, c / layout.block));
   }
+  // The channel ranges [c0, c1) of the parts_for(c) parts, in whole blocks.
+  std::vector<std::pair<int64_t, int64_t>> channel_parts(int64_t c) const {
+    const int n = parts_for(c);
+    if (n == 1) return {{0, c}};
+    std::vector<std::pair<int64_t, int64_t>> r;
+    for (int j = 0; j < n; ++j) {
+      auto [b0, b1] = share(c / layout.block, j, n);
+      r.emplace_back(b0 * layout.block, b1 * layout.block);
+    }
+    return r;
+  }
 };
 
 // A oneDNN primitive whose arguments are values of the plan; one per part when split (each
@@ -396,16 +406,13 @@ View view(Plan& p, const Value& v) {
           p.layout.blocked ? 0 : p.row_stride(v)};
 }
 
-// fn(b0, b1) on the channel blocks of part j of `parts`: on all of them, in parallel, when the
-// op is not split.
+// fn(b0, b1) on the channel blocks of part j of `parts`. Split parts run inside a parallel
+// region (a split plan's team, or a batch's worker), where at::parallel_for runs inline; an
+// op that is not split spreads its blocks over the threads.
 template <typename F>
 void over_blocks(int64_t blocks, int j, int parts, const F& fn) {
-  if (parts == 1) {
-    at::parallel_for(0, blocks, 1, fn);
-  } else {
-    auto [b0, b1] = share(blocks, j, parts);
-    fn(b0, b1);
-  }
+  auto [b0, b1] = share(blocks, j, parts);
+  at::parallel_for(b0, b1, 1, fn);
 }
 
 // mean (and max) per channel -> sum[c] (double), max[c]: for the channels of part j of `parts`
@@ -454,15 +461,11 @@ float activate(int32_t act, float v) {
   }
 }
 
-// z[o] = b[o] + w[o, :] . s on the fused kernels' small linear layer, for the rows [r0, r1)
-// on this thread; all rows in parallel when `all`.
-void linear(const float* s, const float* w, const float* b, float* z, int64_t in, int64_t out, bool all,
-            int64_t r0, int64_t r1) {
-  if (!all) {
-    SEKIT_DISPATCH(linear_forward<float>, s, w, b, z, r0, r1, in, out);
-    return;
-  }
-  at::parallel_for(0, out, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, in)), [&](int64_t a0, int64_t a1) {
+// z[o] = b[o] + w[o, :] . s for the rows [r0, r1) on the fused kernels' small linear layer
+// (spread over the threads outside a parallel region, as over_blocks).
+void linear(const float* s, const float* w, const float* b, float* z, int64_t in, int64_t out, int64_t r0,
+            int64_t r1) {
+  at::parallel_for(r0, r1, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, in)), [&](int64_t a0, int64_t a1) {
     SEKIT_DISPATCH(linear_forward<float>, s, w, b, z, a0, a1, in, out);
   });
 }
@@ -498,15 +501,14 @@ struct ExciteOp : Op {
       return;
     }
     if (phase == 1) {
-      const bool all = parts == 1;
       auto [r0, r1] = share(z.c, j, parts);
       if (e.se) {  // every part computes the (small) hidden layer, then its rows of the gate
         float* h = hidden.data() + static_cast<size_t>(j) * static_cast<size_t>(e.reduced);
-        linear(mean.data(), w1.data_ptr<float>(), b1.data_ptr<float>(), h, z.c, e.reduced, all, 0, e.reduced);
+        linear(mean.data(), w1.data_ptr<float>(), b1.data_ptr<float>(), h, z.c, e.reduced, 0, e.reduced);
         for (int64_t k = 0; k < e.reduced; ++k) h[k] = activate(e.act, h[k]);
-        linear(h, w2.data_ptr<float>(), b2.data_ptr<float>(), gate.data(), e.reduced, z.c, all, r0, r1);
+        linear(h, w2.data_ptr<float>(), b2.data_ptr<float>(), gate.data(), e.reduced, z.c, r0, r1);
       } else {
-        linear(mean.data(), w1.data_ptr<float>(), b1.data_ptr<float>(), gate.data(), z.c, z.c, all, r0, r1);
+        linear(mean.data(), w1.data_ptr<float>(), b1.data_ptr<float>(), gate.data(), z.c, z.c, r0, r1);
       }
       for (int64_t c = r0; c < r1; ++c) gate[static_cast<size_t>(c)] = activate(e.gate, gate[static_cast<size_t>(c)]);
       return;
@@ -599,7 +601,7 @@ struct HeadOp : Op {
     float* out = r.outputs[static_cast<size_t>(result)];
     if (phase == 1) {
       auto [k0, k1] = share(w.size(0), j, parts);
-      linear(pooled.data(), w.data_ptr<float>(), b.data_ptr<float>(), out, x.c, w.size(0), parts == 1, k0, k1);
+      linear(pooled.data(), w.data_ptr<float>(), b.data_ptr<float>(), out, x.c, w.size(0), k0, k1);
       return;
     }
     View v = view(p, x);
@@ -771,9 +773,11 @@ class Builder {
     const int64_t o = weight.size(0), k = weight.size(2);
     const int64_t oh = (x.h + 2 * pad - k) / stride + 1, ow = (x.w + 2 * pad - k) / stride + 1;
     Value y = target(want, o, oh, ow);
-    auto weights_md = [&](int64_t oc, int64_t ic, int64_t g, tag t) {
-      return g == 1 ? memory::desc({oc, ic, k, k}, dt::f32, t == tag::any ? t : tag::oihw)
-                    : memory::desc({g, oc / g, ic / g, k, k}, dt::f32, t == tag::any ? t : tag::goihw);
+    // oc output channels from ic input channels in g groups: the layout the primitive
+    // chooses (any), or PyTorch's.
+    auto weights_md = [&](int64_t oc, int64_t ic, int64_t g, bool any) {
+      return g == 1 ? memory::desc({oc, ic, k, k}, dt::f32, any ? tag::any : tag::oihw)
+                    : memory::desc({g, oc / g, ic / g, k, k}, dt::f32, any ? tag::any : tag::goihw);
     };
     dnnl::primitive_attr attr = user_scratchpad();
     if (relu) {
@@ -788,7 +792,7 @@ class Builder {
     // The primitive for oc output channels from ic input channels in g groups.
     auto make = [&](const memory::desc& src, const memory::desc& dst, int64_t oc, int64_t ic, int64_t g) {
       auto attempt = [&](dnnl::algorithm alg) {
-        dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, alg, src, weights_md(oc, ic, g, tag::any),
+        dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, alg, src, weights_md(oc, ic, g, true),
                                           memory::desc({oc}, dt::f32, tag::x), dst, {stride, stride}, {pad, pad},
                                           {pad, pad});
         return dnnl::convolution_forward::primitive_desc(d, attr, engine(), /*allow_empty=*/true);
@@ -824,18 +828,16 @@ class Builder {
     };
     std::vector<Piece> pieces{{0, o, pd}};
     const bool depthwise = groups > 1 && groups == o && groups == x.c && src.buf != kInput;
-    const int n = groups == 1 || depthwise ? p_.parts_for(o) : 1;
-    if (n > 1) {
+    const auto ranges = groups == 1 || depthwise ? p_.channel_parts(o) : std::vector<std::pair<int64_t, int64_t>>{{0, o}};
+    if (ranges.size() > 1) {
       std::vector<Piece> split;
-      for (int j = 0; j < n; ++j) {
-        auto [b0, b1] = share(o / p_.layout.block, j, n);
-        const int64_t c0 = b0 * p_.layout.block, c1 = b1 * p_.layout.block, g = depthwise ? c1 - c0 : 1;
+      for (auto [c0, c1] : ranges) {
         auto q = make(p_.md(depthwise ? channels(src, c0, c1) : src), p_.md(channels(dst, c0, c1)), c1 - c0,
-                      depthwise ? c1 - c0 : x.c, g);
+                      depthwise ? c1 - c0 : x.c, depthwise ? c1 - c0 : 1);
         if (bad(q)) break;
         split.push_back({c0, c1, q});
       }
-      if (split.size() == static_cast<size_t>(n)) pieces = std::move(split);
+      if (split.size() == ranges.size()) pieces = std::move(split);
     }
     auto op = std::make_unique<DnnlOp>();
     for (const Piece& piece : pieces) {
@@ -845,7 +847,7 @@ class Builder {
           p_.twin->conv_weights[at].first.get_desc() == piece.pd.weights_desc()) {
         p_.conv_weights.push_back(p_.twin->conv_weights[at]);  // shared, read-only while running
       } else {
-        memory w_mem = owned(weight.narrow(0, piece.c0, oc), weights_md(oc, groups == 1 ? x.c : oc, g, tag::oihw));
+        memory w_mem = owned(weight.narrow(0, piece.c0, oc), weights_md(oc, groups == 1 ? x.c : oc, g, false));
         memory w_prim(piece.pd.weights_desc(), engine());
         dnnl::stream s(engine());
         dnnl::reorder(w_mem, w_prim).execute(s, w_mem, w_prim);
@@ -927,21 +929,18 @@ class Builder {
     if (!pd) throw Unsupported("no oneDNN pooling");
     auto op = std::make_unique<DnnlOp>();
     // Split plans: each part pools a block-aligned channel range.
-    const int n = src.buf == kInput ? 1 : p_.parts_for(x.c);
+    const auto ranges = src.buf == kInput ? std::vector<std::pair<int64_t, int64_t>>{{0, x.c}} : p_.channel_parts(x.c);
     std::vector<dnnl::pooling_forward::primitive_desc> split;
-    for (int j = 0; j < n && n > 1; ++j) {
-      auto [b0, b1] = share(x.c / p_.layout.block, j, n);
-      auto q = make(p_.md(channels(src, b0 * p_.layout.block, b1 * p_.layout.block)),
-                    p_.md(channels(dst, b0 * p_.layout.block, b1 * p_.layout.block)));
+    for (auto [c0, c1] : ranges) {
+      auto q = make(p_.md(channels(src, c0, c1)), p_.md(channels(dst, c0, c1)));
       if (bad(q)) break;
       split.push_back(q);
     }
-    if (n > 1 && split.size() == static_cast<size_t>(n)) {
-      for (int j = 0; j < n; ++j) {
-        auto [b0, b1] = share(x.c / p_.layout.block, j, n);
-        const int64_t c0 = b0 * p_.layout.block, c1 = b1 * p_.layout.block;
+    if (ranges.size() > 1 && split.size() == ranges.size()) {
+      for (size_t j = 0; j < ranges.size(); ++j) {
+        auto [c0, c1] = ranges[j];
         op->add_part<dnnl::pooling_forward::primitive_desc, dnnl::pooling_forward>(
-            split[static_cast<size_t>(j)], {{DNNL_ARG_SRC, channels(src, c0, c1)}, {DNNL_ARG_DST, channels(dst, c0, c1)}});
+            split[j], {{DNNL_ARG_SRC, channels(src, c0, c1)}, {DNNL_ARG_DST, channels(dst, c0, c1)}});
       }
     } else {
       op->add_part<dnnl::pooling_forward::primitive_desc, dnnl::pooling_forward>(pd, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
@@ -1129,12 +1128,10 @@ struct PreparedModule::Impl {
   // range is a tensor of its own). A batch of one runs its parts on all threads at once; a
   // larger batch runs image-parallel, each worker thread running every part of its plans, so
   // that both share one set of plans and weights.
-  static int parts_for(const Layout& layout) {
-    const int64_t threads = at::in_parallel_region() ? 1 : at::get_num_threads();
-    return threads > 1 && layout.blocked ? static_cast<int>(threads) : 1;
-  }
+  static int64_t threads() { return at::in_parallel_region() ? 1 : at::get_num_threads(); }
   Key key_of(bool stages, const at::Tensor& x) const {
-    return std::make_tuple(stages ? 1 : 0, x.size(1), x.size(2), x.size(3), channels_last(x), parts_for(layout));
+    const int parts = threads() > 1 && layout.blocked ? static_cast<int>(threads()) : 1;
+    return std::make_tuple(stages ? 1 : 0, x.size(1), x.size(2), x.size(3), channels_last(x), parts);
   }
 
   // The plan's outputs for x, or false when the source must compute them: the module is not
@@ -1175,9 +1172,10 @@ struct PreparedModule::Impl {
   }
 
   // `count` identical plans for inputs like x (each worker thread of a batch runs its own),
-  // each split into `parts`, and a stream for each thread.
-  std::vector<std::unique_ptr<Plan>>& plans_for(bool stages, const at::Tensor& x, bool cl, size_t count, int parts) {
-    auto key = key_of(stages, x);
+  // each split into the key's parts, and a stream for each thread.
+  std::vector<std::unique_ptr<Plan>>& plans_for(const Key& key, bool stages, const at::Tensor& x, bool cl,
+                                                size_t count) {
+    const int parts = std::get<5>(key);
     auto& v = entry(key).plans;
     while (v.size() < count) v.push_back(make_plan(stages, x, cl, v.empty() ? nullptr : v.front().get(), parts));
     while (streams.size() < std::max(count, static_cast<size_t>(parts))) streams.emplace_back(engine());
@@ -1227,11 +1225,11 @@ struct PreparedModule::Impl {
     // run of images through its own plan with single-threaded primitives, so the threads never
     // meet between layers (with threads that sleep while waiting, as OMP_WAIT_POLICY=passive
     // makes them, a meeting per layer costs more than the layer's own parallel speed-up).
-    const int64_t threads = at::in_parallel_region() ? 1 : at::get_num_threads();
-    const int parts = parts_for(layout);
+    const Key key = key_of(stages, x);
+    const int parts = std::get<5>(key);
     const bool split = parts > 1 && n == 1;
-    const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(threads, n));
-    auto& ps = plans_for(stages, x, cl, static_cast<size_t>(workers), parts);
+    const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(threads(), n));
+    auto& ps = plans_for(key, stages, x, cl, static_cast<size_t>(workers));
     std::vector<at::Tensor> outs;
     for (const Result& r : ps[0]->results)
       outs.push_back(r.map ? at::empty({n, r.c, r.h, r.w}, at::TensorOptions(at::kFloat).memory_format(at::MemoryFormat::ChannelsLast))
