@@ -85,17 +85,28 @@ void bn_relu_grad_rows(const float* dz, const float* x, float* dx, int64_t r0, i
   }
 }
 
+// a * b + c as ATen's vectorised add with alpha rounds it in this build: one FMA where the
+// CPU has them (the AVX2 build), else a multiply and an add (not the C library's software fma).
+template <typename T>
+inline T madd(T a, T b, T c) {
+#ifdef __FMA__
+  return std::fma(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
 template <typename T>
 void sgd_update(T* p, const T* g, T* buf, int64_t i0, int64_t i1, T lr, T wd, T momentum, T damp1, bool nesterov,
                 bool first) {
   const T neg_lr = -lr;
   for (int64_t i = i0; i < i1; ++i) {
-    T d = wd != 0 ? std::fma(p[i], wd, g[i]) : g[i];
+    T d = wd != 0 ? madd(p[i], wd, g[i]) : g[i];
     if (buf) {
-      buf[i] = first ? d : std::fma(d, damp1, buf[i] * momentum);
-      d = nesterov ? std::fma(buf[i], momentum, d) : buf[i];
+      buf[i] = first ? d : madd(d, damp1, buf[i] * momentum);
+      d = nesterov ? madd(buf[i], momentum, d) : buf[i];
     }
-    p[i] = std::fma(d, neg_lr, p[i]);
+    p[i] = madd(d, neg_lr, p[i]);
   }
 }
 
