@@ -47,9 +47,12 @@ int64_t default_limit() {
 
 class CachingCpuAllocator final : public c10::Allocator {
  public:
+  // Each block is reported to libtorch's memory profiler, as its default allocator does.
+  // Small blocks are freed without the cache's lock.
   c10::DataPtr allocate(size_t n) const override {
     void* p = self().take(n);
-    return {p, p, &release, c10::Device(c10::DeviceType::CPU)};
+    c10::profiledCPUMemoryReporter().New(p, n);
+    return {p, p, large(n) ? &release : &release_small, c10::Device(c10::DeviceType::CPU)};
   }
   c10::DeleterFnPtr raw_deleter() const override { return &release; }
 
@@ -81,9 +84,22 @@ class CachingCpuAllocator final : public c10::Allocator {
  private:
   CachingCpuAllocator() : limit_(default_limit()) {}
 
+  // Kept by the cache when freed (past PTRDIFF_MAX, alloc_cpu refuses the size itself;
+  // rounding it up would wrap).
+  static bool large(size_t n) { return n >= kSmallest && n <= static_cast<size_t>(PTRDIFF_MAX); }
+
+  // c10::alloc_cpu, telling the profiler of a failure as libtorch's allocator does.
+  static void* alloc(size_t n) {
+    try {
+      return c10::alloc_cpu(n);
+    } catch (const c10::Error&) {
+      c10::profiledCPUMemoryReporter().OutOfMemory(n);
+      throw;
+    }
+  }
+
   void* take(size_t n) {
-    // (Past PTRDIFF_MAX, alloc_cpu refuses the size itself; rounding it up would wrap.)
-    if (n < kSmallest || n > static_cast<size_t>(PTRDIFF_MAX)) return c10::alloc_cpu(n);
+    if (!large(n)) return alloc(n);
     const size_t size = (n + kPage - 1) / kPage * kPage;
     {
       std::lock_guard<std::mutex> g(mu_);
@@ -103,7 +119,7 @@ class CachingCpuAllocator final : public c10::Allocator {
       p = c10::alloc_cpu(size);
     } catch (const c10::Error&) {
       empty();
-      p = c10::alloc_cpu(size);
+      p = alloc(size);
     }
     std::lock_guard<std::mutex> g(mu_);
     track_or_free(p, size);
@@ -120,8 +136,14 @@ class CachingCpuAllocator final : public c10::Allocator {
     }
   }
 
+  static void release_small(void* p) {
+    c10::profiledCPUMemoryReporter().Delete(p);
+    c10::free_cpu(p);
+  }
+
   static void release(void* p) {
     if (p == nullptr) return;
+    c10::profiledCPUMemoryReporter().Delete(p);
     CachingCpuAllocator& a = self();
     {
       std::lock_guard<std::mutex> g(a.mu_);

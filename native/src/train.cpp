@@ -373,6 +373,7 @@ sk_error* sk_optimizer_step(sk_optimizer* opt) {
 
 sk_error* sk_optimizer_zero_grad(sk_optimizer* opt) {
   SK_GUARD_BEGIN
+  CpuCacheScope keep_freed_blocks;  // the gradients freed here are the next backward's
   for (auto& p : arg(opt)->params)
     if (p.second.grad().defined()) p.second.mutable_grad() = at::Tensor();
   SK_GUARD_END

@@ -49,8 +49,8 @@ public final class Sekit {
 
   /**
    * Returns to the system the memory sekit keeps for reuse. libtorch's CPU allocator in this
-   * process is sekit's: a block of 128 KiB or more that a forward, a backward, an optimizer
-   * step or a closed tensor frees is kept under its size (once that size has been asked for
+   * process is sekit's: a block of 128 KiB or more that a forward, a backward, an optimizer's
+   * step or zeroGrad, or a closed tensor frees is kept under its size (once that size has been asked for
    * twice) and handed out again, because a training step or a forward allocates the sizes of
    * the one before it and fresh memory costs a page fault per 4 KiB. What building, loading
    * or preparing a module frees goes back to the system. The cache holds at most
