@@ -69,11 +69,22 @@ struct SmallLinear : public torch::autograd::Function<SmallLinear> {
   }
 };
 
-// Excitation on our own small linear kernels; autograd-able when `graph`.
-at::Tensor excite(const at::Tensor& s, const std::vector<at::Tensor>& p, const FusedConfig& c, bool graph = true) {
-  return excitation(s, p, c, [graph](const at::Tensor& v, const at::Tensor& w2, const at::Tensor& b) {
-    if (graph) return SmallLinear::apply(v, w2, b.defined() ? c10::optional<at::Tensor>(b) : c10::nullopt);
-    return linear_raw(v.contiguous(), w2.contiguous(), b.defined() ? b.contiguous() : b);
+}  // namespace
+
+at::Tensor small_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  const bool graph = at::GradMode::is_enabled() &&
+                     (x.requires_grad() || w.requires_grad() || (b.defined() && b.requires_grad()));
+  if (!graph) return linear_raw(x.contiguous(), w.contiguous(), b.defined() ? b.contiguous() : b);
+  return SmallLinear::apply(x, w, b.defined() ? c10::optional<at::Tensor>(b) : c10::nullopt);
+}
+
+namespace {
+
+// Excitation on our own small linear kernels: with autograd when grad mode is on (the
+// excitation's backward), without it in the forward pass (which runs under no_grad).
+at::Tensor excite(const at::Tensor& s, const std::vector<at::Tensor>& p, const FusedConfig& c) {
+  return excitation(s, p, c, [](const at::Tensor& v, const at::Tensor& w2, const at::Tensor& b) {
+    return small_linear(v, w2, b);
   });
 }
 
@@ -229,7 +240,7 @@ ForwardPass forward_pass(const at::Tensor& x, const std::vector<at::Tensor>& par
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sekit_se_forward", [&] {
     squeeze<scalar_t>(x, g, mean, r.max);
     r.s = cfg.add_maxpool ? (mean + r.max).mul_(0.5) : mean;
-    r.gate = excite(r.s, params, cfg, /*graph=*/false).contiguous();
+    r.gate = excite(r.s, params, cfg).contiguous();
     scale<scalar_t>(x, r.gate, r.y, g);
   });
   return r;
@@ -290,12 +301,5 @@ at::Tensor fused_squeeze_excite(const at::Tensor& x, const std::vector<at::Tenso
 }
 
 bool fused_kernels_use_avx2() { return kernels::use_avx2(); }
-
-at::Tensor small_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  const bool graph = at::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad() || (b.defined() && b.requires_grad()));
-  if (!graph) return linear_raw(x.contiguous(), w.contiguous(), b.defined() ? b.contiguous() : b);
-  return SmallLinear::apply(x, w, b.defined() ? c10::optional<at::Tensor>(b) : c10::nullopt);
-}
-
 
 }  // namespace sekit
