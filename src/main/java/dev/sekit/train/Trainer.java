@@ -531,7 +531,8 @@ public final class Trainer {
 
   /**
    * Trains until the configured epochs are done, a listener stops it early, or {@code stop}
-   * says so (checked after every step; then a checkpoint is written, when {@code checkpoint}
+   * says so (checked after every step, or with several ranks every 16 steps and at each
+   * epoch's end, where the ranks agree; then a checkpoint is written, when {@code checkpoint}
    * is not null).
    */
   public Result fit(Path checkpoint, Listener listener, BooleanSupplier stop) throws IOException {
@@ -587,7 +588,8 @@ public final class Trainer {
         save(checkpoint);
         l.onCheckpoint(checkpoint, false);
       }
-      if (stopRequested(() -> l.stopAfter(st)) && globalStep < (long) stepsPerEpoch * opts.epochs()) {
+      boolean stopNow = stopRequested(() -> s.getAsBoolean() || l.stopAfter(st)); // one collective for both
+      if (stopNow && globalStep < (long) stepsPerEpoch * opts.epochs()) {
         return new Result(List.copyOf(history), false, globalStep);
       }
     }
@@ -687,40 +689,51 @@ public final class Trainer {
     return new Evaluation(loss / data.size(), (double) correct / data.size(), (double) correct5 / data.size());
   }
 
-  /** Writes the checkpoint on rank 0 only (the ranks hold the same state); the others wait for it. */
+  /**
+   * Writes the checkpoint on rank 0 only (the ranks hold the same state). With several ranks,
+   * every rank then learns whether it was written: a failed save fails every rank at once,
+   * instead of leaving the others to go on as if it were written (and to wait for rank 0 in
+   * the next collective).
+   */
   private void save(Path file) throws IOException {
-    if (rank != 0) {
-      group.barrier();
-      return;
-    }
     Throwable failed = null;
-    try {
-      Map<String, String> meta = new LinkedHashMap<>();
-      meta.put("global_step", Long.toString(globalStep));
-      meta.put("epoch", Long.toString(globalStep / stepsPerEpoch));
-      meta.put("seed", Long.toString(opts.seed()));
-      Gson gson = new GsonBuilder().serializeSpecialFloatingPointValues().create();
-      meta.put("options", gson.toJson(opts));
-      meta.put("history", gson.toJson(history));
-      Path dir = file.toAbsolutePath().getParent();
-      if (dir != null) {
-        Files.createDirectories(dir);
-      }
-      Checkpoint.save(file, model, optimizer, meta);
-    } catch (IOException | RuntimeException | Error e) {
-      failed = e;
-      throw e;
-    } finally {
-      if (group != null) { // the others wait in this barrier: release them even when saving fails
-        try {
-          group.barrier();
-        } catch (RuntimeException e) {
-          if (failed == null) {
-            throw e;
-          }
-          failed.addSuppressed(e); // the save's own failure is the one to report
+    if (rank == 0) {
+      try {
+        Map<String, String> meta = new LinkedHashMap<>();
+        meta.put("global_step", Long.toString(globalStep));
+        meta.put("epoch", Long.toString(globalStep / stepsPerEpoch));
+        meta.put("seed", Long.toString(opts.seed()));
+        Gson gson = new GsonBuilder().serializeSpecialFloatingPointValues().create();
+        meta.put("options", gson.toJson(opts));
+        meta.put("history", gson.toJson(history));
+        Path dir = file.toAbsolutePath().getParent();
+        if (dir != null) {
+          Files.createDirectories(dir);
         }
+        Checkpoint.save(file, model, optimizer, meta);
+      } catch (IOException | RuntimeException | Error e) {
+        failed = e;
       }
+    }
+    if (group != null) {
+      try {
+        double[] outcome = group.allReduce(new double[] {failed == null ? 0 : 1}, ReduceOp.MAX);
+        if (outcome[0] > 0 && rank != 0) {
+          throw new IOException("rank 0 failed to write the checkpoint " + file + " (rank 0 reports why)");
+        }
+      } catch (RuntimeException e) {
+        if (failed == null) {
+          throw e;
+        }
+        failed.addSuppressed(e); // the save's own failure is the one to report
+      }
+    }
+    if (failed instanceof IOException e) {
+      throw e;
+    } else if (failed instanceof RuntimeException e) {
+      throw e;
+    } else if (failed instanceof Error e) {
+      throw e;
     }
   }
 }

@@ -3,16 +3,21 @@ package dev.sekit.dist;
 import dev.sekit.DType;
 import dev.sekit.SekitException;
 import dev.sekit.Tensor;
+import dev.sekit.data.InMemoryDataset;
 import dev.sekit.io.SafeTensors;
 import dev.sekit.nn.ClassifierHead;
 import dev.sekit.nn.EffectiveSqueezeExcitation;
 import dev.sekit.nn.Module;
 import dev.sekit.nn.Sequential;
+import dev.sekit.nn.SmallVoVNet;
 import dev.sekit.nn.SqueezeExcitation;
 import dev.sekit.train.Losses;
 import dev.sekit.train.Optimizer;
+import dev.sekit.train.Trainer;
 import java.lang.foreign.Arena;
+import java.io.IOException;
 import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Arrays;
@@ -46,6 +51,7 @@ public final class DistWorker {
         case "train" -> train(pg, Path.of(args[1]), Path.of(args[2]));
         case "endless" -> endless(pg, args.length > 1 && args[1].equals("syncbn"));
         case "batchnorm" -> batchNorm(pg, Path.of(args[1]));
+        case "checkpoint" -> checkpoint(pg, Path.of(args[1]));
         default -> throw new IllegalArgumentException(args[0]);
       }
     }
@@ -203,6 +209,24 @@ public final class DistWorker {
       Map<String, Tensor> state = trainSteps(arena, fixture, pg, pg.rank() == 0);
       String name = out.getFileName().toString().replace(".safetensors", "-rank" + pg.rank() + ".safetensors");
       SafeTensors.write(out.resolveSibling(name), new LinkedHashMap<>(state), Map.of());
+    }
+  }
+
+  /** One epoch of a Trainer whose checkpoint rank 0 cannot write (its folder is a file there). */
+  private static void checkpoint(ProcessGroup pg, Path dir) throws Exception {
+    Path blocked = dir.resolve("rank0-blocked");
+    if (pg.rank() == 0) {
+      Files.writeString(blocked, "a file where the checkpoint's folder should be");
+    }
+    Path images = Path.of("/usr/share/datasets/fashion-mnist");
+    try (InMemoryDataset train = InMemoryDataset.fromIdx(images.resolve("train-images-idx3-ubyte.gz"),
+        images.resolve("train-labels-idx1-ubyte.gz"), 10, 0.2860, 0.3530, 128); Arena arena = Arena.ofConfined()) {
+      Module net = SmallVoVNet.build(arena, dev.sekit.nn.Attention.ESE, 1, 10);
+      Trainer t = new Trainer(arena, net, train, null, Trainer.Options.builder().epochs(2).batchSize(32).build(), pg);
+      t.fit(blocked.resolve("checkpoint.safetensors"), null, null);
+      System.out.println("SAVED");
+    } catch (IOException e) {
+      System.out.println("CHECKPOINT FAILED: " + e.getMessage());
     }
   }
 

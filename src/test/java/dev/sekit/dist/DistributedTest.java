@@ -234,6 +234,25 @@ class DistributedTest {
   }
 
   /** The README's data-parallel example, extracted and run as a source-file program in 2 processes. */
+  /**
+   * Rank 0 cannot write the checkpoint: both ranks fail at that save, rank 0 with its own error
+   * and rank 1 saying so, rather than rank 1 going on as if it were written (and waiting for
+   * rank 0 in the next collective until the timeout).
+   */
+  @Test
+  void aCheckpointRankZeroCannotWriteFailsEveryRank() throws Exception {
+    try (Workers w = Workers.start(dir, 2, 60_000, "checkpoint", dir.toString())) {
+      long t0 = System.nanoTime();
+      for (int r = 0; r < 2; r++) {
+        assertEquals(0, w.await(r), w.output(r));
+      }
+      assertTrue(System.nanoTime() - t0 < 45e9, "both ranks stop before the group's 60 s timeout");
+      assertTrue(w.output(0).contains("CHECKPOINT FAILED: ") && w.output(0).contains("rank0-blocked"), w.output(0));
+      assertTrue(w.output(1).contains("CHECKPOINT FAILED: rank 0 failed to write the checkpoint "), w.output(1));
+      assertTrue(!w.output(1).contains("SAVED"), w.output(1));
+    }
+  }
+
   @Test
   void readmeExampleRunsInTwoProcesses() throws Exception {
     String readme = java.nio.file.Files.readString(Path.of("README.md"));
