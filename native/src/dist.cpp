@@ -259,11 +259,11 @@ void broadcast_coalesced(Group& g, const std::vector<at::Tensor>& ts, int root,
     // Only the root's values go in, and only the others take the result out.
     const bool is_root = g.rank == root;
     int64_t off = 0;
-    for (auto* t : which) {
-      at::Tensor part = all.narrow(0, off, t->numel()).view(t->sizes());
-      if (is_root) part.copy_(*t);
-      off += t->numel();
-    }
+    if (is_root)
+      for (auto* t : which) {
+        all.narrow(0, off, t->numel()).view(t->sizes()).copy_(*t);
+        off += t->numel();
+      }
     broadcast(g, all, root);
     if (is_root) continue;
     off = 0;
