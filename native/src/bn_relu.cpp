@@ -63,7 +63,7 @@ struct BatchNormReluBackward : torch::autograd::Node {
   void release_variables() override { x_.reset_data(); }
 
   torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     at::Tensor x = x_.unpack();
     torch::autograd::variable_list out(3);
     if (!grads[0].defined()) return out;
@@ -117,7 +117,7 @@ at::Tensor fused_batch_norm_relu(const at::Tensor& x, const at::Tensor& weight, 
   const int64_t c = x.size(1), rows = x.numel() / c;
   const bool record = c10::GradMode::is_enabled() &&
                       (x.requires_grad() || weight.requires_grad() || bias.requires_grad());
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   const float* xp = x.data_ptr<float>();
   // Shifted by the first row, the one pass keeps the variance of a channel whose mean is far
   // from zero.

@@ -346,7 +346,7 @@ sk_error* sk_tensor_to(const sk_tensor* t, int32_t dtype, int32_t device_type, i
   out_arg(out, "out");
   auto st = to_scalar_type(dtype);
   auto dev = to_device(device_type, device_index);
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   *out = new_handle(x.to(dev, st, /*non_blocking=*/false, /*copy=*/true, at::MemoryFormat::Contiguous));
   SK_GUARD_END
 }
@@ -357,7 +357,7 @@ sk_error* sk_tensor_copy_(sk_tensor* dst, const sk_tensor* src) {
   const at::Tensor& s = tensor_arg(src, "src");
   if (d.sizes() != s.sizes())
     fail("copy: dst has shape ", shape_str(d.sizes()), " but src has shape ", shape_str(s.sizes()));
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   dst->t.copy_(s);
   SK_GUARD_END
 }
@@ -370,7 +370,7 @@ sk_error* sk_tensor_copy_to_host(const sk_tensor* t, void* dst, size_t dst_bytes
   if (dst_bytes != need)
     fail("copy_to_host: tensor ", shape_str(x.sizes()), " of ", c10::toString(x.scalar_type()),
          " has ", need, " bytes but the destination holds ", dst_bytes);
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   auto target = at::from_blob(dst, x.sizes(), at::TensorOptions().dtype(x.scalar_type()).device(at::kCPU));
   target.copy_(x);
   SK_GUARD_END
@@ -479,7 +479,7 @@ sk_error* sk_tensor_set_grad(sk_tensor* t, const sk_tensor* grad) {
   if (g.sizes() != x.sizes())
     fail("set_grad: grad has shape ", shape_str(g.sizes()), " but the tensor has shape ", shape_str(x.sizes()));
   if (!at::isFloatingType(x.scalar_type())) fail("set_grad: only floating tensors have gradients");
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   t->t.mutable_grad() = g.to(x.device(), x.scalar_type(), false, /*copy=*/true);
   SK_GUARD_END
 }

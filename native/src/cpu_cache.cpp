@@ -49,12 +49,20 @@ class CachingCpuAllocator final : public c10::Allocator {
  public:
   // Each block is reported to libtorch's memory profiler, as its default allocator does.
   // Small blocks are freed without the cache's lock.
+#if SEKIT_TORCH_AT_LEAST(2, 3)
+  // libtorch 2.3 made allocate non-const and added copy_data.
+  c10::DataPtr allocate(size_t n) override {
+#else
   c10::DataPtr allocate(size_t n) const override {
+#endif
     void* p = self().take(n);
     c10::profiledCPUMemoryReporter().New(p, n);
     return {p, p, large(n) ? &release : &release_small, c10::Device(c10::DeviceType::CPU)};
   }
   c10::DeleterFnPtr raw_deleter() const override { return &release; }
+#if SEKIT_TORCH_AT_LEAST(2, 3)
+  void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }
+#endif
 
   static CachingCpuAllocator& self() {
     static auto* a = new CachingCpuAllocator();  // never destroyed: tensors outlive statics

@@ -33,12 +33,23 @@ constexpr Millis kHeartbeat{500};
 
 std::string heartbeat_key(int rank) { return "sekit/heartbeat/" + std::to_string(rank); }
 
+// libtorch 2.4 and later serve the store with libuv by default; sekit keeps 1.13's socket
+// server on every libtorch.
+void no_libuv(c10d::TCPStoreOptions& o) {
+#if SEKIT_TORCH_AT_LEAST(2, 4)
+  o.useLibUV = false;
+#else
+  (void)o;
+#endif
+}
+
 c10::intrusive_ptr<c10d::TCPStore> store_client(const std::string& host, int port, Millis timeout) {
   c10d::TCPStoreOptions o;
   o.port = static_cast<std::uint16_t>(port);
   o.isServer = false;
   o.waitWorkers = false;
   o.timeout = timeout;
+  no_libuv(o);
   return c10::make_intrusive<c10d::TCPStore>(host, o);
 }
 
@@ -236,7 +247,7 @@ void broadcast(Group& g, const at::Tensor& x, int root) {
 // repeated every step (DDP's buffers) allocates nothing.
 void broadcast_coalesced(Group& g, const std::vector<at::Tensor>& ts, int root,
                          std::map<at::ScalarType, at::Tensor>* flats = nullptr) {
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   std::vector<at::ScalarType> kinds;
   for (auto& t : ts)
     if (std::find(kinds.begin(), kinds.end(), t.scalar_type()) == kinds.end()) kinds.push_back(t.scalar_type());
@@ -301,7 +312,7 @@ struct SyncBatchNormBackward : torch::autograd::Node {
   }
 
   torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     at::Tensor x = x_.unpack();
     at::Tensor dy = grads[0].defined() ? grads[0] : at::zeros_like(x);
     const int64_t c = mean.numel();
@@ -355,7 +366,7 @@ class GroupBatchNormSync : public BatchNormSync {
     at::Tensor xd = x.detach();
     at::Tensor local = at::zeros({2 * c + 1}, at::kDouble);
     {
-      at::NoGradGuard no_grad;
+      c10::NoGradGuard no_grad;
       if (n > 0) {  // ATen's BatchNorm statistics kernel: this rank's mean and biased variance
         auto mv = at::batch_norm_update_stats(xd, c10::nullopt, c10::nullopt, momentum);
         local.narrow(0, 0, c).copy_(std::get<0>(mv));
@@ -364,7 +375,7 @@ class GroupBatchNormSync : public BatchNormSync {
       local[2 * c] = static_cast<double>(n);
     }
     at::Tensor all = all_gather(*group_, local, "the statistics all_gather of SyncBatchNorm");
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     at::Tensor counts = all.select(1, 2 * c).unsqueeze(1);  // [W,1]
     const double total = counts.sum().item<double>();
     if (total <= 1)
@@ -465,7 +476,7 @@ struct Ddp : std::enable_shared_from_this<Ddp> {
     }
     if (ready[i]) return;
     ready[i] = true;
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     const at::Tensor& g = params[i].grad();
     at::Tensor& s = views[i];
     if (g.defined()) {
@@ -480,7 +491,7 @@ struct Ddp : std::enable_shared_from_this<Ddp> {
   // The end of backward: every bucket is reduced, the averages go into the gradients.
   void finish() {
     std::lock_guard<std::mutex> l(mu);
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     for (size_t i = 0; i < params.size(); ++i)
       if (!ready[i]) {
         ready[i] = true;
@@ -566,6 +577,7 @@ sk_error* sk_process_group_new(const char* master_addr, int32_t master_port, int
     so.numWorkers = static_cast<std::size_t>(world_size);
     so.waitWorkers = true;
     so.timeout = g->timeout;
+    no_libuv(so);
     g->store = c10::make_intrusive<c10d::TCPStore>(g->master_addr, so);
     auto opts = c10d::ProcessGroupGloo::Options::create(g->timeout);
     const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
@@ -602,7 +614,7 @@ sk_error* sk_all_reduce(sk_process_group* pg, sk_tensor* t, int32_t op) {
   SK_GUARD_BEGIN
   Group& g = group_arg(pg);
   const at::Tensor& x = collective_tensor(t, "t");
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   reduce_in_place(g, x, op);
   SK_GUARD_END
 }
@@ -612,7 +624,7 @@ sk_error* sk_broadcast(sk_process_group* pg, sk_tensor* t, int32_t root) {
   Group& g = group_arg(pg);
   const at::Tensor& x = collective_tensor(t, "t");
   if (root < 0 || root >= g.size) fail("root must be in [0, ", g.size, "), got ", root);
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   broadcast(g, x, root);
   SK_GUARD_END
 }
@@ -631,7 +643,7 @@ sk_error* sk_all_gather(sk_process_group* pg, const sk_tensor* t, sk_tensor** ou
   Group& g = group_arg(pg);
   const at::Tensor& x = collective_tensor(t, "t");
   out_arg(out, "out");
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   *out = new_handle(all_gather(g, x, "all_gather"));
   SK_GUARD_END
 }

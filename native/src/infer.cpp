@@ -676,7 +676,7 @@ class Builder {
     op->parts = p_.parts_for(x.c);
     int64_t k = x.c;
     if (fc) {
-      at::NoGradGuard g;
+      c10::NoGradGuard g;
       if (fc->weight().size(1) != x.c) throw Unsupported("head width");
       op->w = fc->weight().to(at::kFloat).contiguous();
       op->b = fc->bias() ? fc->bias()->to(at::kFloat).contiguous() : at::zeros({fc->weight().size(0)}, at::kFloat);
@@ -878,7 +878,7 @@ class Builder {
   }
 
   Value conv_norm_act(ConvNormAct& c, Value x, const Want& want) {
-    at::NoGradGuard g;
+    c10::NoGradGuard g;
     auto [scale, shift] = c.bn()->affine();
     Conv2d* last = c.separable() ? c.conv_pw() : c.conv();
     // BatchNorm folded: w' = w * scale[o], b' = shift (the convolution has no bias).
@@ -1142,7 +1142,7 @@ struct PreparedModule::Impl {
     const Key key = key_of(stages, x);
     auto known = plans.find(key);
     if (known != plans.end() && known->second.refused) return false;
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     try {
       outs = run(x, stages);
       return true;
@@ -1292,7 +1292,7 @@ struct PreparedModule::Impl {
   // The source's own forward in evaluation mode, without autograd.
   template <typename F>
   auto fallback(F f) {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     const bool was = source->training();
     if (was) source->set_training(false);
     struct Restore {

@@ -5,7 +5,9 @@
 #include "sekit.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 #include <c10/util/Exception.h>
+#include <torch/version.h>
 
 #include <memory>
 #include <new>
@@ -13,6 +15,11 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+// The shim builds against Debian's libtorch 1.13 and against PyTorch 2.x wheels (CUDA
+// builds); the few APIs that differ are chosen with this.
+#define SEKIT_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
 
 struct sk_error {
   int32_t code;

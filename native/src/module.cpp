@@ -25,7 +25,7 @@ void Module::collect_state(const std::string& prefix, std::vector<StateEntry>& o
 }
 
 void Module::to(at::ScalarType floating_dtype, at::Device device) {
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   auto convert = [&](at::Tensor& t) {
     at::ScalarType st = at::isFloatingType(t.scalar_type()) ? floating_dtype : t.scalar_type();
     if (t.scalar_type() == st && t.device() == device) return;
@@ -79,7 +79,7 @@ ClassifierHead::ClassifierHead(int64_t in, int64_t classes, double drop_rate) : 
   positive_arg("classes", classes);
   if (!(drop_rate >= 0.0 && drop_rate < 1.0)) fail("drop_rate must be in [0, 1), got ", drop_rate);
   fc_ = register_module("fc", std::make_shared<Linear>(in, classes));
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   fc_->bias()->zero_();
 }
 
@@ -129,7 +129,7 @@ at::Tensor Linear::forward(const at::Tensor& x) {
 }
 
 void Module::to_format(at::MemoryFormat format) {
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   auto convert = [&](at::Tensor& t) {
     if (t.dim() != 4 || t.is_contiguous(format)) return;
     t.set_data(t.contiguous(format));
@@ -220,7 +220,7 @@ at::Tensor BatchNorm2d::normalize(const at::Tensor& x, bool relu) {
   if (x.dim() < 2 || x.size(1) != channels_)
     fail("BatchNorm2d(", channels_, ") got input of shape ", shape_str(x.sizes()));
   if (training_) {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     num_batches_tracked_->add_(1);
   }
   at::Tensor z;
@@ -236,7 +236,7 @@ at::Tensor BatchNorm2d::normalize(const at::Tensor& x, bool relu) {
 }
 
 std::pair<at::Tensor, at::Tensor> BatchNorm2d::affine() const {
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   at::Tensor scale = weight_->to(at::kDouble) * (running_var_->to(at::kDouble) + eps_).rsqrt();
   at::Tensor shift = bias_->to(at::kDouble) - running_mean_->to(at::kDouble) * scale;
   return {scale, shift};

@@ -127,7 +127,7 @@ class VoVNet : public Module {
     if (num_classes > 0) head_ = register_module("head", std::make_shared<ClassifierHead>(out[3], num_classes, drop_rate));
 
     // timm's VovNet initialisation.
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     visit([](Module& m) {
       if (auto* c = dynamic_cast<Conv2d*>(&m)) {
         at::Tensor& w = c->weight();

@@ -273,7 +273,7 @@ class ResNet : public Module {
     // timm's initialisation: Kaiming-normal (fan_out, ReLU) for every convolution (SE's
     // too), and, in resnet.py (not senet.py), the last BN of each block zeroed. BN starts
     // at weight 1, bias 0 and the Linear keeps PyTorch's default.
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     visit([stem](Module& m) {
       if (auto* c = dynamic_cast<Conv2d*>(&m)) {
         at::Tensor& w = c->weight();

@@ -43,7 +43,7 @@ class SqueezeExcitation : public Module {
   }
 
   void describe(ExcitationParams& p) const {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     auto w2d = [](const at::Tensor& w) { return w.reshape({w.size(0), w.size(1)}).to(at::kDouble).contiguous(); };
     auto bias = [](Conv2d& c) {
       return c.bias() ? c.bias()->to(at::kDouble) : at::zeros({c.out_channels()}, at::kDouble);
@@ -90,7 +90,7 @@ class EffectiveSqueezeExcitation : public Module {
   }
 
   void describe(ExcitationParams& p) const {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     p.se = false;
     p.gate = gate_;
     p.add_maxpool = add_maxpool_;

@@ -72,7 +72,7 @@ struct SmallLinear : public torch::autograd::Function<SmallLinear> {
 }  // namespace
 
 at::Tensor small_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  const bool graph = at::GradMode::is_enabled() &&
+  const bool graph = c10::GradMode::is_enabled() &&
                      (x.requires_grad() || w.requires_grad() || (b.defined() && b.requires_grad()));
   if (!graph) return linear_raw(x.contiguous(), w.contiguous(), b.defined() ? b.contiguous() : b);
   return SmallLinear::apply(x, w, b.defined() ? c10::optional<at::Tensor>(b) : c10::nullopt);
@@ -292,8 +292,8 @@ at::Tensor fused_squeeze_excite(const at::Tensor& x, const std::vector<at::Tenso
   if (!fused_cpu_applicable(x)) return at::Tensor();
   bool graph = x.requires_grad();
   for (const auto& p : params) graph = graph || p.requires_grad();
-  if (!graph || !at::GradMode::is_enabled()) {  // inference: no autograd bookkeeping
-    at::NoGradGuard no_grad;
+  if (!graph || !c10::GradMode::is_enabled()) {  // inference: no autograd bookkeeping
+    c10::NoGradGuard no_grad;
     return forward_pass(x, params, c).y;
   }
   return FusedSqueezeExcite::apply(x, at::TensorList(params), c.se ? 1 : 0, c.act, c.gate, c.bias ? 1 : 0,

@@ -80,7 +80,7 @@ ExcitationGrads excitation_backward(const at::Tensor& s, const std::vector<at::T
   }
   torch::autograd::variable_list d;
   {
-    at::AutoGradMode enable(true);
+    c10::AutoGradMode enable(true);
     d = torch::autograd::grad({excite(s_leaf, p_leaf)}, inputs, {dg}, /*retain_graph=*/false,
                               /*create_graph=*/false, /*allow_unused=*/true);
   }

@@ -231,7 +231,7 @@ sk_error* sk_count_correct(const sk_tensor* logits, const sk_tensor* targets, in
   if (z.dim() != 2 || y.dim() != 1 || y.size(0) != z.size(0))
     fail("count_correct: expects logits [N, K] and targets [N], got ", shape_str(z.sizes()), " and ",
          shape_str(y.sizes()));
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   *out_count = z.argmax(1).eq(y).sum().item<int64_t>();
   SK_GUARD_END
 }
@@ -255,7 +255,7 @@ sk_error* sk_count_correct_topk(const sk_tensor* logits, const sk_tensor* target
     if (ks[j] < 1) fail("ks[", j, "] must be >= 1, got ", ks[j]);
     maxk = std::max(maxk, ks[j]);
   }
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   maxk = std::min(maxk, z.size(1));
   at::Tensor pred = std::get<1>(z.topk(maxk, 1, /*largest=*/true, /*sorted=*/true));  // [N, maxk]
   // hits within the first k predictions, for every k at once: one host copy, not one per k
@@ -272,7 +272,7 @@ sk_error* sk_clip_grad_norm(sk_module* m, double max_norm, double* total_norm) {
   module_arg(m);
   out_arg(total_norm, "total_norm");
   if (!(max_norm > 0)) fail("max_norm must be > 0, got ", max_norm);
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   std::vector<at::Tensor> grads;
   for (auto& e : m->state)
     if (e.is_parameter && e.tensor->grad().defined()) grads.push_back(e.tensor->grad());
@@ -354,7 +354,7 @@ sk_error* sk_optimizer_step(sk_optimizer* opt) {
   SK_GUARD_BEGIN
   CpuCacheScope keep_freed_blocks;
   sk_optimizer* o = arg(opt);
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   for (auto& p : o->params)
     if (p.second.grad().defined() && p.second.grad().scalar_type() != p.second.scalar_type())
       fail("the gradient of ", p.first, " is ", c10::toString(p.second.grad().scalar_type()), " but the parameter is ",
@@ -418,7 +418,7 @@ sk_error* sk_random_crop_flip(const sk_tensor* x, int64_t pad, double fill, int3
   out_arg(out, "out");
   if (in.dim() != 4) fail("random_crop_flip expects [N, C, H, W], got ", shape_str(in.sizes()));
   if (pad < 0) fail("pad must be >= 0, got ", pad);
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   const int64_t n = in.size(0), h = in.size(2), w = in.size(3);
   at::Tensor padded = pad > 0 ? at::constant_pad_nd(in, {pad, pad, pad, pad}, fill) : in;
   at::Tensor result = at::empty_like(in, at::MemoryFormat::Contiguous);
