@@ -119,7 +119,8 @@ SK_API int32_t sk_cuda_available(void);
 /* Number of CUDA devices (0 without CUDA). */
 SK_API int32_t sk_cuda_device_count(void);
 /* Page-locks caller host memory in place (cudaHostRegister) so copies between it and a
- * GPU are fast and can be asynchronous. Expensive: do it once per buffer, and undo it with
+ * GPU are fast (DMA, no staging copy); every copy of this header is still finished when the
+ * call returns. Expensive: do it once per buffer, and undo it with
  * sk_cuda_host_unregister before freeing the memory. A build without CUDA returns
  * SK_ERR_DEVICE. `data` is borrowed. */
 SK_API sk_error* sk_cuda_host_register(void* data, size_t bytes);
@@ -129,6 +130,14 @@ SK_API sk_error* sk_cuda_host_unregister(void* data);
  * current stream, except those that return values to the host (copy_to_host, item,
  * count_correct, clip_grad_norm, optimizer steps), which wait for it. */
 SK_API sk_error* sk_cuda_synchronize(int32_t device_index);
+/* Whether float32 convolutions (cuDNN) and matrix products (cuBLAS) on CUDA may round their
+ * operands to TF32 on GPUs that have it (process-wide). libtorch's defaults, which are
+ * PyTorch's, stay until this is called: TF32 on for convolutions, off for matrix products.
+ * 0 makes every float32 CUDA result a float32 one (as torch.backends.cudnn.allow_tf32 =
+ * False and torch.backends.cuda.matmul.allow_tf32 = False); 1 allows TF32 in both. */
+SK_API sk_error* sk_cuda_set_allow_tf32(int32_t allow);
+/* 1 when TF32 is allowed for CUDA convolutions (the cuDNN flag), else 0. */
+SK_API int32_t sk_cuda_allow_tf32(void);
 /* Intra-op threads libtorch uses (process-wide): 1 <= n <= sk_max_num_threads(). */
 SK_API sk_error* sk_set_num_threads(int32_t n);
 SK_API int32_t sk_get_num_threads(void);

@@ -238,6 +238,16 @@ int32_t sk_get_num_threads(void) {
   }
 }
 
+sk_error* sk_cuda_set_allow_tf32(int32_t allow) {
+  SK_GUARD_BEGIN
+  if (allow != 0 && allow != 1) fail("allow must be 0 or 1, got ", allow);
+  at::globalContext().setAllowTF32CuDNN(allow == 1);
+  at::globalContext().setAllowTF32CuBLAS(allow == 1);
+  SK_GUARD_END
+}
+
+int32_t sk_cuda_allow_tf32(void) { return at::globalContext().allowTF32CuDNN() ? 1 : 0; }
+
 sk_error* sk_manual_seed(uint64_t seed) {
   SK_GUARD_BEGIN
   at::manual_seed(seed);

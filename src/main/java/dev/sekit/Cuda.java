@@ -19,7 +19,9 @@ public final class Cuda {
 
   /**
    * Page-locks {@code segment} (off-heap) in place so host↔device copies from and to it are
-   * fast and may be asynchronous. Expensive: do it once per buffer, never per call. The
+   * fast: on an H100 machine 51–55 GB/s against 8–13 GB/s for pageable memory. Like every
+   * sekit copy, a copy from or to it has finished when the call returns, so the segment can
+   * be reused at once. Expensive: do it once per buffer, never per call. The
    * registration is undone when {@code arena} closes; it must not outlive the segment, so
    * pass the segment's own arena or a shorter-lived one.
    *

@@ -87,6 +87,23 @@ public final class Sekit {
     return NativeRuntime.fusedKernelsUseAvx2();
   }
 
+  /**
+   * Whether float32 convolutions and matrix products on CUDA may round their operands to TF32
+   * (process-wide). Until this is called, PyTorch's defaults hold: TF32 on for convolutions
+   * (cuDNN), off for matrix products (cuBLAS). {@code false} makes every float32 CUDA result
+   * a float32 one, as PyTorch's {@code torch.backends.cudnn.allow_tf32 = False} and
+   * {@code torch.backends.cuda.matmul.allow_tf32 = False} do; {@code true} allows TF32 in
+   * both. No effect on the CPU.
+   */
+  public static void setAllowTf32(boolean allow) {
+    NativeRuntime.setAllowTf32(allow);
+  }
+
+  /** Whether TF32 is allowed for float32 convolutions on CUDA (see {@link #setAllowTf32}). */
+  public static boolean allowTf32() {
+    return NativeRuntime.allowTf32();
+  }
+
   /** Seeds libtorch's default generators (parameter initialisation, randn, rand). */
   public static void manualSeed(long seed) {
     NativeRuntime.manualSeed(seed);

@@ -18,6 +18,19 @@ import org.junit.jupiter.api.Test;
 class TensorTest {
 
   @Test
+  void tf32SwitchRoundTripsAndIsRefusedOutsideItsRange() {
+    boolean before = Sekit.allowTf32();
+    try {
+      Sekit.setAllowTf32(false);
+      assertFalse(Sekit.allowTf32());
+      Sekit.setAllowTf32(true);
+      assertTrue(Sekit.allowTf32());
+    } finally {
+      Sekit.setAllowTf32(before);
+    }
+  }
+
+  @Test
   void runtimeDescribesItself() {
     assertEquals(1, Sekit.abiVersion());
     assertTrue(Sekit.torchVersion().matches("\\d+\\.\\d+.*"), Sekit.torchVersion());

@@ -44,6 +44,16 @@ public final class NativeRuntime {
     return sekit_h.sk_get_num_threads();
   }
 
+  public static void setAllowTf32(boolean allow) {
+    NativeLoader.ensureLoaded();
+    Calls.check(sekit_h.sk_cuda_set_allow_tf32(allow ? 1 : 0));
+  }
+
+  public static boolean allowTf32() {
+    NativeLoader.ensureLoaded();
+    return sekit_h.sk_cuda_allow_tf32() == 1;
+  }
+
   public static void manualSeed(long seed) {
     NativeLoader.ensureLoaded();
     Calls.check(sekit_h.sk_manual_seed(seed));

@@ -20,6 +20,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Map;
+import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
@@ -31,10 +32,22 @@ import org.junit.jupiter.api.Test;
  */
 @Tag("cuda")
 class CudaTest {
+  private boolean tf32;
+
+  /** float32 means float32 here: TF32 off, as the references are computed. */
   @BeforeEach
   void requireGpu() {
     assumeTrue(Sekit.cudaAvailable(), "no CUDA device usable by this libsekit (CPU libtorch or no GPU): "
         + "CUDA tests skipped");
+    tf32 = Sekit.allowTf32();
+    Sekit.setAllowTf32(false);
+  }
+
+  @AfterEach
+  void restoreTf32() {
+    if (Sekit.cudaAvailable()) {
+      Sekit.setAllowTf32(tf32);
+    }
   }
 
   @Test

@@ -807,6 +807,124 @@ public class sekit_h extends sekit_h$shared {
         }
     }
 
+    private static class sk_cuda_set_allow_tf32 {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_POINTER,
+            sekit_h.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_cuda_set_allow_tf32");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * sk_error *sk_cuda_set_allow_tf32(int32_t allow)
+     * }
+     */
+    public static FunctionDescriptor sk_cuda_set_allow_tf32$descriptor() {
+        return sk_cuda_set_allow_tf32.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * sk_error *sk_cuda_set_allow_tf32(int32_t allow)
+     * }
+     */
+    public static MethodHandle sk_cuda_set_allow_tf32$handle() {
+        return sk_cuda_set_allow_tf32.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * sk_error *sk_cuda_set_allow_tf32(int32_t allow)
+     * }
+     */
+    public static MemorySegment sk_cuda_set_allow_tf32$address() {
+        return sk_cuda_set_allow_tf32.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * sk_error *sk_cuda_set_allow_tf32(int32_t allow)
+     * }
+     */
+    public static MemorySegment sk_cuda_set_allow_tf32(int allow) {
+        var mh$ = sk_cuda_set_allow_tf32.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_cuda_set_allow_tf32", allow);
+            }
+            return (MemorySegment)mh$.invokeExact(allow);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class sk_cuda_allow_tf32 {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            sekit_h.C_INT    );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_cuda_allow_tf32");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int32_t sk_cuda_allow_tf32()
+     * }
+     */
+    public static FunctionDescriptor sk_cuda_allow_tf32$descriptor() {
+        return sk_cuda_allow_tf32.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int32_t sk_cuda_allow_tf32()
+     * }
+     */
+    public static MethodHandle sk_cuda_allow_tf32$handle() {
+        return sk_cuda_allow_tf32.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int32_t sk_cuda_allow_tf32()
+     * }
+     */
+    public static MemorySegment sk_cuda_allow_tf32$address() {
+        return sk_cuda_allow_tf32.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int32_t sk_cuda_allow_tf32()
+     * }
+     */
+    public static int sk_cuda_allow_tf32() {
+        var mh$ = sk_cuda_allow_tf32.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("sk_cuda_allow_tf32");
+            }
+            return (int)mh$.invokeExact();
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class sk_set_num_threads {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             sekit_h.C_POINTER,
