@@ -59,9 +59,9 @@ class MisuseTest {
   void aFailedAllocationIsOutOfMemoryWithAPlainMessage() {
     try (Arena arena = Arena.ofConfined()) {
       SekitException e = assertThrows(SekitException.class,
-          () -> Tensor.empty(arena, DType.FLOAT32, Device.CPU, 1L << 20, 1L << 20)); // 4 TiB
+          () -> Tensor.empty(arena, DType.FLOAT32, Device.CPU, 1L << 24, 1L << 22)); // 256 TiB: over any address space
       assertEquals(SekitException.Code.OUT_OF_MEMORY, e.code());
-      assertEquals("out of memory: could not allocate 4398046511104 bytes of host memory", e.getMessage());
+      assertEquals("out of memory: could not allocate 281474976710656 bytes of host memory", e.getMessage());
     }
   }
 

@@ -157,10 +157,12 @@ class InferenceModuleTest {
         // Deep stages of random 57b/99b networks amplify rounding: there the unprepared
         // float32 module (channels-last convolutions) is itself up to 2.4e-5 from the float64
         // answer, and the prepared one (Winograd 3x3 convolutions) up to 1.7e-5. The prepared
-        // module must be within float32's 1e-5 of float64, or no further from it than the
-        // unprepared module is; the two float32 paths are compared through the float64
-        // answer, not with each other.
-        assertTrue(prepErr < Math.max(TOL, plainErr),
+        // module must be within float32's 1e-5 of float64, or within 3 times the unprepared
+        // module's distance from it: on another x86-64 CPU (a GPU machine's host) oneDNN chose
+        // other kernels, and ese_vovnet57b's stage 3 came out 1.9e-5 prepared against 8.0e-6
+        // unprepared. The two float32 paths are compared through the float64 answer, not
+        // with each other; a wrong layer is orders of magnitude further off.
+        assertTrue(prepErr < Math.max(TOL, 3 * plainErr),
             name + " stage " + i + ": prepared " + prepErr + " from float64, unprepared " + plainErr);
         double mutual = TestSupport.relativeError(plain.get(i), maps.get(i));
         WORST.merge("timm VoVNets stages vs unprepared", mutual, Math::max);
