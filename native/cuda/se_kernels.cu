@@ -1,6 +1,6 @@
 // See se_kernels.cuh. One block per (sample, channel) plane for NCHW reductions; NHWC
 // reductions give each thread one channel of a tile of pixels and combine tiles with
-// atomicAdd / atomicMax-by-CAS. Element-wise passes are grid-stride loops.
+// atomicAdd / atomicMax-by-CAS. Element-wise passes give each block a row (a plane or a pixel).
 #include "se_kernels.cuh"
 
 #include <cuda_bf16.h>
@@ -106,12 +106,25 @@ __global__ void fill(float* v, int64_t count, float value) {
   for (int64_t i = blockIdx.x * blockDim.x + threadIdx.x; i < count; i += gridDim.x * blockDim.x) v[i] = value;
 }
 
+// Element-wise passes go by rows: an NCHW plane (one gate value) or an NHWC pixel (a row of
+// gates), so that no element needs a 64-bit division to find its channel.
+struct Rows {
+  int64_t rows, len, hw;
+  bool cl;
+};
+__host__ Rows rows_of(const Geometry& g) {
+  return g.channels_last ? Rows{g.n * g.hw, g.c, g.hw, true} : Rows{g.n * g.c, g.hw, g.hw, false};
+}
+// The gate (and the like) of row r: one value for a plane, c values for a pixel.
+__device__ __forceinline__ int64_t gate_base(const Rows& w, int64_t r) { return w.cl ? (r / w.hw) * w.len : r; }
+
 template <typename T>
-__global__ void scale_kernel(const T* x, const float* gate, T* y, int64_t total, int64_t hw, int64_t c, bool cl) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t nc = cl ? (i / (hw * c)) * c + i % c : i / hw;
-    store(y, i, load(x, i) * gate[nc]);
+__global__ void scale_kernel(const T* x, const float* gate, T* y, Rows w) {
+  for (int64_t r = blockIdx.x; r < w.rows; r += gridDim.x) {
+    const int64_t base = r * w.len, gb = gate_base(w, r);
+    for (int64_t j = threadIdx.x; j < w.len; j += blockDim.x) {
+      store(y, base + j, load(x, base + j) * gate[w.cl ? gb + j : gb]);
+    }
   }
 }
 
@@ -156,19 +169,31 @@ __global__ void gate_grad_rows(const T* gy, const T* x, int64_t hw, int64_t c, i
 
 template <typename T>
 __global__ void input_grad_kernel(const T* gy, const T* x, const float* gate, const float* dmean, const float* max,
-                                  const float* dmax, T* gx, int64_t total, int64_t hw, int64_t c, bool cl) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t nc = cl ? (i / (hw * c)) * c + i % c : i / hw;
-    float v = load(gy, i) * gate[nc] + dmean[nc];
-    if (max && load(x, i) == max[nc]) v += dmax[nc];
-    store(gx, i, v);
+                                  const float* dmax, T* gx, Rows w) {
+  for (int64_t r = blockIdx.x; r < w.rows; r += gridDim.x) {
+    const int64_t base = r * w.len, gb = gate_base(w, r);
+    for (int64_t j = threadIdx.x; j < w.len; j += blockDim.x) {
+      const int64_t nc = w.cl ? gb + j : gb;
+      float v = load(gy, base + j) * gate[nc] + dmean[nc];
+      if (max && load(x, base + j) == max[nc]) v += dmax[nc];
+      store(gx, base + j, v);
+    }
   }
 }
 
 int grid_for(int64_t total) {
   const int64_t blocks = (total + kThreads - 1) / kThreads;
   return static_cast<int>(blocks < 65535 * 8 ? blocks : 65535 * 8);
+}
+
+// One block per row (up to 2^20 blocks, then grid-stride), its threads a multiple of 32 that
+// covers a short row.
+struct RowLaunch {
+  unsigned blocks, threads;
+};
+RowLaunch row_launch(const Rows& w) {
+  const int64_t t = w.len >= kThreads ? kThreads : ((w.len + 31) / 32) * 32;
+  return {static_cast<unsigned>(w.rows < (int64_t{1} << 20) ? w.rows : (int64_t{1} << 20)), static_cast<unsigned>(t)};
 }
 
 int64_t rows_per_tile(const Geometry& g) { return g.hw < 64 ? g.hw : 64; }
@@ -223,9 +248,10 @@ cudaError_t squeeze(const void* x, DType t, Geometry g, float* mean, float* max,
 }
 
 cudaError_t scale(const void* x, const float* gate, void* y, DType t, Geometry g, cudaStream_t s) {
-  const int64_t total = g.n * g.c * g.hw;
-  SEKIT_CUDA_DISPATCH(t, scale_kernel<T><<<grid_for(total), kThreads, 0, s>>>(
-      static_cast<const T*>(x), gate, static_cast<T*>(y), total, g.hw, g.c, g.channels_last);
+  const Rows w = rows_of(g);
+  const RowLaunch l = row_launch(w);
+  SEKIT_CUDA_DISPATCH(t, scale_kernel<T><<<l.blocks, l.threads, 0, s>>>(
+      static_cast<const T*>(x), gate, static_cast<T*>(y), w);
       return cudaGetLastError())
 }
 
@@ -237,10 +263,10 @@ cudaError_t gate_grad(const void* gy, const void* x, DType t, Geometry g, float*
 
 cudaError_t input_grad(const void* gy, const void* x, const float* gate, const float* dmean, const float* max,
                        const float* dmax, void* gx, DType t, Geometry g, cudaStream_t s) {
-  const int64_t total = g.n * g.c * g.hw;
-  SEKIT_CUDA_DISPATCH(t, input_grad_kernel<T><<<grid_for(total), kThreads, 0, s>>>(
-      static_cast<const T*>(gy), static_cast<const T*>(x), gate, dmean, max, dmax, static_cast<T*>(gx), total,
-      g.hw, g.c, g.channels_last);
+  const Rows w = rows_of(g);
+  const RowLaunch l = row_launch(w);
+  SEKIT_CUDA_DISPATCH(t, input_grad_kernel<T><<<l.blocks, l.threads, 0, s>>>(
+      static_cast<const T*>(gy), static_cast<const T*>(x), gate, dmean, max, dmax, static_cast<T*>(gx), w);
       return cudaGetLastError())
 }
 
