@@ -71,31 +71,46 @@ class CudaTest {
     }
   }
 
+  /** Both layouts, SE and eSE (with and without max pooling), a large and an odd shape. */
   @Test
   void fusedCudaKernelsMatchTheComposition() {
-    try (Arena arena = Arena.ofConfined()) {
-      for (boolean pool : new boolean[] {false, true}) {
-        Module fused = EffectiveSqueezeExcitation.builder(256).addMaxPool(pool).build(arena);
-        Module ref = EffectiveSqueezeExcitation.builder(256).addMaxPool(pool).build(arena);
-        ref.loadStateDict(fused.stateDict());
-        fused.to(Device.cuda(0));
-        ref.to(Device.cuda(0));
-        ref.useFusedKernels(false);
-        Tensor x = Tensor.randn(arena, DType.FLOAT32, Device.cuda(0), 8, 256, 28, 28).requiresGrad(true);
-        Tensor x2 = Tensor.randn(arena, DType.FLOAT32, Device.cuda(0), 8, 256, 28, 28);
-        x2.copyFrom(x);
-        x2.requiresGrad(true);
-        Tensor g = Tensor.randn(arena, DType.FLOAT32, Device.cuda(0), 8, 256, 28, 28);
-        Tensor yf = fused.forward(x);
-        Tensor yr = ref.forward(x2);
-        assertTrue(TestSupport.relativeError(yr.to(Device.CPU), yf.to(Device.CPU)) < 1e-5);
-        yf.backward(g);
-        yr.backward(g);
-        assertTrue(TestSupport.relativeError(x2.grad().orElseThrow().to(Device.CPU),
-            x.grad().orElseThrow().to(Device.CPU)) < 1e-5);
-        for (Map.Entry<String, Tensor> p : fused.namedParameters().entrySet()) {
-          assertTrue(TestSupport.relativeError(ref.namedParameters().get(p.getKey()).grad().orElseThrow().to(Device.CPU),
-              p.getValue().grad().orElseThrow().to(Device.CPU)) < 1e-4, p.getKey());
+    long[][] shapes = {{8, 256, 28, 28}, {3, 96, 13, 11}};
+    for (long[] shape : shapes) {
+      for (MemoryFormat format : MemoryFormat.values()) {
+        for (int kind = 0; kind < 3; kind++) {
+          try (Arena arena = Arena.ofConfined()) {
+            int c = (int) shape[1];
+            Module fused = kind == 2 ? SqueezeExcitation.of(arena, c)
+                : EffectiveSqueezeExcitation.builder(c).addMaxPool(kind == 1).build(arena);
+            Module ref = kind == 2 ? SqueezeExcitation.of(arena, c)
+                : EffectiveSqueezeExcitation.builder(c).addMaxPool(kind == 1).build(arena);
+            ref.loadStateDict(fused.stateDict());
+            fused.to(Device.cuda(0)).to(format);
+            ref.to(Device.cuda(0)).to(format);
+            ref.useFusedKernels(false);
+            String what = (kind == 2 ? "SE" : kind == 1 ? "eSE+max" : "eSE") + " " + format + " "
+                + java.util.Arrays.toString(shape);
+            Tensor x = Tensor.randn(arena, DType.FLOAT32, Device.cuda(0), shape).contiguous(arena, format)
+                .requiresGrad(true);
+            Tensor x2 = Tensor.randn(arena, DType.FLOAT32, Device.cuda(0), shape).contiguous(arena, format);
+            x2.copyFrom(x);
+            x2.requiresGrad(true);
+            Tensor g = Tensor.randn(arena, DType.FLOAT32, Device.cuda(0), shape).contiguous(arena, format);
+            Tensor yf = fused.forward(x);
+            Tensor yr = ref.forward(x2);
+            double fwd = TestSupport.relativeError(yr.to(Device.CPU), yf.to(Device.CPU));
+            assertTrue(fwd < 1e-5, what + " forward: " + fwd);
+            yf.backward(g);
+            yr.backward(g);
+            double dx = TestSupport.relativeError(x2.grad().orElseThrow().to(Device.CPU),
+                x.grad().orElseThrow().to(Device.CPU));
+            assertTrue(dx < 1e-5, what + " input gradient: " + dx);
+            for (Map.Entry<String, Tensor> p : fused.namedParameters().entrySet()) {
+              double dp = TestSupport.relativeError(ref.namedParameters().get(p.getKey()).grad().orElseThrow()
+                  .to(Device.CPU), p.getValue().grad().orElseThrow().to(Device.CPU));
+              assertTrue(dp < 1e-4, what + " " + p.getKey() + ": " + dp);
+            }
+          }
         }
       }
     }
