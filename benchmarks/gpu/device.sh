@@ -74,8 +74,8 @@ stage_junit() {
   junit() {
     local name="$1" limit="$2"; shift 2
     LD_LIBRARY_PATH="$(libpath)" timeout "$limit" $jrt/bin/java --enable-native-access=ALL-UNNAMED -Xmx4g \
-      -Dsekit.fixtures=target/fixtures -Dsekit.threads=2 \
-      -Dsekit.timm.cuda=target/timm-cuda/timm_ese_vovnet19b_dw_cuda.safetensors -cp "$cp" \
+      -Dsekit.fixtures="$PWD/target/fixtures" -Dsekit.threads=2 \
+      -Dsekit.timm.cuda="$PWD/target/timm-cuda/timm_ese_vovnet19b_dw_cuda.safetensors" -cp "$cp" \
       org.junit.platform.console.ConsoleLauncher execute --details=verbose --details-theme=ascii --disable-banner \
       --reports-dir="$out/junit-$name" "$@"
   }
