@@ -131,12 +131,15 @@ SK_API sk_error* sk_cuda_host_unregister(void* data);
  * count_correct, clip_grad_norm, optimizer steps), which wait for it. */
 SK_API sk_error* sk_cuda_synchronize(int32_t device_index);
 /* Whether float32 convolutions (cuDNN) and matrix products (cuBLAS) on CUDA may round their
- * operands to TF32 on GPUs that have it (process-wide). libtorch's defaults, which are
- * PyTorch's, stay until this is called: TF32 on for convolutions, off for matrix products.
- * 0 makes every float32 CUDA result a float32 one (as torch.backends.cudnn.allow_tf32 =
- * False and torch.backends.cuda.matmul.allow_tf32 = False); 1 allows TF32 in both. */
-SK_API sk_error* sk_cuda_set_allow_tf32(int32_t allow);
-/* 1 when TF32 is allowed for CUDA convolutions (the cuDNN flag), else 0. */
+ * operands to TF32 on GPUs that have it (process-wide), PyTorch's two flags
+ * (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32). libtorch's
+ * defaults, which are PyTorch's, stay until this is called: on for convolutions, off for
+ * matrix products. Each argument is 0 or 1; (0, 0) makes every float32 CUDA result a float32
+ * one. */
+SK_API sk_error* sk_cuda_set_allow_tf32(int32_t convolutions, int32_t matmul);
+/* The flags as bits: SK_TF32_CONVOLUTIONS | SK_TF32_MATMUL when both allow TF32. */
+#define SK_TF32_CONVOLUTIONS 1
+#define SK_TF32_MATMUL 2
 SK_API int32_t sk_cuda_allow_tf32(void);
 /* Intra-op threads libtorch uses (process-wide): 1 <= n <= sk_max_num_threads(). */
 SK_API sk_error* sk_set_num_threads(int32_t n);

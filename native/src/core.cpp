@@ -238,15 +238,19 @@ int32_t sk_get_num_threads(void) {
   }
 }
 
-sk_error* sk_cuda_set_allow_tf32(int32_t allow) {
+sk_error* sk_cuda_set_allow_tf32(int32_t convolutions, int32_t matmul) {
   SK_GUARD_BEGIN
-  if (allow != 0 && allow != 1) fail("allow must be 0 or 1, got ", allow);
-  at::globalContext().setAllowTF32CuDNN(allow == 1);
-  at::globalContext().setAllowTF32CuBLAS(allow == 1);
+  if (convolutions != 0 && convolutions != 1) fail("convolutions must be 0 or 1, got ", convolutions);
+  if (matmul != 0 && matmul != 1) fail("matmul must be 0 or 1, got ", matmul);
+  at::globalContext().setAllowTF32CuDNN(convolutions == 1);
+  at::globalContext().setAllowTF32CuBLAS(matmul == 1);
   SK_GUARD_END
 }
 
-int32_t sk_cuda_allow_tf32(void) { return at::globalContext().allowTF32CuDNN() ? 1 : 0; }
+int32_t sk_cuda_allow_tf32(void) {
+  const auto& c = at::globalContext();
+  return (c.allowTF32CuDNN() ? SK_TF32_CONVOLUTIONS : 0) | (c.allowTF32CuBLAS() ? SK_TF32_MATMUL : 0);
+}
 
 sk_error* sk_manual_seed(uint64_t seed) {
   SK_GUARD_BEGIN

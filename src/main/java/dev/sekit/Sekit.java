@@ -88,20 +88,24 @@ public final class Sekit {
   }
 
   /**
-   * Whether float32 convolutions and matrix products on CUDA may round their operands to TF32
-   * (process-wide). Until this is called, PyTorch's defaults hold: TF32 on for convolutions
-   * (cuDNN), off for matrix products (cuBLAS). {@code false} makes every float32 CUDA result
-   * a float32 one, as PyTorch's {@code torch.backends.cudnn.allow_tf32 = False} and
-   * {@code torch.backends.cuda.matmul.allow_tf32 = False} do; {@code true} allows TF32 in
-   * both. No effect on the CPU.
+   * Whether float32 convolutions (cuDNN) and matrix products (cuBLAS) on CUDA may round their
+   * operands to TF32 (process-wide): PyTorch's {@code torch.backends.cudnn.allow_tf32} and
+   * {@code torch.backends.cuda.matmul.allow_tf32}. Until this is called, PyTorch's defaults
+   * hold: on for convolutions, off for matrix products. {@code (false, false)} makes every
+   * float32 CUDA result a float32 one. No effect on the CPU.
    */
-  public static void setAllowTf32(boolean allow) {
-    NativeRuntime.setAllowTf32(allow);
+  public static void setAllowTf32(boolean convolutions, boolean matrixProducts) {
+    NativeRuntime.setAllowTf32(convolutions, matrixProducts);
   }
 
-  /** Whether TF32 is allowed for float32 convolutions on CUDA (see {@link #setAllowTf32}). */
-  public static boolean allowTf32() {
-    return NativeRuntime.allowTf32();
+  /** Whether float32 convolutions on CUDA may use TF32 (see {@link #setAllowTf32}). */
+  public static boolean allowTf32Convolutions() {
+    return NativeRuntime.allowTf32Convolutions();
+  }
+
+  /** Whether float32 matrix products on CUDA may use TF32 (see {@link #setAllowTf32}). */
+  public static boolean allowTf32MatrixProducts() {
+    return NativeRuntime.allowTf32MatrixProducts();
   }
 
   /** Seeds libtorch's default generators (parameter initialisation, randn, rand). */

@@ -19,14 +19,20 @@ class TensorTest {
 
   @Test
   void tf32SwitchRoundTripsAndIsRefusedOutsideItsRange() {
-    boolean before = Sekit.allowTf32();
+    boolean conv = Sekit.allowTf32Convolutions();
+    boolean mm = Sekit.allowTf32MatrixProducts();
     try {
-      Sekit.setAllowTf32(false);
-      assertFalse(Sekit.allowTf32());
-      Sekit.setAllowTf32(true);
-      assertTrue(Sekit.allowTf32());
+      Sekit.setAllowTf32(false, false);
+      assertFalse(Sekit.allowTf32Convolutions());
+      assertFalse(Sekit.allowTf32MatrixProducts());
+      Sekit.setAllowTf32(true, false);
+      assertTrue(Sekit.allowTf32Convolutions());
+      assertFalse(Sekit.allowTf32MatrixProducts());
+      Sekit.setAllowTf32(false, true);
+      assertFalse(Sekit.allowTf32Convolutions());
+      assertTrue(Sekit.allowTf32MatrixProducts());
     } finally {
-      Sekit.setAllowTf32(before);
+      Sekit.setAllowTf32(conv, mm);
     }
   }
 

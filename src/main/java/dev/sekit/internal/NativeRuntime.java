@@ -44,14 +44,23 @@ public final class NativeRuntime {
     return sekit_h.sk_get_num_threads();
   }
 
-  public static void setAllowTf32(boolean allow) {
+  public static void setAllowTf32(boolean convolutions, boolean matrixProducts) {
     NativeLoader.ensureLoaded();
-    Calls.check(sekit_h.sk_cuda_set_allow_tf32(allow ? 1 : 0));
+    Calls.check(sekit_h.sk_cuda_set_allow_tf32(convolutions ? 1 : 0, matrixProducts ? 1 : 0));
   }
 
-  public static boolean allowTf32() {
+  /** The flags as sekit.h's bits (SK_TF32_CONVOLUTIONS, SK_TF32_MATMUL). */
+  public static int allowTf32() {
     NativeLoader.ensureLoaded();
-    return sekit_h.sk_cuda_allow_tf32() == 1;
+    return sekit_h.sk_cuda_allow_tf32();
+  }
+
+  public static boolean allowTf32Convolutions() {
+    return (allowTf32() & sekit_h.SK_TF32_CONVOLUTIONS()) != 0;
+  }
+
+  public static boolean allowTf32MatrixProducts() {
+    return (allowTf32() & sekit_h.SK_TF32_MATMUL()) != 0;
   }
 
   public static void manualSeed(long seed) {

@@ -32,21 +32,23 @@ import org.junit.jupiter.api.Test;
  */
 @Tag("cuda")
 class CudaTest {
-  private boolean tf32;
+  private boolean tf32Conv;
+  private boolean tf32Matmul;
 
   /** float32 means float32 here: TF32 off, as the references are computed. */
   @BeforeEach
   void requireGpu() {
     assumeTrue(Sekit.cudaAvailable(), "no CUDA device usable by this libsekit (CPU libtorch or no GPU): "
         + "CUDA tests skipped");
-    tf32 = Sekit.allowTf32();
-    Sekit.setAllowTf32(false);
+    tf32Conv = Sekit.allowTf32Convolutions();
+    tf32Matmul = Sekit.allowTf32MatrixProducts();
+    Sekit.setAllowTf32(false, false);
   }
 
   @AfterEach
   void restoreTf32() {
     if (Sekit.cudaAvailable()) {
-      Sekit.setAllowTf32(tf32);
+      Sekit.setAllowTf32(tf32Conv, tf32Matmul);
     }
   }
 

@@ -37,8 +37,9 @@ class TimmCudaTest {
     String file = System.getProperty("sekit.timm.cuda", "");
     assumeTrue(!file.isEmpty() && Files.isRegularFile(Path.of(file)),
         "sekit.timm.cuda names no file: benchmarks/gpu/timm_cuda.py writes it on a GPU machine with timm");
-    boolean tf32 = Sekit.allowTf32();
-    Sekit.setAllowTf32(false); // timm_cuda.py turns TF32 off too
+    boolean tf32Conv = Sekit.allowTf32Convolutions();
+    boolean tf32Matmul = Sekit.allowTf32MatrixProducts();
+    Sekit.setAllowTf32(false, false); // timm_cuda.py turns TF32 off too
     try (Arena arena = Arena.ofConfined()) {
       SafeTensors ref = SafeTensors.open(arena, Path.of(file));
       Tensor x = ref.tensor("input");
@@ -75,7 +76,7 @@ class TimmCudaTest {
         }
       }
     } finally {
-      Sekit.setAllowTf32(tf32);
+      Sekit.setAllowTf32(tf32Conv, tf32Matmul);
     }
   }
 }

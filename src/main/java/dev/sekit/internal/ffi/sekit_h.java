@@ -393,6 +393,24 @@ public class sekit_h extends sekit_h$shared {
     public static int SK_STEM_SMALL() {
         return SK_STEM_SMALL;
     }
+    private static final int SK_TF32_CONVOLUTIONS = (int)1L;
+    /**
+     * {@snippet lang=c :
+     * #define SK_TF32_CONVOLUTIONS 1
+     * }
+     */
+    public static int SK_TF32_CONVOLUTIONS() {
+        return SK_TF32_CONVOLUTIONS;
+    }
+    private static final int SK_TF32_MATMUL = (int)2L;
+    /**
+     * {@snippet lang=c :
+     * #define SK_TF32_MATMUL 2
+     * }
+     */
+    public static int SK_TF32_MATMUL() {
+        return SK_TF32_MATMUL;
+    }
 
     private static class sk_abi_version {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
@@ -810,6 +828,7 @@ public class sekit_h extends sekit_h$shared {
     private static class sk_cuda_set_allow_tf32 {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             sekit_h.C_POINTER,
+            sekit_h.C_INT,
             sekit_h.C_INT
         );
 
@@ -821,7 +840,7 @@ public class sekit_h extends sekit_h$shared {
     /**
      * Function descriptor for:
      * {@snippet lang=c :
-     * sk_error *sk_cuda_set_allow_tf32(int32_t allow)
+     * sk_error *sk_cuda_set_allow_tf32(int32_t convolutions, int32_t matmul)
      * }
      */
     public static FunctionDescriptor sk_cuda_set_allow_tf32$descriptor() {
@@ -831,7 +850,7 @@ public class sekit_h extends sekit_h$shared {
     /**
      * Downcall method handle for:
      * {@snippet lang=c :
-     * sk_error *sk_cuda_set_allow_tf32(int32_t allow)
+     * sk_error *sk_cuda_set_allow_tf32(int32_t convolutions, int32_t matmul)
      * }
      */
     public static MethodHandle sk_cuda_set_allow_tf32$handle() {
@@ -841,7 +860,7 @@ public class sekit_h extends sekit_h$shared {
     /**
      * Address for:
      * {@snippet lang=c :
-     * sk_error *sk_cuda_set_allow_tf32(int32_t allow)
+     * sk_error *sk_cuda_set_allow_tf32(int32_t convolutions, int32_t matmul)
      * }
      */
     public static MemorySegment sk_cuda_set_allow_tf32$address() {
@@ -850,16 +869,16 @@ public class sekit_h extends sekit_h$shared {
 
     /**
      * {@snippet lang=c :
-     * sk_error *sk_cuda_set_allow_tf32(int32_t allow)
+     * sk_error *sk_cuda_set_allow_tf32(int32_t convolutions, int32_t matmul)
      * }
      */
-    public static MemorySegment sk_cuda_set_allow_tf32(int allow) {
+    public static MemorySegment sk_cuda_set_allow_tf32(int convolutions, int matmul) {
         var mh$ = sk_cuda_set_allow_tf32.HANDLE;
         try {
             if (TRACE_DOWNCALLS) {
-                traceDowncall("sk_cuda_set_allow_tf32", allow);
+                traceDowncall("sk_cuda_set_allow_tf32", convolutions, matmul);
             }
-            return (MemorySegment)mh$.invokeExact(allow);
+            return (MemorySegment)mh$.invokeExact(convolutions, matmul);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {
