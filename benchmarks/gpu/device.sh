@@ -91,11 +91,7 @@ stage_junit() {
 }
 
 stage_bench() {
-  local lib; lib="$("$py" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
-  g++ -O2 -std=c++17 -I native/include benchmarks/gpu/gpu_driver.cpp -L $build -lsekit \
-    -Wl,-rpath,"$PWD/$build:$lib" -o $build/gpu_driver || return 1
-  LD_LIBRARY_PATH="$(libpath)" $build/gpu_driver || return 1
-  "$py" benchmarks/gpu/torch_se.py
+  LD_LIBRARY_PATH="$(libpath)" SEKIT_PYTHON="$py" benchmarks/gpu/run.sh --no-build
 }
 
 # timm's own model on CUDA: the reference file dev.sekit.cuda.TimmCudaTest reads.
