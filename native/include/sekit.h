@@ -137,10 +137,11 @@ SK_API sk_error* sk_cuda_synchronize(int32_t device_index);
  * matrix products. Each argument is 0 or 1; (0, 0) makes every float32 CUDA result a float32
  * one. */
 SK_API sk_error* sk_cuda_set_allow_tf32(int32_t convolutions, int32_t matmul);
-/* The flags as bits: SK_TF32_CONVOLUTIONS | SK_TF32_MATMUL when both allow TF32. */
+/* The flags as bits in *out: SK_TF32_CONVOLUTIONS | SK_TF32_MATMUL when both allow TF32.
+ * (libtorch 2.9+ refuses to answer when its newer precision setting contradicts them.) */
 #define SK_TF32_CONVOLUTIONS 1
 #define SK_TF32_MATMUL 2
-SK_API int32_t sk_cuda_allow_tf32(void);
+SK_API sk_error* sk_cuda_allow_tf32(int32_t* out);
 /* Intra-op threads libtorch uses (process-wide): 1 <= n <= sk_max_num_threads(). */
 SK_API sk_error* sk_set_num_threads(int32_t n);
 SK_API int32_t sk_get_num_threads(void);

@@ -247,9 +247,12 @@ sk_error* sk_cuda_set_allow_tf32(int32_t convolutions, int32_t matmul) {
   SK_GUARD_END
 }
 
-int32_t sk_cuda_allow_tf32(void) {
+sk_error* sk_cuda_allow_tf32(int32_t* out) {
+  SK_GUARD_BEGIN
+  out_arg(out, "out");
   const auto& c = at::globalContext();
-  return (c.allowTF32CuDNN() ? SK_TF32_CONVOLUTIONS : 0) | (c.allowTF32CuBLAS() ? SK_TF32_MATMUL : 0);
+  *out = (c.allowTF32CuDNN() ? SK_TF32_CONVOLUTIONS : 0) | (c.allowTF32CuBLAS() ? SK_TF32_MATMUL : 0);
+  SK_GUARD_END
 }
 
 sk_error* sk_manual_seed(uint64_t seed) {

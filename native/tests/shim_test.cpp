@@ -241,6 +241,18 @@ static void test_errors_and_storage() {
   CHECK(max >= 8);
   EXPECT_ERROR(sk_set_num_threads(max + 1), SK_ERR_INVALID_ARGUMENT, "number of threads must be in [1, ");
   EXPECT_ERROR(sk_set_num_threads(100000), SK_ERR_INVALID_ARGUMENT, "number of threads");
+  // The TF32 flags: each 0 or 1, read back as bits (a CPU build keeps them too).
+  int32_t tf32 = -1;
+  EXPECT_OK(sk_cuda_allow_tf32(&tf32));
+  CHECK(tf32 >= 0 && tf32 <= 3);
+  EXPECT_ERROR(sk_cuda_set_allow_tf32(2, 0), SK_ERR_INVALID_ARGUMENT, "convolutions must be 0 or 1, got 2");
+  EXPECT_ERROR(sk_cuda_set_allow_tf32(0, -1), SK_ERR_INVALID_ARGUMENT, "matmul must be 0 or 1, got -1");
+  EXPECT_ERROR(sk_cuda_allow_tf32(nullptr), SK_ERR_INVALID_ARGUMENT, "out");
+  EXPECT_OK(sk_cuda_set_allow_tf32(0, 1));
+  int32_t now = -1;
+  EXPECT_OK(sk_cuda_allow_tf32(&now));
+  CHECK(now == SK_TF32_MATMUL);
+  EXPECT_OK(sk_cuda_set_allow_tf32(tf32 & SK_TF32_CONVOLUTIONS ? 1 : 0, tf32 & SK_TF32_MATMUL ? 1 : 0));
   const int32_t before = sk_get_num_threads();
   EXPECT_OK(sk_set_num_threads(before));
 

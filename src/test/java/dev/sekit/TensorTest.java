@@ -18,7 +18,7 @@ import org.junit.jupiter.api.Test;
 class TensorTest {
 
   @Test
-  void tf32SwitchRoundTripsAndIsRefusedOutsideItsRange() {
+  void tf32FlagsAreSetAndReadBackEachOnItsOwn() {
     boolean conv = Sekit.allowTf32Convolutions();
     boolean mm = Sekit.allowTf32MatrixProducts();
     try {

@@ -1,5 +1,7 @@
 package dev.sekit.internal;
 
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+
 import dev.sekit.internal.ffi.sekit_h;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -52,7 +54,11 @@ public final class NativeRuntime {
   /** The flags as sekit.h's bits (SK_TF32_CONVOLUTIONS, SK_TF32_MATMUL). */
   public static int allowTf32() {
     NativeLoader.ensureLoaded();
-    return sekit_h.sk_cuda_allow_tf32();
+    try (Scratch.Frame f = Scratch.frame()) {
+      MemorySegment out = f.oneInt();
+      Calls.check(sekit_h.sk_cuda_allow_tf32(out));
+      return out.get(JAVA_INT, 0);
+    }
   }
 
   public static boolean allowTf32Convolutions() {

@@ -888,7 +888,9 @@ public class sekit_h extends sekit_h$shared {
 
     private static class sk_cuda_allow_tf32 {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
-            sekit_h.C_INT    );
+            sekit_h.C_POINTER,
+            sekit_h.C_POINTER
+        );
 
         public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("sk_cuda_allow_tf32");
 
@@ -898,7 +900,7 @@ public class sekit_h extends sekit_h$shared {
     /**
      * Function descriptor for:
      * {@snippet lang=c :
-     * int32_t sk_cuda_allow_tf32()
+     * sk_error *sk_cuda_allow_tf32(int32_t *out)
      * }
      */
     public static FunctionDescriptor sk_cuda_allow_tf32$descriptor() {
@@ -908,7 +910,7 @@ public class sekit_h extends sekit_h$shared {
     /**
      * Downcall method handle for:
      * {@snippet lang=c :
-     * int32_t sk_cuda_allow_tf32()
+     * sk_error *sk_cuda_allow_tf32(int32_t *out)
      * }
      */
     public static MethodHandle sk_cuda_allow_tf32$handle() {
@@ -918,7 +920,7 @@ public class sekit_h extends sekit_h$shared {
     /**
      * Address for:
      * {@snippet lang=c :
-     * int32_t sk_cuda_allow_tf32()
+     * sk_error *sk_cuda_allow_tf32(int32_t *out)
      * }
      */
     public static MemorySegment sk_cuda_allow_tf32$address() {
@@ -927,16 +929,16 @@ public class sekit_h extends sekit_h$shared {
 
     /**
      * {@snippet lang=c :
-     * int32_t sk_cuda_allow_tf32()
+     * sk_error *sk_cuda_allow_tf32(int32_t *out)
      * }
      */
-    public static int sk_cuda_allow_tf32() {
+    public static MemorySegment sk_cuda_allow_tf32(MemorySegment out) {
         var mh$ = sk_cuda_allow_tf32.HANDLE;
         try {
             if (TRACE_DOWNCALLS) {
-                traceDowncall("sk_cuda_allow_tf32");
+                traceDowncall("sk_cuda_allow_tf32", out);
             }
-            return (int)mh$.invokeExact();
+            return (MemorySegment)mh$.invokeExact(out);
         } catch (Error | RuntimeException ex) {
            throw ex;
         } catch (Throwable ex$) {
