@@ -383,8 +383,10 @@ dnnl::primitive_attr user_scratchpad() {
 }
 
 memory owned(const at::Tensor& t, const memory::desc& md) {
-  memory m(md, engine());
   at::Tensor c = t.to(at::kFloat).contiguous();
+  if (static_cast<size_t>(c.numel()) * sizeof(float) != md.get_size())
+    throw std::logic_error("sekit: a plan's weights do not fill their oneDNN descriptor");
+  memory m(md, engine());
   std::memcpy(m.get_data_handle(), c.data_ptr<float>(), static_cast<size_t>(c.numel()) * sizeof(float));
   return m;
 }
@@ -770,6 +772,11 @@ class Builder {
   Value conv(Value x, const at::Tensor& weight, const at::Tensor& bias, int64_t stride, int64_t pad,
              int64_t groups, bool relu, const Want& want) {
     x = settle(x);
+    // Weights that do not fit the input are the module's own error, which its unprepared
+    // forward reports; the plan never copies them.
+    if (weight.dim() != 4 || weight.size(1) * groups != x.c || weight.size(0) % groups != 0 ||
+        weight.size(2) != weight.size(3))
+      throw Unsupported("convolution weights that do not fit the input");
     const int64_t o = weight.size(0), k = weight.size(2);
     const int64_t oh = (x.h + 2 * pad - k) / stride + 1, ow = (x.w + 2 * pad - k) / stride + 1;
     Value y = target(want, o, oh, ow);
@@ -839,22 +846,24 @@ class Builder {
       }
       if (split.size() == ranges.size()) pieces = std::move(split);
     }
+    // A depthwise piece is its own channels' convolution; any other piece reads every input.
+    const bool split_depthwise = depthwise && pieces.size() > 1;
     auto op = std::make_unique<DnnlOp>();
     for (const Piece& piece : pieces) {
-      const int64_t oc = piece.c1 - piece.c0, g = groups == 1 ? 1 : oc;
+      const int64_t oc = piece.c1 - piece.c0, g = split_depthwise ? oc : groups;
       const size_t at = p_.conv_weights.size();
       if (p_.twin != nullptr && at < p_.twin->conv_weights.size() &&
           p_.twin->conv_weights[at].first.get_desc() == piece.pd.weights_desc()) {
         p_.conv_weights.push_back(p_.twin->conv_weights[at]);  // shared, read-only while running
       } else {
-        memory w_mem = owned(weight.narrow(0, piece.c0, oc), weights_md(oc, groups == 1 ? x.c : oc, g, false));
+        memory w_mem = owned(weight.narrow(0, piece.c0, oc), weights_md(oc, split_depthwise ? oc : x.c, g, false));
         memory w_prim(piece.pd.weights_desc(), engine());
         dnnl::stream s(engine());
         dnnl::reorder(w_mem, w_prim).execute(s, w_mem, w_prim);
         s.wait();
         p_.conv_weights.emplace_back(w_prim, owned(bias.narrow(0, piece.c0, oc), memory::desc({oc}, dt::f32, tag::x)));
       }
-      Value in = pieces.size() > 1 && groups > 1 ? channels(src, piece.c0, piece.c1) : src;
+      Value in = split_depthwise ? channels(src, piece.c0, piece.c1) : src;
       auto& q = op->add_part<dnnl::convolution_forward::primitive_desc, dnnl::convolution_forward>(
           piece.pd, {{DNNL_ARG_SRC, in}, {DNNL_ARG_DST, pieces.size() > 1 ? channels(dst, piece.c0, piece.c1) : dst}});
       q.args[DNNL_ARG_WEIGHTS] = p_.conv_weights.back().first;

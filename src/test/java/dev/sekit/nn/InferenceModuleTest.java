@@ -203,6 +203,25 @@ class InferenceModuleTest {
     }
   }
 
+  /**
+   * Layers whose weights do not fit their input are the module's error, reported as its
+   * unprepared forward reports it; the plan refuses them instead of copying weights of one
+   * size into a descriptor of another.
+   */
+  @Test
+  void layersThatDoNotFitTheirInputAreTheModulesError() {
+    try (Arena arena = Arena.ofConfined()) {
+      Module m = Sequential.of(arena, ConvNormAct.of(arena, 16, 32, 3, 1), ConvNormAct.of(arena, 64, 8, 3, 1));
+      m.eval();
+      Tensor x = Tensor.randn(arena, DType.FLOAT32, Device.CPU, 1, 16, 13, 11);
+      SekitException plain = assertThrows(SekitException.class, () -> m.forward(arena, x, false));
+      InferenceModule fast = m.prepareForInference();
+      SekitException prepared = assertThrows(SekitException.class, () -> fast.forward(arena, x));
+      assertEquals(plain.getMessage(), prepared.getMessage());
+      assertFalse(fast.isPlanned());
+    }
+  }
+
   @Test
   void blocksStagesAndAttentionOnTheirOwn() {
     try (Arena arena = Arena.ofConfined()) {
@@ -231,7 +250,6 @@ class InferenceModuleTest {
             Sekit.setNumThreads(t);
             close("one image split over threads vs unprepared", m.forward(arena, one, false), fast.forward(arena, one));
           }
-          Sekit.setNumThreads(threads);
         }
       } finally {
         Sekit.setNumThreads(threads);
