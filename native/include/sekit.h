@@ -433,7 +433,8 @@ SK_API sk_error* sk_module_set_fused(sk_module* m, int32_t fused);
 /* Which build of the fused CPU kernels runs: 1 = AVX2+FMA, 0 = baseline x86-64. */
 SK_API int32_t sk_fused_kernels_isa(void);
 /* libtorch's CPU allocator in this process is sekit's: a block of 128 KiB or more that a
- * forward, a backward, an optimizer's step or zero_grad, or sk_tensor_free frees is kept
+ * forward, a backward, a loss, a training augmentation, an optimizer's step, zero_grad
+ * (the optimizer's or sk_tensor_clear_grad), or sk_tensor_free frees is kept
  * under its size (once that size has been asked for twice) and handed out again: a training step or a
  * forward allocates the sizes of the one before it, and fresh memory costs a page fault per
  * 4 KiB, more than a memory-bound kernel's own pass. What building, loading, converting or

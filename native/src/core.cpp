@@ -555,6 +555,7 @@ sk_error* sk_tensor_item(const sk_tensor* t, double* out) {
 
 sk_error* sk_tensor_clear_grad(sk_tensor* t) {
   SK_GUARD_BEGIN
+  CpuCacheScope keep_freed_blocks;  // Module.zeroGrad: the gradients freed here are the next backward's
   const at::Tensor& x = tensor_arg(t, "t");
   if (x.grad().defined()) t->t.mutable_grad() = at::Tensor();
   SK_GUARD_END

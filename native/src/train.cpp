@@ -207,6 +207,7 @@ extern "C" {
 sk_error* sk_cross_entropy(const sk_tensor* logits, const sk_tensor* targets, double label_smoothing,
                            sk_tensor** loss) {
   SK_GUARD_BEGIN
+  CpuCacheScope keep_freed_blocks;
   const at::Tensor& z = tensor_arg(logits, "logits");
   const at::Tensor& y = tensor_arg(targets, "targets");
   out_arg(loss, "loss");
@@ -414,6 +415,7 @@ sk_error* sk_optimizer_state_entry(const sk_optimizer* opt, int64_t index, const
 sk_error* sk_random_crop_flip(const sk_tensor* x, int64_t pad, double fill, int32_t flip, uint64_t seed,
                               sk_tensor** out) {
   SK_GUARD_BEGIN
+  CpuCacheScope keep_freed_blocks;  // the padded copy freed here is every step's
   const at::Tensor& in = tensor_arg(x, "x");
   out_arg(out, "out");
   if (in.dim() != 4) fail("random_crop_flip expects [N, C, H, W], got ", shape_str(in.sizes()));

@@ -9,7 +9,8 @@ import org.junit.jupiter.api.Test;
 
 /** The CPU allocator's cache: freed large blocks of a recurring size are handed out again, within its limit. */
 class CpuCacheTest {
-  // A size no other test allocates (3 MiB + 4 KiB of float32).
+  // A size no other test allocates (3 MiB + 4 KiB of float32); this class's other sizes are
+  // FLOATS + 2048 and FLOATS + 4096.
   private static final long FLOATS = (3L << 20) / 4 + 1024;
   private static final long BYTES = FLOATS * 4;
 
@@ -45,8 +46,10 @@ class CpuCacheTest {
       assertTrue(Sekit.cpuCacheBytes() < BYTES, "a block over the limit is not kept");
       Sekit.setCpuCacheLimit(0);
       assertEquals(0, Sekit.cpuCacheBytes(), "a smaller limit empties the cache");
+      // A size of its own: the other test needs FLOATS never to have been asked for, and
+      // the cache counts requests per size for the life of the process.
       for (int i = 0; i < 3; i++) {
-        Tensor.empty(arena, DType.FLOAT32, Device.CPU, FLOATS).close();
+        Tensor.empty(arena, DType.FLOAT32, Device.CPU, FLOATS + 2048).close();
       }
       assertEquals(0, Sekit.cpuCacheBytes(), "limit 0: nothing is kept");
       assertEquals(0, Sekit.cpuCacheLimit());
