@@ -632,7 +632,11 @@ public final class Trainer {
 
   /** Whether {@code stop} says so; with several ranks, whether it says so on any (all stop together). */
   private boolean stopRequested(BooleanSupplier stop) {
-    boolean mine = stop.getAsBoolean();
+    return anyRank(stop.getAsBoolean());
+  }
+
+  /** {@code mine}, or with several ranks whether any rank's is true (a collective: every rank calls it). */
+  private boolean anyRank(boolean mine) {
     if (group == null) {
       return mine;
     }
@@ -717,8 +721,7 @@ public final class Trainer {
     }
     if (group != null) {
       try {
-        double[] outcome = group.allReduce(new double[] {failed == null ? 0 : 1}, ReduceOp.MAX);
-        if (outcome[0] > 0 && rank != 0) {
+        if (anyRank(failed != null) && rank != 0) {
           throw new IOException("rank 0 failed to write the checkpoint " + file + " (rank 0 reports why)");
         }
       } catch (RuntimeException e) {

@@ -233,7 +233,6 @@ class DistributedTest {
     }
   }
 
-  /** The README's data-parallel example, extracted and run as a source-file program in 2 processes. */
   /**
    * Rank 0 cannot write the checkpoint: both ranks fail at that save, rank 0 with its own error
    * and rank 1 saying so, rather than rank 1 going on as if it were written (and waiting for
@@ -253,6 +252,7 @@ class DistributedTest {
     }
   }
 
+  /** The README's data-parallel example, extracted and run as a source-file program in 2 processes. */
   @Test
   void readmeExampleRunsInTwoProcesses() throws Exception {
     String readme = java.nio.file.Files.readString(Path.of("README.md"));
