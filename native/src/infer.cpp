@@ -176,11 +176,15 @@ struct Plan {
   char* base = nullptr;
   // The primitives' scratchpad, owned by the plan (oneDNN's user mode): plans run on
   // different threads at once, so no scratchpad may be shared between them; nor between the
-  // parts of a split plan, which has one per part.
+  // parts of a split plan, which has one per part. A worker's copy (`twin` set) only ever
+  // runs its parts one after another on one thread: they share one.
   at::Tensor scratch;
   char* scratch_base = nullptr;
   size_t scratch_stride = 0;
-  char* scratch_of(int part) const { return scratch_base + static_cast<size_t>(part) * scratch_stride; }
+  int scratch_slots() const { return twin != nullptr ? 1 : parts; }
+  char* scratch_of(int part) const {
+    return scratch_base + static_cast<size_t>(part % scratch_slots()) * scratch_stride;
+  }
   // Each convolution's weights and bias in the primitive's layout, in build order. A worker's
   // copy of a plan (`twin` set) takes them from the first plan instead of holding its own.
   std::vector<std::pair<memory, memory>> conv_weights;
@@ -261,7 +265,7 @@ struct Plan {
     for (auto& op : ops) scratch_part = std::max(scratch_part, op->scratch_bytes);
     if (scratch_part > 0) {
       scratch_stride = align(scratch_part);
-      scratch = at::empty({static_cast<int64_t>(scratch_stride * static_cast<size_t>(parts) + 64)}, at::kByte);
+      scratch = at::empty({static_cast<int64_t>(scratch_stride * static_cast<size_t>(scratch_slots()) + 64)}, at::kByte);
       scratch_base = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(scratch.data_ptr()) + 63) / 64 * 64);
     }
     for (auto& op : ops) op->bind(*this);
@@ -412,8 +416,9 @@ View view(Plan& p, const Value& v) {
 }
 
 // fn(b0, b1) on the channel blocks of part j of `parts`. Split parts run inside a parallel
-// region (a split plan's team, or a batch's worker), where at::parallel_for runs inline; an
-// op that is not split spreads its blocks over the threads.
+// region (a split plan's team, or a batch's worker), where at::parallel_for runs inline. In a
+// plan of one part, run outside any region, an op spreads its blocks over the threads; an op
+// of one part inside a split plan's team runs on one thread while the others wait.
 template <typename F>
 void over_blocks(int64_t blocks, int j, int parts, const F& fn) {
   auto [b0, b1] = share(blocks, j, parts);
@@ -943,8 +948,9 @@ class Builder {
     // Split plans: each part pools a block-aligned channel range.
     const auto ranges = src.buf == kInput ? std::vector<std::pair<int64_t, int64_t>>{{0, x.c}} : p_.channel_parts(x.c);
     std::vector<dnnl::pooling_forward::primitive_desc> split;
-    for (auto [c0, c1] : ranges) {
-      auto q = make(p_.md(channels(src, c0, c1)), p_.md(channels(dst, c0, c1)));
+    for (size_t j = 0; ranges.size() > 1 && j < ranges.size(); ++j) {
+      auto q = make(p_.md(channels(src, ranges[j].first, ranges[j].second)),
+                    p_.md(channels(dst, ranges[j].first, ranges[j].second)));
       if (bad(q)) break;
       split.push_back(q);
     }
@@ -1113,6 +1119,7 @@ struct PreparedModule::Impl {
   };
   std::map<Key, Entry> plans;  // a bounded cache of input sizes
   std::vector<dnnl::stream> streams;  // one per worker
+  std::vector<RunContext> contexts;   // one per worker, refilled by each call
 
   std::vector<std::pair<const void*, uint32_t>> current() const {
     std::vector<std::pair<const void*, uint32_t>> v;
@@ -1151,12 +1158,13 @@ struct PreparedModule::Impl {
   // it is not planned again on every call).
   bool try_run(const at::Tensor& x, bool stages, std::vector<at::Tensor>& outs) {
     if (!takes(x)) return false;
+    at::internal::lazy_init_num_threads();
     const Key key = key_of(stages, x);
     auto known = plans.find(key);
     if (known != plans.end() && known->second.refused) return false;
     c10::NoGradGuard no_grad;
     try {
-      outs = run(x, stages);
+      outs = run(x, stages, key);
       return true;
     } catch (const Unsupported&) {
       planned = false;
@@ -1227,17 +1235,15 @@ struct PreparedModule::Impl {
     return p;
   }
 
-  std::vector<at::Tensor> run(const at::Tensor& x_in, bool stages) {
+  std::vector<at::Tensor> run(const at::Tensor& x_in, bool stages, const Key& key) {
     at::Tensor x = x_in;
     const bool cl = channels_last(x);
     if (!cl) x = x.contiguous();
     const int64_t n = x.size(0);
-    at::internal::lazy_init_num_threads();
     // A batch of two or more images runs image-parallel: each worker thread takes a contiguous
     // run of images through its own plan with single-threaded primitives, so the threads never
     // meet between layers (with threads that sleep while waiting, as OMP_WAIT_POLICY=passive
     // makes them, a meeting per layer costs more than the layer's own parallel speed-up).
-    const Key key = key_of(stages, x);
     const int parts = std::get<5>(key);
     const bool split = parts > 1 && n == 1;
     const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(threads(), n));
@@ -1249,10 +1255,11 @@ struct PreparedModule::Impl {
     const int64_t image = x.size(1) * x.size(2) * x.size(3);
     const float* xp = x.data_ptr<float>();
     const int64_t chunk = (n + workers - 1) / workers;
-    // One context per thread, made before any thread starts (nothing in a split plan's team
-    // may fail before the meetings, or the others would wait for it).
-    std::vector<RunContext> contexts(static_cast<size_t>(std::max<int64_t>(workers, parts)));
-    for (size_t t = 0; t < contexts.size(); ++t) {
+    // One context per thread, ready before any thread starts (nothing in a split plan's team
+    // may fail before the meetings, or the others would wait for it); kept between calls.
+    const size_t need = static_cast<size_t>(std::max<int64_t>(workers, parts));
+    if (contexts.size() < need) contexts.resize(need);
+    for (size_t t = 0; t < need; ++t) {
       contexts[t].stream = &streams[t];
       contexts[t].outputs.resize(outs.size());
     }
