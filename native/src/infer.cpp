@@ -143,6 +143,12 @@ std::pair<int64_t, int64_t> share(int64_t n, int j, int parts) {
   return {n * j / parts, n * (j + 1) / parts};
 }
 
+// The channels [c0, c1) of part j of `parts`, in whole blocks of `block` channels.
+std::pair<int64_t, int64_t> channel_share(int64_t c, int64_t block, int j, int parts) {
+  auto [b0, b1] = share(c / block, j, parts);
+  return {b0 * block, b1 * block};
+}
+
 // Where the threads of a split plan meet between phases. The threads do equal shares, so the
 // wait is usually short: a spin of up to 1 ms, then a few yields, then a sleep on a futex (a
 // thread whose peer was descheduled does not keep a core busy). The spin is timed, not
@@ -336,10 +342,7 @@ struct Plan {
     const int n = parts_for(c);
     if (n == 1) return {{0, c}};
     std::vector<std::pair<int64_t, int64_t>> r;
-    for (int j = 0; j < n; ++j) {
-      auto [b0, b1] = share(c / layout.block, j, n);
-      r.emplace_back(b0 * layout.block, b1 * layout.block);
-    }
+    for (int j = 0; j < n; ++j) r.push_back(channel_share(c, layout.block, j, n));
     return r;
   }
 };
@@ -484,9 +487,7 @@ void squeeze(const View& x, double* sum, float* max, int j = 0, int parts = 1) {
 
 // The channels [c0, c1) part j of `parts` squeezed (all of them when not split).
 std::pair<int64_t, int64_t> squeezed_channels(const View& x, int j, int parts) {
-  if (parts == 1) return {0, x.c};
-  auto [b0, b1] = share(x.c / x.block, j, parts);
-  return {b0 * x.block, b1 * x.block};
+  return parts == 1 ? std::pair<int64_t, int64_t>{0, x.c} : channel_share(x.c, x.block, j, parts);
 }
 
 float activate(int32_t act, float v) {
