@@ -588,8 +588,14 @@ public final class Trainer {
         save(checkpoint);
         l.onCheckpoint(checkpoint, false);
       }
-      boolean stopNow = stopRequested(() -> s.getAsBoolean() || l.stopAfter(st)); // one collective for both
-      if (stopNow && globalStep < (long) stepsPerEpoch * opts.epochs()) {
+      // The listener is asked at every epoch's end. `stop` was asked after this epoch's last
+      // step already, unless several ranks are between polls: then this vote is where they
+      // agree on it too (one collective for both).
+      boolean mine = l.stopAfter(st);
+      if (group != null && globalStep % STOP_POLL_STEPS != 0) {
+        mine |= s.getAsBoolean();
+      }
+      if (anyRank(mine) && globalStep < (long) stepsPerEpoch * opts.epochs()) {
         return new Result(List.copyOf(history), false, globalStep);
       }
     }

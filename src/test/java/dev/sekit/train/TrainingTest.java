@@ -108,6 +108,9 @@ class TrainingTest {
       AtomicLong steps = new AtomicLong();
       Trainer.Result r = t.fit(ckpt, null, () -> steps.incrementAndGet() >= stopAfter);
       assertEquals(stopAfter >= 20 || resume, r.completed());
+      if (!resume && stopAfter < 20) {
+        assertEquals(stopAfter, r.steps(), "one process asks `stop` once per step, no more");
+      }
       return snapshot(model);
     }
   }
