@@ -53,17 +53,24 @@ struct SmallLinear : public torch::autograd::Function<SmallLinear> {
     const bool bias = ctx->saved_data["bias"].toBool();
     at::Tensor dz = grads[0].contiguous();
     const int64_t n = s.size(0), in = s.size(1), out = w.size(0);
-    at::Tensor ds = at::empty_like(s), dw = at::empty_like(w);
-    at::Tensor db = bias ? at::empty({out}, w.options()) : at::Tensor();
+    // Only the gradients autograd asks for: a detached input (a linear probe) or a frozen
+    // head skips a whole matrix product.
+    const bool need_s = ctx->needs_input_grad(0);
+    const bool need_w = ctx->needs_input_grad(1) || (bias && ctx->needs_input_grad(2));
+    at::Tensor ds = need_s ? at::empty_like(s) : at::Tensor(), dw = need_w ? at::empty_like(w) : at::Tensor();
+    at::Tensor db = need_w && bias ? at::empty({out}, w.options()) : at::Tensor();
     AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "sekit_small_linear_backward", [&] {
       const scalar_t* dzp = dz.data_ptr<scalar_t>();
-      at::parallel_for(0, n, 1, [&](int64_t a, int64_t e) {
-        SEKIT_DISPATCH(linear_grad_input<scalar_t>, dzp, w.data_ptr<scalar_t>(), ds.data_ptr<scalar_t>(), a, e, in, out);
-      });
-      at::parallel_for(0, out, 1, [&](int64_t a, int64_t e) {
-        SEKIT_DISPATCH(linear_grad_weight<scalar_t>, dzp, s.data_ptr<scalar_t>(), dw.data_ptr<scalar_t>(),
-                       bias ? db.data_ptr<scalar_t>() : nullptr, a, e, n, in, out);
-      });
+      if (need_s)
+        at::parallel_for(0, n, 1, [&](int64_t a, int64_t e) {
+          SEKIT_DISPATCH(linear_grad_input<scalar_t>, dzp, w.data_ptr<scalar_t>(), ds.data_ptr<scalar_t>(), a, e, in,
+                         out);
+        });
+      if (need_w)
+        at::parallel_for(0, out, 1, [&](int64_t a, int64_t e) {
+          SEKIT_DISPATCH(linear_grad_weight<scalar_t>, dzp, s.data_ptr<scalar_t>(), dw.data_ptr<scalar_t>(),
+                         bias ? db.data_ptr<scalar_t>() : nullptr, a, e, n, in, out);
+        });
     });
     return {ds, dw, db};
   }
