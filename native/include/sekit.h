@@ -427,8 +427,8 @@ SK_API sk_error* sk_module_to(sk_module* m, int32_t dtype, int32_t device_type, 
 /* SE and eSE blocks in m (m itself or inside it) run fused CPU kernels by default (one
  * pass to squeeze, one to scale; two passes backward) for float32/float64 inputs in NCHW or
  * channels-last, and so do BatchNorm+ReLU in training (float32 channels-last) and Linear
- * on [N, in] CPU inputs (float32/float64, instead of the system BLAS); fused = 0 selects the
- * libtorch composition (the reference) instead. */
+ * on [N, in] CPU inputs (float32/float64, instead of the system BLAS when libtorch has no
+ * MKL); fused = 0 selects the libtorch composition (the reference) instead. */
 SK_API sk_error* sk_module_set_fused(sk_module* m, int32_t fused);
 /* Which build of the fused CPU kernels runs: 1 = AVX2+FMA, 0 = baseline x86-64. */
 SK_API int32_t sk_fused_kernels_isa(void);

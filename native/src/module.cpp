@@ -121,7 +121,9 @@ at::Tensor Linear::forward(const at::Tensor& x) {
   if (x.dim() < 1 || x.size(-1) != in_)
     fail("Linear(", in_, ", ", out_, ") got input of shape ", shape_str(x.sizes()));
   const at::Tensor& w = *weight_;
-  const bool own = fused_ && x.dim() == 2 && x.device().is_cpu() && w.device().is_cpu() &&
+  // The small kernel stands in for the reference BLAS Debian's libtorch links; a libtorch
+  // with MKL multiplies large heads faster itself.
+  const bool own = fused_ && !at::hasMKL() && x.dim() == 2 && x.device().is_cpu() && w.device().is_cpu() &&
                    x.scalar_type() == w.scalar_type() && (w.scalar_type() == at::kFloat || w.scalar_type() == at::kDouble) &&
                    (!bias_ || bias_->scalar_type() == w.scalar_type());
   if (own) return small_linear(x, w, bias_ ? *bias_ : at::Tensor());

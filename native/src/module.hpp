@@ -136,7 +136,8 @@ at::Tensor fused_batch_norm_relu(const at::Tensor& x, const at::Tensor& weight, 
 // x [N, in] @ w[out, in]^T + b on the fused SE kernels' linear layer (se_fused.cpp), with
 // its own backward: CPU float32/float64 tensors of one dtype. libtorch's addmm/mm go to the
 // system BLAS, which on Debian is the reference implementation (a classifier head's matrix
-// products took 13 ms of a 500 ms ese_vovnet19b_dw training step there).
+// products took 13 ms of a 500 ms ese_vovnet19b_dw training step there). Linear uses it only
+// where libtorch has no MKL.
 at::Tensor small_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b);
 
 // Children "0", "1", ... applied in order (nn.Sequential).

@@ -140,7 +140,8 @@ public abstract class Module {
    * NCHW or channels-last): one pass over the input to squeeze and one to scale, two passes
    * backward; so does BatchNorm+ReLU in training (float32 channels-last: two passes forward,
    * two backward), and Linear on {@code [N, in]} CPU inputs runs sekit's own kernels instead
-   * of the system BLAS. {@code false} selects the libtorch composition, the reference.
+   * of the system BLAS (where libtorch has no MKL). {@code false} selects the libtorch
+   * composition, the reference.
    */
   public Module useFusedKernels(boolean on) {
     n.setFused(on);
