@@ -8,8 +8,9 @@
 #     which that machine lacks, so without them the image tests fail there)
 # Usage: benchmarks/gpu/bundle.sh [DIR]   (default .gpu; after ./sekit test has built target/)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-dir="${1:-.gpu}"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+dir="$(realpath -m "${1:-$root/.gpu}")"  # relative to where it is run
+cd "$root"
 JAVA_HOME="${SEKIT_JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}"
 [[ -d target/test-classes && -f target/classpath.txt ]] \
   || { echo "bundle.sh: build first (./sekit test, or mvn -DskipTests verify)" >&2; exit 1; }
@@ -25,13 +26,13 @@ if [[ ! -f "$dir/jrt.tar.xz" ]]; then
   rm -rf "$dir/jrt"
 fi
 
-mvn -B -ntp -q dependency:get -Dartifact="$junit"
-cp "$HOME/.m2/repository/org/junit/platform/junit-platform-console-standalone/1.11.4/junit-platform-console-standalone-1.11.4.jar" "$dir/jars/"
-tr ':' '\n' < target/classpath.txt | while read -r jar; do [[ -n "$jar" ]] && cp "$jar" "$dir/jars/"; done
+mvn -B -ntp -q dependency:copy -Dartifact="$junit" -DoutputDirectory="$dir/jars"
+IFS=: read -ra jars < target/classpath.txt || true  # one line; read fails at its end (no newline)
+cp "${jars[@]}" "$dir/jars/"
 # The classes, without the CPU build of libsekit (the GPU machine builds its own).
 tar -C target --exclude='classes/native' -czf "$dir/classes.tar.gz" classes app-classes test-classes
 [[ ${SEKIT_BUNDLE_IMAGES:-0} == 1 ]] && tar -C target/fixtures -czf "$dir/images.tar.gz" images
 
-(cd "$dir/debs" && apt-get download libdnnl2 libdnnl-dev libturbojpeg0 libturbojpeg0-dev libgloo-dev ocl-icd-libopencl1 2>/dev/null)
+(cd "$dir/debs" && apt-get download libdnnl2 libdnnl-dev libturbojpeg0 libturbojpeg0-dev libgloo-dev ocl-icd-libopencl1)
 for f in "$dir"/debs/*%3a*; do [[ -e "$f" ]] && mv "$f" "${f//%3a/_}"; done
 du -sh "$dir"

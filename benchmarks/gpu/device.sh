@@ -8,8 +8,9 @@
 #   stages: probe build ctest timm junit bench (default: all, in that order; a stage whose
 #   prerequisite failed is skipped). Logs go to OUT/<stage>.log; a summary is printed last.
 set -uo pipefail
+[[ $# -ge 2 ]] || { echo "usage: benchmarks/gpu/device.sh BUNDLE OUT [STAGE...]" >&2; exit 2; }
+bundle="$(cd "$1" && pwd)" || exit 2; out="$(mkdir -p "$2" && cd "$2" && pwd)" || exit 2; shift 2
 cd "$(dirname "$0")/../.."
-bundle="$(cd "$1" && pwd)"; out="$(mkdir -p "$2" && cd "$2" && pwd)"; shift 2
 stages=("$@"); [[ ${#stages[@]} -eq 0 ]] && stages=(probe build ctest timm junit bench)
 py="${SEKIT_PYTHON:-python3}"
 build=target/native-build-cuda
@@ -99,7 +100,6 @@ stage_timm() {
   mkdir -p target/timm-cuda && "$py" benchmarks/gpu/timm_cuda.py target/timm-cuda
 }
 
-need=()
 declare -A prereq=([ctest]=build [junit]=build [bench]=build)
 for s in "${stages[@]}"; do
   p="${prereq[$s]:-}"

@@ -11,7 +11,7 @@ py="${SEKIT_PYTHON:-python3}"
 build=target/native-build-cuda
 if [[ ${1:-} != --no-build ]]; then
   # shellcheck disable=SC2086
-  cmake -S native -B "$build" -DCMAKE_BUILD_TYPE=Release -DSEKIT_PYTHON="$py" ${SEKIT_CMAKE_ARGS:-}
+  cmake -S native -B "$build" -DCMAKE_BUILD_TYPE=Release -DSEKIT_PYTHON="$py" -DBUILD_TESTING=OFF ${SEKIT_CMAKE_ARGS:-}
   cmake --build "$build" -j"$(nproc)"
 fi
 torchlib="$("$py" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
