@@ -1,6 +1,7 @@
 package dev.sekit;
 
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -11,6 +12,7 @@ import dev.sekit.nn.Module;
 import dev.sekit.nn.SqueezeExcitation;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.ref.WeakReference;
 import java.util.concurrent.Callable;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -179,5 +181,47 @@ class LifetimeTest {
     }
     long grown = TestSupport.rssBytes() - before;
     assertTrue(grown < 96L << 20, "resident memory grew by " + (grown >> 20) + " MiB over 1500 steps");
+  }
+
+  @Test
+  void anAutomaticArenaThatOwnsTensorsIsStillCollected() throws InterruptedException {
+    List<WeakReference<MemorySegment.Scope>> scopes = new ArrayList<>();
+    for (int i = 0; i < 8; i++) {
+      Arena auto = Arena.ofAuto();
+      Tensor x = Tensor.randn(auto, DType.FLOAT32, Device.CPU, 4, 64, 28, 28);
+      x.close(); // one released early, one left for the collector
+      Tensor.randn(auto, DType.FLOAT32, Device.CPU, 4, 64, 28, 28);
+      scopes.add(new WeakReference<>(auto.scope()));
+    }
+    for (int i = 0; i < 50 && scopes.stream().anyMatch(r -> r.get() != null); i++) {
+      System.gc();
+      Thread.sleep(20);
+    }
+    assertTrue(scopes.stream().allMatch(r -> r.get() == null), "an automatic arena was kept reachable");
+  }
+
+  @Test
+  void anArenaPerCallLeavesNothingBehind() {
+    try (Arena arena = Arena.ofConfined()) {
+      Module ese = EffectiveSqueezeExcitation.of(arena, 64).eval();
+      Tensor x = Tensor.randn(arena, DType.FLOAT32, Device.CPU, 1, 64, 7, 7);
+      float[] first = null;
+      for (int i = 0; i < 20_000; i++) { // the serving pattern: one short arena per call
+        try (Arena call = Arena.ofConfined()) {
+          float[] y = ese.forward(call, x, false).toFloatArray();
+          if (first == null) {
+            first = y;
+          } else if (i % 1000 == 0) {
+            assertArrayEquals(first, y);
+          }
+        }
+      }
+      Tensor kept;
+      try (Arena call = Arena.ofConfined()) {
+        kept = ese.forward(call, x, false);
+        assertTrue(kept.isAlive());
+      }
+      assertFalse(kept.isAlive()); // the owner of a closed arena freed what it held
+    }
   }
 }

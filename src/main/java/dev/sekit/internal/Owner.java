@@ -3,6 +3,7 @@ package dev.sekit.internal;
 import dev.sekit.internal.ffi.sekit_h;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.ref.WeakReference;
 import java.util.Map;
 import java.util.WeakHashMap;
 
@@ -13,8 +14,11 @@ import java.util.WeakHashMap;
  * a long-lived arena does not grow with handles that were closed one by one (a cleanup per
  * handle would: FFM keeps every cleanup until its arena closes).
  *
- * <p>The owner keeps raw addresses only, never a segment of its arena, so that an
- * {@link Arena#ofAuto() automatic} arena can still be collected.
+ * <p>The owner keeps raw addresses only, never a segment of its arena, and its scope only
+ * weakly, so that an {@link Arena#ofAuto() automatic} arena can still be collected. Closing
+ * an arena takes its entry out of the map at once: a serving loop that opens an arena per
+ * call then leaves no stale weak entries for the collector to clear (they cost about 1 µs a
+ * call).
  */
 final class Owner {
   /** The free function of each kind of handle. */
@@ -39,11 +43,14 @@ final class Owner {
 
   /** Whether only the arena's own thread may use it (views then get confined arenas too). */
   private final boolean confined;
+  /** The arena's scope, the key of this owner in {@link #OWNERS}. */
+  private final WeakReference<MemorySegment.Scope> scope;
   private final Handle list = new Handle(this, 0, Kind.TENSOR); // sentinel of a ring
   private boolean closed; // guarded by list
 
-  private Owner(boolean confined) {
+  private Owner(boolean confined, MemorySegment.Scope scope) {
     this.confined = confined;
+    this.scope = new WeakReference<>(scope);
     list.prev = list;
     list.next = list;
   }
@@ -59,7 +66,7 @@ final class Owner {
           throw new IllegalStateException("the arena is already closed");
         }
         MemorySegment probe = MemorySegment.NULL.reinterpret(arena, null);
-        Owner fresh = new Owner(!probe.isAccessibleBy(PROBE));
+        Owner fresh = new Owner(!probe.isAccessibleBy(PROBE), scope);
         // The one cleanup of this arena; the lambda holds the owner only.
         MemorySegment.NULL.reinterpret(arena, ignored -> fresh.closeAll());
         OWNERS.put(scope, fresh);
@@ -90,6 +97,12 @@ final class Owner {
   }
 
   private void closeAll() {
+    MemorySegment.Scope s = scope.get(); // null once an automatic arena was collected
+    if (s != null) {
+      synchronized (OWNERS) {
+        OWNERS.remove(s);
+      }
+    }
     Handle first;
     synchronized (list) {
       closed = true;
