@@ -263,6 +263,20 @@ at::Tensor apply_activation(int32_t act, const at::Tensor& x) {
   }
 }
 
+void apply_activation_(int32_t act, at::Tensor& x) {
+  switch (act) {
+    case SK_ACT_IDENTITY: return;
+    case SK_ACT_RELU: at::relu_(x); return;
+    case SK_ACT_SIGMOID: at::sigmoid_(x); return;
+    case SK_ACT_HARD_SIGMOID: at::hardsigmoid_(x); return;
+    case SK_ACT_SILU: at::silu_(x); return;
+    case SK_ACT_GELU: at::gelu_(x); return;
+    case SK_ACT_HARD_SWISH: at::hardswish_(x); return;
+    case SK_ACT_TANH: at::tanh_(x); return;
+    default: fail("unknown activation code ", act);
+  }
+}
+
 int64_t se_reduced_channels(int64_t channels, double rd_ratio, int64_t rd_divisor) {
   const double v = static_cast<double>(channels) * rd_ratio;
   const int64_t rounded =

@@ -218,6 +218,8 @@ std::shared_ptr<Module> make_se(int64_t channels, int64_t rd, bool bias, int32_t
 std::shared_ptr<Module> make_ese(int64_t channels, int32_t gate, bool add_maxpool);
 
 at::Tensor apply_activation(int32_t act, const at::Tensor& x);
+// The same op in place, for a tensor nothing else reads (bit-identical to apply_activation).
+void apply_activation_(int32_t act, at::Tensor& x);
 
 // An SE or eSE block as plain numbers, for inference preparation (eval mode; an SE's
 // BatchNorm folded into fc1): gate(fc2(act(fc1(s)))) for SE, gate(fc1(s)) for eSE, with s the

@@ -19,20 +19,23 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 // z = s W^T + b on our own small kernels: libtorch's BLAS may be a slow reference one, and
-// these layers are tiny (a few hundred KB of weights) next to the feature maps.
+// these layers are tiny (a few hundred KB of weights) next to the feature maps. s [n, in],
+// w [out, in] and z [n, out] are contiguous; b is nullptr or [out].
+template <typename T>
+void linear_into(const T* s, const T* w, const T* b, T* z, int64_t n, int64_t in, int64_t out) {
+  at::parallel_for(0, n * out, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, in)), [&](int64_t r0, int64_t r1) {
+    SEKIT_DISPATCH(linear_forward<T>, s, w, b, z, r0, r1, in, out);
+  });
+}
+
 at::Tensor linear_raw(const at::Tensor& s, const at::Tensor& w, const at::Tensor& b) {
-    const int64_t n = s.size(0), in = s.size(1), out = w.size(0);
-    at::Tensor z = at::empty({n, out}, s.options());
-    AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "sekit_small_linear", [&] {
-      const scalar_t* sp = s.data_ptr<scalar_t>();
-      const scalar_t* wp = w.data_ptr<scalar_t>();
-      const scalar_t* bp = b.defined() ? b.data_ptr<scalar_t>() : nullptr;
-      scalar_t* zp = z.data_ptr<scalar_t>();
-      at::parallel_for(0, n * out, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, in)), [&](int64_t r0, int64_t r1) {
-        SEKIT_DISPATCH(linear_forward<scalar_t>, sp, wp, bp, zp, r0, r1, in, out);
-      });
-    });
-    return z;
+  const int64_t n = s.size(0), in = s.size(1), out = w.size(0);
+  at::Tensor z = at::empty({n, out}, s.options());
+  AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "sekit_small_linear", [&] {
+    linear_into<scalar_t>(s.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), b.defined() ? b.data_ptr<scalar_t>() : nullptr,
+                          z.data_ptr<scalar_t>(), n, in, out);
+  });
+  return z;
 }
 
 struct SmallLinear : public torch::autograd::Function<SmallLinear> {
@@ -93,6 +96,32 @@ at::Tensor excite(const at::Tensor& s, const std::vector<at::Tensor>& p, const F
   return excitation(s, p, c, [](const at::Tensor& v, const at::Tensor& w2, const at::Tensor& b) {
     return small_linear(v, w2, b);
   });
+}
+
+// The excitation as forward_pass runs it, never under autograd: the kernels read each 1x1
+// conv's weight where it lies (no [out, in] view) and each activation runs in place (no
+// tensor of its own). The activations are excite()'s own at:: ops, so the gate is the same
+// to the bit; on a small map the views and temporaries had cost more than the arithmetic.
+at::Tensor excite_forward(const at::Tensor& s_in, const std::vector<at::Tensor>& p, const FusedConfig& c) {
+  auto layer = [](const at::Tensor& v, const at::Tensor& w_in, const at::Tensor& b_in, int32_t act) {
+    const at::Tensor w = w_in.contiguous(), b = b_in.defined() ? b_in.contiguous() : b_in;  // no-ops for parameters
+    at::Tensor z = at::empty({v.size(0), w.size(0)}, v.options());
+    AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "sekit_excite_forward", [&] {
+      linear_into<scalar_t>(v.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
+                            b.defined() ? b.data_ptr<scalar_t>() : nullptr, z.data_ptr<scalar_t>(), v.size(0),
+                            w.size(1), w.size(0));
+    });
+    apply_activation_(act, z);
+    return z;
+  };
+  const at::Tensor s = s_in.contiguous();
+  if (!c.se) return layer(s, p[0], p[1], c.gate);
+  size_t i = 0;
+  const at::Tensor& w1 = p[i++];
+  const at::Tensor b1 = c.bias ? p[i++] : at::Tensor();
+  const at::Tensor& w2 = p[i++];
+  const at::Tensor b2 = c.bias ? p[i++] : at::Tensor();
+  return layer(layer(s, w1, b1, c.act), w2, b2, c.gate);
 }
 
 struct Geometry {
@@ -247,7 +276,7 @@ ForwardPass forward_pass(const at::Tensor& x, const std::vector<at::Tensor>& par
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sekit_se_forward", [&] {
     squeeze<scalar_t>(x, g, mean, r.max);
     r.s = cfg.add_maxpool ? (mean + r.max).mul_(0.5) : mean;
-    r.gate = excite(r.s, params, cfg).contiguous();
+    r.gate = excite_forward(r.s, params, cfg);
     scale<scalar_t>(x, r.gate, r.y, g);
   });
   return r;

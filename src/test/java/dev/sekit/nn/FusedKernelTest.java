@@ -40,6 +40,18 @@ class FusedKernelTest {
         }
       }
     }
+    // Every other activation, as SE's inner activation and as the gate.
+    Activation[][] pairs = {{Activation.GELU, Activation.TANH}, {Activation.HARD_SWISH, Activation.SILU},
+        {Activation.TANH, Activation.HARD_SWISH}, {Activation.SIGMOID, Activation.GELU}};
+    for (Activation[] pair : pairs) {
+      for (DType d : new DType[] {DType.FLOAT32, DType.FLOAT64}) {
+        long[] s = {2, 40, 5, 9};
+        b.add(Arguments.of("SE " + pair[0] + " gate " + pair[1] + " " + d, s, d, MemoryFormat.CONTIGUOUS,
+            (Function<Arena, Module>) a -> SqueezeExcitation.builder(40).activation(pair[0]).gate(pair[1]).build(a)));
+        b.add(Arguments.of("eSE gate " + pair[1] + " " + d, s, d, MemoryFormat.CHANNELS_LAST,
+            (Function<Arena, Module>) a -> EffectiveSqueezeExcitation.builder(40).gate(pair[1]).build(a)));
+      }
+    }
     return b.build();
   }
 
