@@ -48,4 +48,26 @@ class MemoryFormatTest {
       }
     }
   }
+
+  /**
+   * A one-channel input and a [24, 1, 3, 3] weight are contiguous in both layouts at once;
+   * the convolution still writes the module's layout (and so its BatchNorm+ReLU runs the
+   * fused channels-last kernel in training), in both directions of {@code to}.
+   */
+  @Test
+  void aGrayscaleStemWritesTheModulesLayout() {
+    try (Arena arena = Arena.ofConfined()) {
+      Module stem = ConvNormAct.of(arena, 1, 24, 3, 1);
+      Tensor x = Tensor.randn(arena, DType.FLOAT32, Device.CPU, 4, 1, 8, 8);
+      assertTrue(stem.forward(x).isContiguous(MemoryFormat.CHANNELS_LAST), "as created");
+      stem.to(MemoryFormat.CONTIGUOUS);
+      Tensor nchw = stem.forward(x);
+      assertTrue(nchw.isContiguous(MemoryFormat.CONTIGUOUS));
+      assertFalse(nchw.isContiguous(MemoryFormat.CHANNELS_LAST));
+      stem.to(MemoryFormat.CHANNELS_LAST);
+      Tensor cl = stem.forward(x);
+      assertTrue(cl.isContiguous(MemoryFormat.CHANNELS_LAST), "converted back");
+      assertTrue(TestSupport.relativeError(nchw, cl) < 1e-6);
+    }
+  }
 }
