@@ -187,17 +187,22 @@ class LifetimeTest {
   void anAutomaticArenaThatOwnsTensorsIsStillCollected() throws InterruptedException {
     List<WeakReference<MemorySegment.Scope>> scopes = new ArrayList<>();
     for (int i = 0; i < 8; i++) {
-      Arena auto = Arena.ofAuto();
-      Tensor x = Tensor.randn(auto, DType.FLOAT32, Device.CPU, 4, 64, 28, 28);
-      x.close(); // one released early, one left for the collector
-      Tensor.randn(auto, DType.FLOAT32, Device.CPU, 4, 64, 28, 28);
-      scopes.add(new WeakReference<>(auto.scope()));
+      scopes.add(anAutomaticArenaWithTensors());
     }
     for (int i = 0; i < 50 && scopes.stream().anyMatch(r -> r.get() != null); i++) {
       System.gc();
       Thread.sleep(20);
     }
     assertTrue(scopes.stream().allMatch(r -> r.get() == null), "an automatic arena was kept reachable");
+  }
+
+  /** In a frame of its own, so that no local of the test's frame keeps the arena reachable. */
+  private static WeakReference<MemorySegment.Scope> anAutomaticArenaWithTensors() {
+    Arena auto = Arena.ofAuto();
+    Tensor x = Tensor.randn(auto, DType.FLOAT32, Device.CPU, 4, 64, 28, 28);
+    x.close(); // one released early, one left for the collector
+    Tensor.randn(auto, DType.FLOAT32, Device.CPU, 4, 64, 28, 28);
+    return new WeakReference<>(auto.scope());
   }
 
   @Test
