@@ -84,7 +84,7 @@ public final class NativeTensor {
    * tensor gets a guard of its own in front of those it inherits.
    */
   static NativeTensor adopt(MemorySegment ptr, Arena arena, Origin origin) {
-    Owner.Handle h = Owner.of(arena).adopt(ptr.address(), Owner.Kind.TENSOR);
+    Owner.Handle h = Owner.adopt(arena, ptr.address(), Owner.Kind.TENSOR);
     MemorySegment seg;
     try {
       seg = ptr.reinterpret(arena, null);

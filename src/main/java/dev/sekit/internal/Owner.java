@@ -77,6 +77,32 @@ final class Owner {
   }
 
   /**
+   * {@link #adopt(long, Kind)} by {@code arena}'s owner, for a result whose arena was not
+   * looked up before the native call: if the arena closed meanwhile (its owner is gone from
+   * the map), the object is freed at once and {@link IllegalStateException} thrown.
+   */
+  static Handle adopt(Arena arena, long address, Kind kind) {
+    Owner o;
+    try {
+      o = of(arena);
+    } catch (RuntimeException e) {
+      kind.free(address);
+      if (!arena.scope().isAlive()) {
+        throw new IllegalStateException("the arena was closed while the result was made");
+      }
+      throw e;
+    }
+    return o.adopt(address, kind);
+  }
+
+  /** How many arenas own handles now (closed arenas leave at once). */
+  static int liveOwners() {
+    synchronized (OWNERS) {
+      return OWNERS.size();
+    }
+  }
+
+  /**
    * Takes ownership of the native object at {@code address}: from now on it is freed when the
    * arena closes, or earlier by {@link Handle#release}. If the arena closed meanwhile, the
    * object is freed at once and {@link IllegalStateException} thrown.
