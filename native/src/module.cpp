@@ -136,8 +136,22 @@ at::Tensor Linear::forward(const at::Tensor& x) {
 // grayscale stem's [24, 1, 3, 3] weight kept NCHW strides, so its convolution wrote NCHW and
 // the BatchNorm+ReLU after it missed the fused channels-last kernel (12 of the demo's 118 ms
 // per training step).
+// A tensor that already has the format's own strides is returned as it is, so that to(format)
+// twice copies nothing (a [O, 1, 1, 1] weight never reads as channels-last, whatever its
+// strides).
 static at::Tensor laid_out(const at::Tensor& t, at::MemoryFormat format) {
-  if (t.dim() != 4 || (t.is_contiguous(format) && t.suggest_memory_format() == format)) return t;
+  if (t.dim() != 4) return t;
+  std::vector<int64_t> want(4);
+  if (format == at::MemoryFormat::ChannelsLast) {
+    want = c10::get_channels_last_strides_2d(t.sizes());
+  } else {
+    int64_t acc = 1;
+    for (int64_t d = 3; d >= 0; --d) {
+      want[d] = acc;
+      acc *= std::max<int64_t>(t.size(d), 1);
+    }
+  }
+  if (t.strides().vec() == want) return t;
   at::Tensor r = at::empty(t.sizes(), t.options().memory_format(format));
   r.copy_(t);
   return r;
@@ -206,7 +220,8 @@ Conv2d::Conv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t 
   const int64_t fan_in = (in / groups) * kernel * kernel;
   // Channels-last from the start: libtorch's CPU convolutions (oneDNN) are fastest in it,
   // and a channels-last weight makes the output, and so the layers after it, channels-last
-  // too, whatever the input's layout. (A 1x1 kernel is both layouts at once.)
+  // too, whatever the input's layout. That holds for 1x1 kernels and one-channel inputs as
+  // well: their weights get channels-last strides although both layouts hold the same bytes.
   weight_ = &register_parameter(
       "weight", laid_out(kaiming_uniform_default({out, in / groups, kernel, kernel}, fan_in), at::MemoryFormat::ChannelsLast));
   if (bias) bias_ = &register_parameter("bias", kaiming_uniform_default({out}, fan_in));

@@ -42,7 +42,8 @@ class FusedKernelTest {
     }
     // Every other activation, as SE's inner activation and as the gate.
     Activation[][] pairs = {{Activation.GELU, Activation.TANH}, {Activation.HARD_SWISH, Activation.SILU},
-        {Activation.TANH, Activation.HARD_SWISH}, {Activation.SIGMOID, Activation.GELU}};
+        {Activation.TANH, Activation.HARD_SWISH}, {Activation.SIGMOID, Activation.GELU},
+        {Activation.IDENTITY, Activation.IDENTITY}};
     for (Activation[] pair : pairs) {
       for (DType d : new DType[] {DType.FLOAT32, DType.FLOAT64}) {
         long[] s = {2, 40, 5, 9};

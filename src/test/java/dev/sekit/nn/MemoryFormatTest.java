@@ -1,5 +1,6 @@
 package dev.sekit.nn;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -68,6 +69,23 @@ class MemoryFormatTest {
       Tensor cl = stem.forward(x);
       assertTrue(cl.isContiguous(MemoryFormat.CHANNELS_LAST), "converted back");
       assertTrue(TestSupport.relativeError(nchw, cl) < 1e-6);
+    }
+  }
+
+  /** Converting to the layout a module already has copies nothing, even for [O, 1, 1, 1]. */
+  @Test
+  void convertingTwiceKeepsTheSameMemory() {
+    try (Arena arena = Arena.ofConfined()) {
+      Module pointwise = ConvNormAct.of(arena, 1, 8, 1, 1); // weight [8, 1, 1, 1]
+      Module stem = ConvNormAct.of(arena, 1, 24, 3, 1);
+      for (MemoryFormat f : new MemoryFormat[] {MemoryFormat.CHANNELS_LAST, MemoryFormat.CONTIGUOUS}) {
+        for (Module m : new Module[] {pointwise, stem}) {
+          m.to(f);
+          long at = m.stateDict().get("conv.weight").dataAddress();
+          m.to(f);
+          assertEquals(at, m.stateDict().get("conv.weight").dataAddress(), f + ": converted again");
+        }
+      }
     }
   }
 }
