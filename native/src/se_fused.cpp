@@ -18,12 +18,16 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// Multiply-adds per task of the small linear layers: below that, one thread does it all
+// rather than wake another (0.1-0.3 ms with OMP_WAIT_POLICY=passive, 10 us of work here).
+constexpr int64_t kLinearGrain = 65536;
+
 // z = s W^T + b on our own small kernels: libtorch's BLAS may be a slow reference one, and
 // these layers are tiny (a few hundred KB of weights) next to the feature maps. s [n, in],
 // w [out, in] and z [n, out] are contiguous; b is nullptr or [out].
 template <typename T>
 void linear_into(const T* s, const T* w, const T* b, T* z, int64_t n, int64_t in, int64_t out) {
-  at::parallel_for(0, n * out, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, in)), [&](int64_t r0, int64_t r1) {
+  at::parallel_for(0, n * out, std::max<int64_t>(1, kLinearGrain / std::max<int64_t>(1, in)), [&](int64_t r0, int64_t r1) {
     SEKIT_DISPATCH(linear_forward<T>, s, w, b, z, r0, r1, in, out);
   });
 }
@@ -62,10 +66,12 @@ struct SmallLinear : public torch::autograd::Function<SmallLinear> {
     const bool need_w = ctx->needs_input_grad(1) || (bias && ctx->needs_input_grad(2));
     at::Tensor ds = need_s ? at::empty_like(s) : at::Tensor(), dw = need_w ? at::empty_like(w) : at::Tensor();
     at::Tensor db = need_w && bias ? at::empty({out}, w.options()) : at::Tensor();
-    // Rows per task: at least ~8K multiply-adds each, as the forward's. A tiny excitation then
-    // runs on the calling thread instead of waking a sleeping one (0.1-0.3 ms each with
-    // OMP_WAIT_POLICY=passive: three times the whole 1x64x7x7 SE step).
-    auto rows = [](int64_t work_per_row) { return std::max<int64_t>(1, 8192 / std::max<int64_t>(1, work_per_row)); };
+    // Rows per task: kLinearGrain multiply-adds at least, as the forward's. A tiny excitation
+    // then runs on the calling thread instead of waking a sleeping one (three times the whole
+    // 1x64x7x7 SE step with OMP_WAIT_POLICY=passive).
+    auto rows = [](int64_t work_per_row) {
+      return std::max<int64_t>(1, kLinearGrain / std::max<int64_t>(1, work_per_row));
+    };
     AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "sekit_small_linear_backward", [&] {
       const scalar_t* dzp = dz.data_ptr<scalar_t>();
       if (need_s)
@@ -138,10 +144,17 @@ Geometry geometry(const at::Tensor& x) {
           !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast)};
 }
 
-// Row chunks for channels-last reductions: enough tasks for the threads, 16+ rows each.
+// Row chunks for channels-last reductions: enough tasks for the threads, 16+ rows and 16K+
+// values each; chunk_grain() then groups small chunks (of several images) into tasks of 16K+
+// values. A small map runs on the calling thread instead of waking a sleeping one (0.1-0.3
+// ms with OMP_WAIT_POLICY=passive, against a few microseconds of work).
 int64_t row_chunks(const Geometry& g) {
   const int64_t want = std::max<int64_t>(1, 2 * at::get_num_threads() / std::max<int64_t>(1, g.n));
-  return std::max<int64_t>(1, std::min<int64_t>(want, g.hw / 16));
+  return std::max<int64_t>(1, std::min<int64_t>({want, g.hw / 16, g.hw * g.c / 16384}));
+}
+
+int64_t chunk_grain(const Geometry& g, int64_t chunks) {
+  return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, g.hw / chunks * g.c));
 }
 
 int64_t grain(int64_t hw) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, hw)); }
@@ -161,7 +174,7 @@ void squeeze(const at::Tensor& x, const Geometry& g, at::Tensor& mean, at::Tenso
   const int64_t chunks = row_chunks(g);
   std::vector<double> sums(static_cast<size_t>(g.n * chunks * g.c), 0.0);
   std::vector<T> maxs(xm ? static_cast<size_t>(g.n * chunks * g.c) : 0, -std::numeric_limits<T>::infinity());
-  at::parallel_for(0, g.n * chunks, 1, [&](int64_t b, int64_t e) {
+  at::parallel_for(0, g.n * chunks, chunk_grain(g, chunks), [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       const int64_t n = t / chunks, k = t % chunks;
       const int64_t r0 = g.hw * k / chunks, r1 = g.hw * (k + 1) / chunks;
@@ -219,7 +232,7 @@ void dot(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& max, const
   const int64_t chunks = row_chunks(g);
   std::vector<double> sums(static_cast<size_t>(g.n * chunks * g.c), 0.0);
   std::vector<int64_t> cnt(mp ? static_cast<size_t>(g.n * chunks * g.c) : 0, 0);
-  at::parallel_for(0, g.n * chunks, 1, [&](int64_t s, int64_t e) {
+  at::parallel_for(0, g.n * chunks, chunk_grain(g, chunks), [&](int64_t s, int64_t e) {
     for (int64_t t = s; t < e; ++t) {
       const int64_t n = t / chunks, k = t % chunks;
       const int64_t r0 = g.hw * k / chunks, r1 = g.hw * (k + 1) / chunks;
