@@ -4,6 +4,7 @@
 #include "se_fused.hpp"
 
 #include <c10/core/GradMode.h>
+#include <c10/util/strides.h>
 
 #include <cmath>
 
@@ -132,26 +133,17 @@ at::Tensor Linear::forward(const at::Tensor& x) {
 
 // `t` in `format` by its strides, as libtorch's convolution reads a layout
 // (suggest_memory_format), not only by is_contiguous: a dimension of size 1 makes a tensor
-// contiguous in both layouts at once, and contiguous(format) then keeps its strides. A
+// contiguous in both layouts at once, and contiguous(format) then keeps its strides (a
 // grayscale stem's [24, 1, 3, 3] weight kept NCHW strides, so its convolution wrote NCHW and
-// the BatchNorm+ReLU after it missed the fused channels-last kernel (12 of the demo's 118 ms
-// per training step).
-// A tensor that already has the format's own strides is returned as it is, so that to(format)
-// twice copies nothing (a [O, 1, 1, 1] weight never reads as channels-last, whatever its
-// strides).
+// the BatchNorm+ReLU after it missed the fused channels-last kernel: 12 of the demo's 118 ms
+// per training step). A tensor that already has the format's own strides is returned as it
+// is, so that to(format) twice copies nothing.
 static at::Tensor laid_out(const at::Tensor& t, at::MemoryFormat format) {
   if (t.dim() != 4) return t;
-  std::vector<int64_t> want(4);
-  if (format == at::MemoryFormat::ChannelsLast) {
-    want = c10::get_channels_last_strides_2d(t.sizes());
-  } else {
-    int64_t acc = 1;
-    for (int64_t d = 3; d >= 0; --d) {
-      want[d] = acc;
-      acc *= std::max<int64_t>(t.size(d), 1);
-    }
-  }
-  if (t.strides().vec() == want) return t;
+  const bool same = format == at::MemoryFormat::ChannelsLast
+                        ? t.strides() == at::IntArrayRef(c10::get_channels_last_strides_2d(t.sizes()))
+                        : t.strides() == at::IntArrayRef(c10::contiguous_strides(t.sizes()));
+  if (same) return t;
   at::Tensor r = at::empty(t.sizes(), t.options().memory_format(format));
   r.copy_(t);
   return r;
