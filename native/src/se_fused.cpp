@@ -18,16 +18,17 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// Multiply-adds per task of the small linear layers: below that, one thread does it all
-// rather than wake another (0.1-0.3 ms with OMP_WAIT_POLICY=passive, 10 us of work here).
-constexpr int64_t kLinearGrain = 65536;
+// Rows per task of the small linear layers, each row `work_per_row` multiply-adds: 64K+ per
+// task, below which one thread does it all rather than wake another (0.1-0.3 ms with
+// OMP_WAIT_POLICY=passive, against 10 us of work).
+int64_t linear_rows(int64_t work_per_row) { return std::max<int64_t>(1, 65536 / std::max<int64_t>(1, work_per_row)); }
 
 // z = s W^T + b on our own small kernels: libtorch's BLAS may be a slow reference one, and
 // these layers are tiny (a few hundred KB of weights) next to the feature maps. s [n, in],
 // w [out, in] and z [n, out] are contiguous; b is nullptr or [out].
 template <typename T>
 void linear_into(const T* s, const T* w, const T* b, T* z, int64_t n, int64_t in, int64_t out) {
-  at::parallel_for(0, n * out, std::max<int64_t>(1, kLinearGrain / std::max<int64_t>(1, in)), [&](int64_t r0, int64_t r1) {
+  at::parallel_for(0, n * out, linear_rows(in), [&](int64_t r0, int64_t r1) {
     SEKIT_DISPATCH(linear_forward<T>, s, w, b, z, r0, r1, in, out);
   });
 }
@@ -66,21 +67,15 @@ struct SmallLinear : public torch::autograd::Function<SmallLinear> {
     const bool need_w = ctx->needs_input_grad(1) || (bias && ctx->needs_input_grad(2));
     at::Tensor ds = need_s ? at::empty_like(s) : at::Tensor(), dw = need_w ? at::empty_like(w) : at::Tensor();
     at::Tensor db = need_w && bias ? at::empty({out}, w.options()) : at::Tensor();
-    // Rows per task: kLinearGrain multiply-adds at least, as the forward's. A tiny excitation
-    // then runs on the calling thread instead of waking a sleeping one (three times the whole
-    // 1x64x7x7 SE step with OMP_WAIT_POLICY=passive).
-    auto rows = [](int64_t work_per_row) {
-      return std::max<int64_t>(1, kLinearGrain / std::max<int64_t>(1, work_per_row));
-    };
     AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "sekit_small_linear_backward", [&] {
       const scalar_t* dzp = dz.data_ptr<scalar_t>();
       if (need_s)
-        at::parallel_for(0, n, rows(in * out), [&](int64_t a, int64_t e) {
+        at::parallel_for(0, n, linear_rows(in * out), [&](int64_t a, int64_t e) {
           SEKIT_DISPATCH(linear_grad_input<scalar_t>, dzp, w.data_ptr<scalar_t>(), ds.data_ptr<scalar_t>(), a, e, in,
                          out);
         });
       if (need_w)
-        at::parallel_for(0, out, rows(n * in), [&](int64_t a, int64_t e) {
+        at::parallel_for(0, out, linear_rows(n * in), [&](int64_t a, int64_t e) {
           SEKIT_DISPATCH(linear_grad_weight<scalar_t>, dzp, s.data_ptr<scalar_t>(), dw.data_ptr<scalar_t>(),
                          bias ? db.data_ptr<scalar_t>() : nullptr, a, e, n, in, out);
         });
@@ -113,25 +108,20 @@ at::Tensor excite(const at::Tensor& s, const std::vector<at::Tensor>& p, const F
 // tensor of its own). The activations are excite()'s own at:: ops, so the gate is the same
 // to the bit; on a small map the views and temporaries had cost more than the arithmetic.
 at::Tensor excite_forward(const at::Tensor& s_in, const std::vector<at::Tensor>& p, const FusedConfig& c) {
-  auto layer = [](const at::Tensor& v, const at::Tensor& w_in, const at::Tensor& b_in, int32_t act) {
-    const at::Tensor w = w_in.contiguous(), b = b_in.defined() ? b_in.contiguous() : b_in;  // no-ops for parameters
+  auto layer = [](const at::Tensor& v, const ExcitationLayer& l) {
+    const at::Tensor w = l.w.contiguous(), b = l.b.defined() ? l.b.contiguous() : l.b;  // no-ops for parameters
     at::Tensor z = at::empty({v.size(0), w.size(0)}, v.options());
     AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "sekit_excite_forward", [&] {
       linear_into<scalar_t>(v.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
                             b.defined() ? b.data_ptr<scalar_t>() : nullptr, z.data_ptr<scalar_t>(), v.size(0),
                             w.size(1), w.size(0));
     });
-    apply_activation_(act, z);
+    apply_activation_(l.act, z);
     return z;
   };
-  const at::Tensor s = s_in.contiguous();
-  if (!c.se) return layer(s, p[0], p[1], c.gate);
-  size_t i = 0;
-  const at::Tensor& w1 = p[i++];
-  const at::Tensor b1 = c.bias ? p[i++] : at::Tensor();
-  const at::Tensor& w2 = p[i++];
-  const at::Tensor b2 = c.bias ? p[i++] : at::Tensor();
-  return layer(layer(s, w1, b1, c.act), w2, b2, c.gate);
+  at::Tensor v = s_in.contiguous();
+  for (const ExcitationLayer& l : excitation_layers(p, c)) v = layer(v, l);
+  return v;
 }
 
 struct Geometry {
@@ -153,11 +143,10 @@ int64_t row_chunks(const Geometry& g) {
   return std::max<int64_t>(1, std::min<int64_t>({want, g.hw / 16, g.hw * g.c / 16384}));
 }
 
-int64_t chunk_grain(const Geometry& g, int64_t chunks) {
-  return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, g.hw / chunks * g.c));
-}
+// Units of `size` values per task: 16K+ values each.
+int64_t grain(int64_t size) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, size)); }
 
-int64_t grain(int64_t hw) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, hw)); }
+int64_t chunk_grain(const Geometry& g, int64_t chunks) { return grain(g.hw / chunks * g.c); }
 
 // mean (and max) over H, W of each (n, c) -> [N, C] tensors of x's dtype.
 template <typename T>
@@ -206,7 +195,7 @@ void scale(const at::Tensor& x, const at::Tensor& gate, at::Tensor& y, const Geo
     });
     return;
   }
-  at::parallel_for(0, g.n * g.hw, std::max<int64_t>(1, 16384 / g.c), [&](int64_t b, int64_t e) {
+  at::parallel_for(0, g.n * g.hw, grain(g.c), [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e;) {
       const int64_t n = t / g.hw, r = t % g.hw, r1 = std::min(g.hw, r + (e - t));
       SEKIT_DISPATCH(scale_rows<T>, xp, gp, yp, n, r, r1, g.hw, g.c);
@@ -269,7 +258,7 @@ void grad_x(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& gate, c
     });
     return;
   }
-  at::parallel_for(0, g.n * g.hw, std::max<int64_t>(1, 16384 / g.c), [&](int64_t s, int64_t e) {
+  at::parallel_for(0, g.n * g.hw, grain(g.c), [&](int64_t s, int64_t e) {
     for (int64_t t = s; t < e;) {
       const int64_t n = t / g.hw, r = t % g.hw, r1 = std::min(g.hw, r + (e - t));
       SEKIT_DISPATCH(grad_rows<T>, a, b, gp, dm, mp, dx, o, n, r, r1, g.hw, g.c);

@@ -15,21 +15,32 @@ struct FusedConfig {
   bool add_maxpool;
 };
 
+// The excitation's layers in order, from a fused Function's parameters: SE's fc1 (then
+// act) and fc2 (then the gate), or eSE's fc (then the gate). w is a 1x1 conv weight
+// [out, in, 1, 1]; b is undefined for SE without bias.
+struct ExcitationLayer {
+  at::Tensor w, b;
+  int32_t act;
+};
+inline std::vector<ExcitationLayer> excitation_layers(const std::vector<at::Tensor>& p, const FusedConfig& c) {
+  if (!c.se) return {{p[0], p[1], c.gate}};
+  size_t i = 0;
+  ExcitationLayer fc1{p[i++], at::Tensor(), c.act};
+  if (c.bias) fc1.b = p[i++];
+  ExcitationLayer fc2{p[i++], at::Tensor(), c.gate};
+  if (c.bias) fc2.b = p[i++];
+  return {fc1, fc2};
+}
+
 // The excitation of the descriptor s [N, C] -> gate [N, C] (before the gate's dtype is
-// chosen): SE's fc1 -> act -> fc2 -> gate, or eSE's fc -> gate; `fc(v, w2d, b)` is the
-// fully connected layer to use (w2d is the [out, in] view of a 1x1 conv weight).
+// chosen); `fc(v, w2d, b)` is the fully connected layer to use (w2d is the [out, in] view of
+// a 1x1 conv weight).
 template <typename Fc>
 at::Tensor excitation(const at::Tensor& s, const std::vector<at::Tensor>& p, const FusedConfig& c, Fc fc) {
-  auto layer = [&fc](const at::Tensor& v, const at::Tensor& w, const at::Tensor& b) {
-    return fc(v, w.reshape({w.size(0), w.size(1)}), b);
-  };
-  if (!c.se) return apply_activation(c.gate, layer(s, p[0], p[1]));
-  size_t i = 0;
-  const at::Tensor& w1 = p[i++];
-  at::Tensor b1 = c.bias ? p[i++] : at::Tensor();
-  const at::Tensor& w2 = p[i++];
-  at::Tensor b2 = c.bias ? p[i++] : at::Tensor();
-  return apply_activation(c.gate, layer(apply_activation(c.act, layer(s, w1, b1)), w2, b2));
+  at::Tensor v = s;
+  for (const ExcitationLayer& l : excitation_layers(p, c))
+    v = apply_activation(l.act, fc(v, l.w.reshape({l.w.size(0), l.w.size(1)}), l.b));
+  return v;
 }
 
 // The configuration as the int arguments / saved data of a fused autograd Function.
