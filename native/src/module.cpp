@@ -49,7 +49,7 @@ MaxPool2d::MaxPool2d(int64_t kernel, int64_t stride, bool ceil) : kernel_(kernel
 
 at::Tensor MaxPool2d::forward(const at::Tensor& x) {
   if (x.dim() != 4) fail("MaxPool2d expects a 4-d input, got shape ", shape_str(x.sizes()));
-  return at::max_pool2d(x, {kernel_, kernel_}, {stride_, stride_}, {0, 0}, {1, 1}, ceil_);
+  return max_pool2d(x, kernel_, stride_, 0, ceil_, fused_);
 }
 
 // timm's get_padding for dilation 1: ((stride - 1) + (kernel - 1)) / 2

@@ -133,6 +133,12 @@ bool fused_batch_norm_relu_applies(const at::Tensor& x, const at::Tensor& weight
 at::Tensor fused_batch_norm_relu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                                  at::Tensor& running_mean, at::Tensor& running_var, double momentum, double eps);
 
+// F.max_pool2d(x, k, s, p, ceil_mode=ceil). Where autograd records it and fused is on, for CPU
+// float32 channels-last maps (k * k <= 256), max_pool.cpp's: one byte per winner instead of
+// ATen's int64 index, and a backward that gathers instead of zero-filling and scattering; the
+// same values and gradients.
+at::Tensor max_pool2d(const at::Tensor& x, int64_t k, int64_t s, int64_t p, bool ceil, bool fused);
+
 // x [N, in] @ w[out, in]^T + b on the fused SE kernels' linear layer (se_fused.cpp), with
 // its own backward: CPU float32/float64 tensors of one dtype. libtorch's addmm/mm go to the
 // system BLAS, which on Debian is the reference implementation (a classifier head's matrix

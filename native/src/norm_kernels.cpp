@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace sekit {
 namespace kernels {
@@ -81,6 +82,75 @@ void bn_relu_grad_rows(const float* dz, const float* x, float* dx, int64_t r0, i
     for (int64_t k = 0; k < c; ++k) {
       const float g = pre_activation(xr[k], a[k], b[k]) > 0.f ? dr[k] : 0.f;
       out[k] = (g - mg[k] - (xr[k] - mean[k]) * q[k]) * s[k];
+    }
+  }
+}
+
+namespace {
+// Channels are handled in blocks of this many, with the running maxima and winners on the stack.
+constexpr int64_t kPoolBlock = 64;
+}  // namespace
+
+void max_pool_rows(const float* x, float* y, uint8_t* idx, int64_t r0, int64_t r1, int64_t h, int64_t w, int64_t c,
+                   int64_t oh, int64_t ow, int64_t k, int64_t s, int64_t p) {
+  float best[kPoolBlock];
+  int32_t win[kPoolBlock];
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t n = r / oh, i = r % oh;
+    const int64_t h0 = i * s - p, h1 = std::min(h0 + k, h), hs = std::max<int64_t>(h0, 0);
+    for (int64_t j = 0; j < ow; ++j) {
+      const int64_t w0 = j * s - p, w1 = std::min(w0 + k, w), ws = std::max<int64_t>(w0, 0);
+      const int64_t o = (r * ow + j) * c;
+      for (int64_t c0 = 0; c0 < c; c0 += kPoolBlock) {
+        const int64_t cb = std::min(kPoolBlock, c - c0);
+        const int32_t first = static_cast<int32_t>((hs - h0) * k + (ws - w0));
+        for (int64_t q = 0; q < cb; ++q) {
+          best[q] = -std::numeric_limits<float>::infinity();
+          win[q] = first;
+        }
+        for (int64_t ih = hs; ih < h1; ++ih)
+          for (int64_t iw = ws; iw < w1; ++iw) {
+            const float* in = x + ((n * h + ih) * w + iw) * c + c0;
+            const int32_t code = static_cast<int32_t>((ih - h0) * k + (iw - w0));
+            for (int64_t q = 0; q < cb; ++q) {
+              const float v = in[q];
+              const bool take = v > best[q] || v != v;
+              best[q] = take ? v : best[q];
+              win[q] = take ? code : win[q];
+            }
+          }
+        for (int64_t q = 0; q < cb; ++q) {
+          y[o + c0 + q] = best[q];
+          idx[o + c0 + q] = static_cast<uint8_t>(win[q]);
+        }
+      }
+    }
+  }
+}
+
+void max_pool_grad_rows(const float* dy, const uint8_t* idx, float* dx, int64_t r0, int64_t r1, int64_t h, int64_t w,
+                        int64_t c, int64_t oh, int64_t ow, int64_t k, int64_t s, int64_t p) {
+  // The windows over input row ih (or column): from the first whose last row reaches it to the
+  // last that starts at or before it.
+  auto first_over = [&](int64_t at) { const int64_t d = at + p - k + 1; return d <= 0 ? 0 : (d + s - 1) / s; };
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t n = r / h, ih = r % h;
+    const int64_t i0 = first_over(ih), i1 = std::min(oh - 1, (ih + p) / s);
+    for (int64_t iw = 0; iw < w; ++iw) {
+      const int64_t j0 = first_over(iw), j1 = std::min(ow - 1, (iw + p) / s);
+      float* __restrict out = dx + ((n * h + ih) * w + iw) * c;
+      for (int64_t q = 0; q < c; ++q) out[q] = 0.f;
+      for (int64_t i = i0; i <= i1; ++i)
+        for (int64_t j = j0; j <= j1; ++j) {
+          const int32_t code = static_cast<int32_t>((ih - (i * s - p)) * k + (iw - (j * s - p)));
+          const int64_t o = ((n * oh + i) * ow + j) * c;
+          const float* __restrict g = dy + o;
+          const uint8_t* __restrict id = idx + o;
+          // Adding +0 where the window's winner is elsewhere leaves the sum exact: it starts
+          // at +0 and so is never -0.
+#pragma GCC ivdep
+          for (int64_t q = 0; q < c; ++q) out[q] += static_cast<int32_t>(id[q]) == code ? g[q] : 0.f;
+        }
     }
   }
 }

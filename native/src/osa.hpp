@@ -87,7 +87,7 @@ class OsaStage : public Module {
 
   at::Tensor forward(const at::Tensor& x) override {
     check_input(x, in_, "OsaStage");
-    at::Tensor h = downsample_ ? at::max_pool2d(x, {3, 3}, {2, 2}, {0, 0}, {1, 1}, /*ceil_mode=*/true) : x;
+    at::Tensor h = downsample_ ? max_pool2d(x, 3, 2, 0, /*ceil=*/true, fused_) : x;
     return blocks_->forward(h);
   }
 

@@ -289,9 +289,9 @@ class ResNet : public Module {
     check_input(x, in_chans_, "ResNet");
     at::Tensor h = stem_->forward(x);
     switch (stem_kind_) {
-      case SK_STEM_LEGACY: h = at::max_pool2d(h, {3, 3}, {2, 2}, {0, 0}, {1, 1}, /*ceil_mode=*/true); break;
+      case SK_STEM_LEGACY: h = max_pool2d(h, 3, 2, 0, /*ceil=*/true, fused_); break;
       case SK_STEM_SMALL: h = bn_relu(*bn1_, h); break;
-      default: h = at::max_pool2d(bn_relu(*bn1_, h), {3, 3}, {2, 2}, {1, 1}); break;
+      default: h = max_pool2d(bn_relu(*bn1_, h), 3, 2, 1, /*ceil=*/false, fused_); break;
     }
     std::vector<at::Tensor> feats;
     for (auto& s : stages_) {

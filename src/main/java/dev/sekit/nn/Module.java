@@ -139,9 +139,10 @@ public abstract class Module {
    * SE and eSE blocks in this module run fused CPU kernels by default (float32/float64,
    * NCHW or channels-last): one pass over the input to squeeze and one to scale, two passes
    * backward; so does BatchNorm+ReLU in training (float32 channels-last: two passes forward,
-   * two backward), and Linear on {@code [N, in]} CPU inputs runs sekit's own kernels instead
-   * of the system BLAS (where libtorch has no MKL). {@code false} selects the libtorch
-   * composition, the reference.
+   * two backward), max pooling under autograd (float32 channels-last: one byte per winner,
+   * a backward that gathers; the same bits as ATen's), and Linear on {@code [N, in]} CPU
+   * inputs runs sekit's own kernels instead of the system BLAS (where libtorch has no MKL).
+   * {@code false} selects the libtorch composition, the reference.
    */
   public Module useFusedKernels(boolean on) {
     n.setFused(on);
