@@ -12,6 +12,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <limits>
 
 namespace sekit {
 namespace {
@@ -59,10 +60,15 @@ int64_t pooled_size(int64_t in, int64_t k, int64_t s, int64_t p, bool ceil) {
 }  // namespace
 
 at::Tensor max_pool2d(const at::Tensor& x, int64_t k, int64_t s, int64_t p, bool ceil, bool fused) {
+  // Where ATen would refuse the arguments (a stride beyond int, a window larger than the padded
+  // map) or pick an NCHW output (a map that reads both ways, such as one channel), ATen runs.
   const bool applies = fused && c10::GradMode::is_enabled() && x.requires_grad() && x.dim() == 4 &&
                        x.device().is_cpu() && x.scalar_type() == at::kFloat && !x.is_inference() &&
-                       x.is_contiguous(at::MemoryFormat::ChannelsLast) && k * k <= 256 && s >= 1 && p >= 0 &&
-                       p <= k / 2 && x.size(2) + 2 * p >= k && x.size(3) + 2 * p >= k && x.numel() > 0;
+                       x.is_contiguous(at::MemoryFormat::ChannelsLast) &&
+                       x.suggest_memory_format() == at::MemoryFormat::ChannelsLast && k >= 1 && k * k <= 256 &&
+                       s >= 1 && s <= std::numeric_limits<int32_t>::max() && p >= 0 && p <= k / 2 &&
+                       x.size(2) + 2 * p >= k && x.size(3) + 2 * p >= k && x.numel() > 0 &&
+                       x.numel() / x.size(0) <= std::numeric_limits<int32_t>::max();
   if (!applies) return at::max_pool2d(x, {k, k}, {s, s}, {p, p}, {1, 1}, ceil);
   Pooling g{x.size(0), x.size(2), x.size(3), x.size(1), pooled_size(x.size(2), k, s, p, ceil),
             pooled_size(x.size(3), k, s, p, ceil), k, s, p};

@@ -34,7 +34,10 @@ class MaxPoolTest {
         Arguments.of(new long[] {2, 16, 8, 8}, 3, 3, true),
         // The largest window a byte indexes: 16 x 16.
         Arguments.of(new long[] {2, 5, 16, 16}, 16, 16, false),
-        Arguments.of(new long[] {2, 3, 33, 40}, 16, 5, true));
+        Arguments.of(new long[] {2, 3, 33, 40}, 16, 5, true),
+        // A stride longer than the window: some values are in no window and get a zero gradient.
+        Arguments.of(new long[] {2, 6, 11, 11}, 2, 3, false),
+        Arguments.of(new long[] {2, 6, 11, 11}, 2, 3, true));
   }
 
   @ParameterizedTest(name = "{0} k{1} s{2} ceil={3}")
@@ -58,6 +61,17 @@ class MaxPoolTest {
       y0.backward(g);
       y1.backward(g);
       assertSameBits("input gradient", x1.grad().orElseThrow().toFloatArray(), x0.grad().orElseThrow().toFloatArray());
+    }
+  }
+
+  /** One channel reads as both layouts: ATen then keeps NCHW, and so does sekit. */
+  @Test
+  void aOneChannelMapKeepsATensLayout() {
+    try (Arena arena = Arena.ofConfined()) {
+      Tensor x = Tensor.randn(arena, DType.FLOAT32, Device.CPU, 2, 1, 8, 8);
+      x.requiresGrad(true);
+      Tensor y = MaxPool2d.of(arena, 2, 2, false).forward(x);
+      assertEquals("[16, 16, 4, 1]", java.util.Arrays.toString(y.strides()), "NCHW strides, as ATen gives them");
     }
   }
 
