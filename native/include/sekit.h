@@ -426,7 +426,8 @@ SK_API sk_error* sk_module_to(sk_module* m, int32_t dtype, int32_t device_type, 
 
 /* SE and eSE blocks in m (m itself or inside it) run fused CPU kernels by default (one
  * pass to squeeze, one to scale; two passes backward) for float32/float64 inputs in NCHW or
- * channels-last, and so do BatchNorm+ReLU in training (float32 channels-last) and Linear
+ * channels-last, and so do BatchNorm+ReLU in training (float32 channels-last), max pooling
+ * under autograd (float32 channels-last; ATen's values and gradients bit for bit) and Linear
  * on [N, in] CPU inputs (float32/float64, instead of the system BLAS when libtorch has no
  * MKL); fused = 0 selects the libtorch composition (the reference) instead. */
 SK_API sk_error* sk_module_set_fused(sk_module* m, int32_t fused);
