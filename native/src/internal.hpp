@@ -9,6 +9,7 @@
 #include <c10/util/Exception.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <memory>
 #include <new>
 #include <sstream>
@@ -46,6 +47,11 @@ struct DeviceError : std::runtime_error {
 struct DistributedError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// The grain of an at::parallel_for over units of `size` values each: tasks of 16K+ values,
+// so that a small tensor runs on the calling thread instead of waking a sleeping one (0.1-0.3
+// ms with OMP_WAIT_POLICY=passive, against microseconds of work).
+inline int64_t task_grain(int64_t size) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, size)); }
 
 sk_error* make_error(int32_t code, std::string message) noexcept;
 

@@ -10,6 +10,7 @@
 #include <torch/csrc/autograd/functions/utils.h>
 
 #include <ATen/Parallel.h>
+#include <ATen/native/Pool.h>
 
 #include <algorithm>
 #include <limits>
@@ -20,9 +21,6 @@ namespace {
 struct Pooling {
   int64_t n, h, w, c, oh, ow, k, s, p;
 };
-
-// Rows per task: at least 16K values, so that a small map is one task on the calling thread.
-int64_t rows_per_task(int64_t row_values) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, row_values)); }
 
 struct MaxPoolBackward : torch::autograd::Node {
   Pooling g{};
@@ -42,20 +40,13 @@ struct MaxPoolBackward : torch::autograd::Node {
     const uint8_t* ip = winners.data_ptr<uint8_t>();
     float* dxp = dx.data_ptr<float>();
     const Pooling q = g;
-    at::parallel_for(0, q.n * q.h, rows_per_task(q.w * q.c), [&](int64_t r0, int64_t r1) {
+    at::parallel_for(0, q.n * q.h, task_grain(q.w * q.c), [&](int64_t r0, int64_t r1) {
       SEKIT_DISPATCH(max_pool_grad_rows, dyp, ip, dxp, r0, r1, q.h, q.w, q.c, q.oh, q.ow, q.k, q.s, q.p);
     });
     out[0] = dx;
     return out;
   }
 };
-
-// ATen's pooling_output_shape for dilation 1.
-int64_t pooled_size(int64_t in, int64_t k, int64_t s, int64_t p, bool ceil) {
-  int64_t out = (in + 2 * p - k + (ceil ? s - 1 : 0)) / s + 1;
-  if (ceil && (out - 1) * s >= in + p) --out;
-  return out;
-}
 
 }  // namespace
 
@@ -70,8 +61,9 @@ at::Tensor max_pool2d(const at::Tensor& x, int64_t k, int64_t s, int64_t p, bool
                        x.size(2) + 2 * p >= k && x.size(3) + 2 * p >= k && x.numel() > 0 &&
                        x.numel() / x.size(0) <= std::numeric_limits<int32_t>::max();
   if (!applies) return at::max_pool2d(x, {k, k}, {s, s}, {p, p}, {1, 1}, ceil);
-  Pooling g{x.size(0), x.size(2), x.size(3), x.size(1), pooled_size(x.size(2), k, s, p, ceil),
-            pooled_size(x.size(3), k, s, p, ceil), k, s, p};
+  Pooling g{x.size(0), x.size(2), x.size(3), x.size(1),
+            at::native::pooling_output_shape<int64_t>(x.size(2), k, p, s, 1, ceil),
+            at::native::pooling_output_shape<int64_t>(x.size(3), k, p, s, 1, ceil), k, s, p};
   c10::NoGradGuard no_grad;
   const auto cl = at::MemoryFormat::ChannelsLast;
   at::Tensor y = at::empty({g.n, g.c, g.oh, g.ow}, x.options().memory_format(cl));
@@ -79,7 +71,7 @@ at::Tensor max_pool2d(const at::Tensor& x, int64_t k, int64_t s, int64_t p, bool
   const float* xp = x.data_ptr<float>();
   float* yp = y.data_ptr<float>();
   uint8_t* ip = winners.data_ptr<uint8_t>();
-  at::parallel_for(0, g.n * g.oh, rows_per_task(g.ow * g.c * k), [&](int64_t r0, int64_t r1) {
+  at::parallel_for(0, g.n * g.oh, task_grain(g.ow * g.c * k), [&](int64_t r0, int64_t r1) {
     SEKIT_DISPATCH(max_pool_rows, xp, yp, ip, r0, r1, g.h, g.w, g.c, g.oh, g.ow, g.k, g.s, g.p);
   });
   auto node = std::shared_ptr<MaxPoolBackward>(new MaxPoolBackward(), torch::autograd::deleteNode);

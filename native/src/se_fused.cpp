@@ -143,10 +143,7 @@ int64_t row_chunks(const Geometry& g) {
   return std::max<int64_t>(1, std::min<int64_t>({want, g.hw / 16, g.hw * g.c / 16384}));
 }
 
-// Units of `size` values per task: 16K+ values each.
-int64_t grain(int64_t size) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, size)); }
-
-int64_t chunk_grain(const Geometry& g, int64_t chunks) { return grain(g.hw / chunks * g.c); }
+int64_t chunk_grain(const Geometry& g, int64_t chunks) { return task_grain(g.hw / chunks * g.c); }
 
 // mean (and max) over H, W of each (n, c) -> [N, C] tensors of x's dtype.
 template <typename T>
@@ -155,7 +152,7 @@ void squeeze(const at::Tensor& x, const Geometry& g, at::Tensor& mean, at::Tenso
   T* mp = mean.data_ptr<T>();
   T* xm = max.defined() ? max.data_ptr<T>() : nullptr;
   if (!g.cl) {
-    at::parallel_for(0, g.n * g.c, grain(g.hw), [&](int64_t b, int64_t e) {
+    at::parallel_for(0, g.n * g.c, task_grain(g.hw), [&](int64_t b, int64_t e) {
       SEKIT_DISPATCH(squeeze_planes<T>, xp, b, e, g.hw, mp, xm);
     });
     return;
@@ -190,12 +187,12 @@ void scale(const at::Tensor& x, const at::Tensor& gate, at::Tensor& y, const Geo
   const T* gp = gate.data_ptr<T>();
   T* yp = y.data_ptr<T>();
   if (!g.cl) {
-    at::parallel_for(0, g.n * g.c, grain(g.hw), [&](int64_t b, int64_t e) {
+    at::parallel_for(0, g.n * g.c, task_grain(g.hw), [&](int64_t b, int64_t e) {
       SEKIT_DISPATCH(scale_planes<T>, xp, gp, yp, b, e, g.hw);
     });
     return;
   }
-  at::parallel_for(0, g.n * g.hw, grain(g.c), [&](int64_t b, int64_t e) {
+  at::parallel_for(0, g.n * g.hw, task_grain(g.c), [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e;) {
       const int64_t n = t / g.hw, r = t % g.hw, r1 = std::min(g.hw, r + (e - t));
       SEKIT_DISPATCH(scale_rows<T>, xp, gp, yp, n, r, r1, g.hw, g.c);
@@ -213,7 +210,7 @@ void dot(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& max, const
   const T* mp = max.defined() ? max.data_ptr<T>() : nullptr;
   int64_t* tp = ties.defined() ? ties.data_ptr<int64_t>() : nullptr;
   if (!g.cl) {
-    at::parallel_for(0, g.n * g.c, grain(g.hw), [&](int64_t s, int64_t e) {
+    at::parallel_for(0, g.n * g.c, task_grain(g.hw), [&](int64_t s, int64_t e) {
       SEKIT_DISPATCH(dot_planes<T>, a, b, s, e, g.hw, d, mp, tp);
     });
     return;
@@ -253,12 +250,12 @@ void grad_x(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& gate, c
   const T* dx = dmax.defined() ? dmax.data_ptr<T>() : nullptr;
   T* o = gx.data_ptr<T>();
   if (!g.cl) {
-    at::parallel_for(0, g.n * g.c, grain(g.hw), [&](int64_t s, int64_t e) {
+    at::parallel_for(0, g.n * g.c, task_grain(g.hw), [&](int64_t s, int64_t e) {
       SEKIT_DISPATCH(grad_planes<T>, a, b, gp, dm, mp, dx, o, s, e, g.hw);
     });
     return;
   }
-  at::parallel_for(0, g.n * g.hw, grain(g.c), [&](int64_t s, int64_t e) {
+  at::parallel_for(0, g.n * g.hw, task_grain(g.c), [&](int64_t s, int64_t e) {
     for (int64_t t = s; t < e;) {
       const int64_t n = t / g.hw, r = t % g.hw, r1 = std::min(g.hw, r + (e - t));
       SEKIT_DISPATCH(grad_rows<T>, a, b, gp, dm, mp, dx, o, n, r, r1, g.hw, g.c);
