@@ -29,12 +29,7 @@
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
 
-#include <dnnl.hpp>
-#include <dnnl_version.h>
-
-#if DNNL_VERSION_MAJOR != 2
-#error "sekit's inference plans are written for oneDNN 2.x: install Debian 12's libdnnl-dev (oneDNN 2.6)"
-#endif
+#include "dnnl_compat.hpp"
 
 #include "dispatch.hpp"
 
@@ -828,22 +823,18 @@ class Builder {
                     : memory::desc({g, oc / g, ic / g, k, k}, dt::f32, any ? tag::any : tag::goihw);
     };
     dnnl::primitive_attr attr = user_scratchpad();
-    if (relu) {
-      dnnl::post_ops po;
-      po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
-      attr.set_post_ops(po);
-    }
-    // Dense 3x3 stride-1 convolutions through Winograd where oneDNN has it (AVX-512): fewer
-    // multiplications for the same result within float32 rounding (ese_vovnet39b's logits
-    // stay 3e-7 from float64); elsewhere, or where it has no implementation, direct.
+    if (relu) attr.set_post_ops(dnnl_compat::relu());
+    // Dense 3x3 stride-1 convolutions through Winograd where oneDNN has it (oneDNN 2 on
+    // AVX-512; oneDNN 3 has no x86 float32 Winograd): fewer multiplications for the same
+    // result within float32 rounding (ese_vovnet39b's logits stay 3e-7 from float64);
+    // elsewhere, or where it has no implementation, direct.
     const bool winograd = groups == 1 && k == 3 && stride == 1;
     // The primitive for oc output channels from ic input channels in g groups.
     auto make = [&](const memory::desc& src, const memory::desc& dst, int64_t oc, int64_t ic, int64_t g) {
       auto attempt = [&](dnnl::algorithm alg) {
-        dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, alg, src, weights_md(oc, ic, g, true),
-                                          memory::desc({oc}, dt::f32, tag::x), dst, {stride, stride}, {pad, pad},
-                                          {pad, pad});
-        return dnnl::convolution_forward::primitive_desc(d, attr, engine(), /*allow_empty=*/true);
+        return dnnl_compat::convolution(engine(), alg, src, weights_md(oc, ic, g, true),
+                                        memory::desc({oc}, dt::f32, tag::x), dst, {stride, stride}, {pad, pad},
+                                        {pad, pad}, attr);
       };
       if (winograd) {
         auto pd = attempt(dnnl::algorithm::convolution_winograd);
@@ -963,9 +954,7 @@ class Builder {
     if (ph < 0 || pw < 0) throw SizeRefused("max pool that drops a remainder");
     Value y = target(want, x.c, oh, ow);
     auto make = [&](const memory::desc& src, const memory::desc& dst) {
-      dnnl::pooling_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::pooling_max, src, dst,
-                                    {s, s}, {k, k}, {0, 0}, {ph, pw});
-      return dnnl::pooling_forward::primitive_desc(d, user_scratchpad(), engine(), /*allow_empty=*/true);
+      return dnnl_compat::max_pooling(engine(), src, dst, {s, s}, {k, k}, {0, 0}, {ph, pw}, user_scratchpad());
     };
     Value src = x, dst = y;
     auto pd = make(p_.md(src), p_.md(dst));
