@@ -3,6 +3,7 @@
 // once (statistics in one shifted pass, then normalise-and-clamp), backward reads dz and x
 // twice and writes dx once (the mask is recomputed from x, never stored).
 #include "dispatch.hpp"
+#include "autograd_node.hpp"
 #include "module.hpp"
 
 #include <torch/csrc/autograd/function.h>
@@ -148,7 +149,7 @@ at::Tensor fused_batch_norm_relu(const at::Tensor& x, const at::Tensor& weight, 
   float* yp = y.data_ptr<float>();
   for_rows(rows, c, [&](int64_t r0, int64_t r1) { SEKIT_DISPATCH(bn_relu_rows, xp, yp, r0, r1, c, ap, bpp); });
   if (record) {
-    auto node = std::shared_ptr<BatchNormReluBackward>(new BatchNormReluBackward(), torch::autograd::deleteNode);
+    auto node = new_node<BatchNormReluBackward>();
     node->x_ = torch::autograd::SavedVariable(x, false);
     node->a = at_;
     node->b = bt;

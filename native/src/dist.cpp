@@ -1,6 +1,7 @@
 // Data-parallel training on PyTorch's c10d: a Gloo process group joined with torchrun's
 // rendezvous (a TCPStore on rank 0), collectives with a timeout, and DistributedDataParallel's
 // gradient buckets all-reduced from autograd hooks while backward runs.
+#include "autograd_node.hpp"
 #include "module.hpp"
 
 #include <c10/core/GradMode.h>
@@ -392,7 +393,7 @@ class GroupBatchNormSync : public BatchNormSync {
     at::Tensor out = at::empty_like(xd);
     at::addcmul_out(out, per_channel(shift, xd), xd, per_channel(scale, xd));
     if (record) {
-      auto node = std::shared_ptr<SyncBatchNormBackward>(new SyncBatchNormBackward(), torch::autograd::deleteNode);
+      auto node = new_node<SyncBatchNormBackward>();
       node->group = group_;
       node->x_ = torch::autograd::SavedVariable(x, false);
       node->weight_ = torch::autograd::SavedVariable(weight, false);
@@ -431,7 +432,7 @@ struct Ddp : std::enable_shared_from_this<Ddp> {
   std::vector<size_t> bucket_of;
   std::vector<at::Tensor> views;  // each parameter's slice of its bucket, shaped as the parameter
   std::vector<Bucket> buckets;
-  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;
+  std::vector<NodePtr> accumulators;
   std::vector<uintptr_t> hook_keys;
 
   std::mutex mu;

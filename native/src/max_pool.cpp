@@ -4,6 +4,7 @@
 // gathers: each input value adds up the gradients of the windows it won, in the order ATen's
 // scatter adds them, so values and gradients are ATen's bit for bit.
 #include "dispatch.hpp"
+#include "autograd_node.hpp"
 #include "module.hpp"
 
 #include <torch/csrc/autograd/function.h>
@@ -74,7 +75,7 @@ at::Tensor max_pool2d(const at::Tensor& x, int64_t k, int64_t s, int64_t p, bool
   at::parallel_for(0, g.n * g.oh, task_grain(g.ow * g.c * k), [&](int64_t r0, int64_t r1) {
     SEKIT_DISPATCH(max_pool_rows, xp, yp, ip, r0, r1, g.h, g.w, g.c, g.oh, g.ow, g.k, g.s, g.p);
   });
-  auto node = std::shared_ptr<MaxPoolBackward>(new MaxPoolBackward(), torch::autograd::deleteNode);
+  auto node = new_node<MaxPoolBackward>();
   node->g = g;
   node->winners = winners;
   node->set_next_edges(torch::autograd::collect_next_edges(x));
