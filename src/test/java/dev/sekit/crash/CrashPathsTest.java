@@ -15,6 +15,17 @@ import org.junit.jupiter.api.io.TempDir;
 class CrashPathsTest {
   @TempDir Path dir;
 
+  /**
+   * HotSpot's own SIGSEGVs (implicit null checks) stay HotSpot's once sekit, and with it
+   * libtorch and whatever libtorch loads, is in the process: a libtorch linked with MPI loads
+   * UCX, whose SIGSEGV handler would abort the JVM unless the loader quiets it. Run without
+   * UCX_ERROR_SIGNALS in the environment, as a user would.
+   */
+  @Test
+  void hotSpotKeepsItsOwnSignals() throws Exception {
+    ChildJvm.run(dir, List.of("env", "-u", "UCX_ERROR_SIGNALS"), HotSpotSignals.class).assertClean("survived ");
+  }
+
   @Test
   void readOnlyDestinationsAreRefused() throws Exception {
     ChildJvm.run(dir, CrashPaths.class, "read-only-destinations", dir.toString()).assertClean(
