@@ -80,6 +80,9 @@ def worker(rank, world, port, inp, out):
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
     torch.set_num_threads(1)
+    # PyTorch 2.4+ asks for a libuv store by default, which a build without libuv (Debian 13's
+    # 2.6) refuses; the plain TCP store is what every release has (and what sekit uses).
+    os.environ["USE_LIBUV"] = "0"
     dist.init_process_group("gloo", init_method="tcp://127.0.0.1:%d" % port, rank=rank, world_size=world)
     data = torch.load(inp)
     model = build()
