@@ -22,6 +22,10 @@ class ReadmeExampleTest {
     int end = readme.indexOf("```", start);
     Path src = dir.resolve("QuickStart.java");
     Files.writeString(src, readme.substring(start, end));
+    // The Maven project under examples/ (a user's project that depends on sekit) runs the same.
+    assertEquals(readme.substring(start, end),
+        Files.readString(Path.of("examples/quickstart/src/main/java/QuickStart.java")),
+        "examples/quickstart/src/main/java/QuickStart.java must be the README's example");
 
     String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
     Process p = new ProcessBuilder(java, "--enable-native-access=ALL-UNNAMED",
