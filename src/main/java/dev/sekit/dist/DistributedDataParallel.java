@@ -28,7 +28,7 @@ import java.util.Objects;
  *
  * <p>Every rank must run the same forward/backward sequence; a parameter that got no
  * gradient in a backward counts as zero. Frozen parameters ({@code requires_grad} off, as
- * {@link dev.sekit.train.ParamGroups#freeze} makes them) take rank 0's value at construction
+ * {@link dev.sekit.train.ParamGroups.Builder#freeze} makes them) take rank 0's value at construction
  * and are never reduced. Gradient accumulation over several backward calls
  * without an optimizer step reduces the accumulated gradients each time (there is no
  * {@code no_sync}). CPU only (Gloo).
