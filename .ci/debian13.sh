@@ -4,6 +4,7 @@
 #
 #   bash .ci/debian13.sh                 ./sekit test in the Debian 13 root
 #   bash .ci/debian13.sh ./sekit demo    any command, run in the clone
+#   bash .ci/debian13.sh --reuse CMD     CMD in the clone of the last run, as that run left it
 #
 # As root. The root is made once with debootstrap (about 3.5 GB once ./sekit has installed its
 # packages) and kept for the next run: SEKIT_DEBIAN13_ROOT (default /var/tmp/sekit-debian13).
@@ -18,6 +19,8 @@ die() { echo "debian13: $*" >&2; exit 1; }
 
 [[ $(id -u) -eq 0 ]] || die "run as root: debootstrap, chroot and the bind mounts need it"
 [[ -x "$jdk/bin/java" ]] || die "no JDK at $jdk: set SEKIT_JAVA_HOME to a JDK 25"
+reuse=""
+if [[ "${1:-}" == --reuse ]]; then reuse=1; shift; fi
 [[ $# -gt 0 ]] || set -- ./sekit test
 
 # The archive this machine's apt uses (deb822 or one-line sources).
@@ -65,11 +68,15 @@ if [[ -f /etc/ssl/certs/java/cacerts && ! -f "$root/etc/ssl/certs/java/cacerts" 
   cp /etc/ssl/certs/java/cacerts "$root/etc/ssl/certs/java/cacerts"
 fi
 
-# A fresh clone of HEAD, with shared/ beside it as CI has it.
-rm -rf "$root/work/sekit"
-mkdir -p "$root/work"
-git clone -q "$repo" "$root/work/sekit"
-if [[ -d "$repo/../shared" ]]; then rm -rf "$root/work/shared"; cp -r "$repo/../shared" "$root/work/shared"; fi
-echo "debian13: running '$*' in $root/work/sekit ($(git -C "$repo" rev-parse --short HEAD))" >&2
+# A fresh clone of HEAD, with shared/ beside it as CI has it (or the last run's, with --reuse).
+if [[ -n "$reuse" ]]; then
+  [[ -d "$root/work/sekit" ]] || die "--reuse: no clone in $root/work/sekit yet; run once without it"
+else
+  rm -rf "$root/work/sekit"
+  mkdir -p "$root/work"
+  git clone -q "$repo" "$root/work/sekit"
+  if [[ -d "$repo/../shared" ]]; then rm -rf "$root/work/shared"; cp -r "$repo/../shared" "$root/work/shared"; fi
+fi
+echo "debian13: running '$*' in $root/work/sekit ($(git -C "$root/work/sekit" rev-parse --short HEAD))" >&2
 chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   LANG=C.UTF-8 SEKIT_JAVA_HOME="$jdk" /bin/bash -c 'cd /work/sekit && "$@"' debian13 "$@"
