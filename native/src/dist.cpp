@@ -194,6 +194,206 @@ const at::Tensor& collective_tensor(const sk_tensor* t, const char* name) {
   return x;
 }
 
+// ------------------------------------------------------------------ cross-rank checks
+
+// Gloo moves bytes: a collective whose tensors differ in size between ranks overruns its
+// buffers on the transport thread, which aborts the process (as PyTorch's debug mode, we
+// compare first). Before each user collective every rank all-gathers a fixed-size
+// descriptor of its call (which collective, its argument, dtype, rank and shape), so that a
+// mismatch ends in the same DistributedError on every rank before any data moves.
+enum Kind : int64_t { kAllReduce = 1, kBroadcast, kAllGather, kBarrier, kDdp };
+constexpr int64_t kMagic = 0x736b6974;  // "skit": a descriptor, not data of another call
+constexpr int kDims = 8;                 // dimensions shown in full in a message
+constexpr int kDescLen = 7 + kDims;      // magic, kind, arg, dtype, ndim, numel, hash, dims
+
+const char* kind_name(int64_t k) {
+  switch (k) {
+    case kAllReduce: return "all_reduce";
+    case kBroadcast: return "broadcast";
+    case kAllGather: return "all_gather";
+    case kBarrier: return "barrier";
+    case kDdp: return "DistributedDataParallel";
+    default: return "an unknown collective";
+  }
+}
+
+const char* reduce_name(int64_t op) {
+  switch (op) {
+    case SK_REDUCE_SUM: return "SUM";
+    case SK_REDUCE_AVG: return "AVG";
+    case SK_REDUCE_MIN: return "MIN";
+    case SK_REDUCE_MAX: return "MAX";
+    default: return "?";
+  }
+}
+
+uint64_t fnv(uint64_t h, const void* data, size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ULL;
+  return h;
+}
+constexpr uint64_t kFnvSeed = 1469598103934665603ULL;
+
+uint64_t tensor_hash(uint64_t h, const at::Tensor& x) {
+  const int64_t st = static_cast<int64_t>(x.scalar_type()), nd = x.dim();
+  h = fnv(h, &st, sizeof st);
+  h = fnv(h, &nd, sizeof nd);
+  return fnv(h, x.sizes().data(), sizeof(int64_t) * x.sizes().size());
+}
+
+at::Tensor descriptor(int64_t kind, int64_t arg, const at::Tensor* x) {
+  at::Tensor d = at::full({kDescLen}, -1, at::kLong);
+  int64_t* p = d.data_ptr<int64_t>();
+  p[0] = kMagic;
+  p[1] = kind;
+  p[2] = arg;
+  if (x != nullptr) {
+    p[3] = static_cast<int64_t>(x->scalar_type());
+    p[4] = x->dim();
+    p[5] = x->numel();
+    p[6] = static_cast<int64_t>(tensor_hash(kFnvSeed, *x));
+    for (int64_t i = 0; i < std::min<int64_t>(x->dim(), kDims); ++i) p[7 + i] = x->size(i);
+  }
+  return d;
+}
+
+// PyTorch's name of a dtype ("float32"), as users write it.
+std::string dtype_name(int64_t st) {
+  if (st < 0 || st >= static_cast<int64_t>(c10::ScalarType::NumOptions)) return "dtype " + std::to_string(st);
+  switch (static_cast<c10::ScalarType>(st)) {
+    case at::kFloat: return "float32";
+    case at::kDouble: return "float64";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    case at::kLong: return "int64";
+    case at::kInt: return "int32";
+    case at::kShort: return "int16";
+    case at::kChar: return "int8";
+    case at::kByte: return "uint8";
+    case at::kBool: return "bool";
+    default: return c10::toString(static_cast<c10::ScalarType>(st));
+  }
+}
+
+// "float32 [2, 3]" from a descriptor row.
+std::string described(const int64_t* p) {
+  std::ostringstream os;
+  os << dtype_name(p[3]) << " [";
+  for (int64_t i = 0; i < std::min<int64_t>(p[4], kDims); ++i) os << (i ? ", " : "") << p[7 + i];
+  if (p[4] > kDims) os << ", ...";
+  os << "]";
+  return os.str();
+}
+
+at::Tensor all_gather(Group& g, const at::Tensor& x, const char* what);
+
+// Every rank's descriptor of this call; throws the same DistributedError on every rank when
+// they differ (every rank compares each rank with rank 0).
+void check_same(Group& g, int64_t kind, int64_t arg, const at::Tensor* x) {
+  if (g.size == 1) return;
+  at::Tensor all = all_gather(g, descriptor(kind, arg, x), kind_name(kind));
+  const int64_t* p0 = all.data_ptr<int64_t>();
+  for (int r = 1; r < g.size; ++r) {
+    const int64_t* p = p0 + static_cast<int64_t>(r) * kDescLen;
+    if (std::equal(p, p + kDescLen, p0)) continue;
+    std::ostringstream os;
+    os << kind_name(kind) << " on rank " << g.rank << " of " << g.size << ": the ranks' calls differ, ";
+    if (p[0] != kMagic || p0[0] != kMagic || p[1] != p0[1]) {
+      os << "rank 0 called " << kind_name(p0[1]) << ", rank " << r << " " << kind_name(p[1])
+         << "; every rank must call the same collectives in the same order";
+    } else if (kind == kAllReduce && p[2] != p0[2]) {
+      os << "rank 0 reduces with " << reduce_name(p0[2]) << ", rank " << r << " with " << reduce_name(p[2])
+         << "; every rank must pass the same ReduceOp";
+    } else if (kind == kBroadcast && p[2] != p0[2]) {
+      os << "rank 0 broadcasts from root " << p0[2] << ", rank " << r << " from root " << p[2]
+         << "; every rank must pass the same root";
+    } else {
+      os << "rank 0 has a tensor of " << described(p0) << ", rank " << r << " one of " << described(p)
+         << "; every rank must pass a tensor of the same dtype and shape";
+    }
+    os << " (nothing was sent)";
+    throw DistributedError(os.str());
+  }
+}
+
+// DistributedDataParallel: every rank must wrap the same model (the same parameters and
+// buffers in the same order, of the same dtypes and shapes, frozen alike), or the broadcast
+// of rank 0's state and each bucket's all-reduce would move buffers of different sizes.
+// One descriptor of the whole state, and only when they differ one hash per entry, to name
+// the first entry that differs.
+void check_same_model(Group& g, const std::vector<StateEntry>& state) {
+  if (g.size == 1) return;
+  std::vector<int64_t> hashes;
+  int64_t trainable = 0, frozen = 0, buffers = 0, values = 0;
+  auto role = [](const StateEntry& e) -> int64_t {
+    return !e.is_parameter ? 2 : e.tensor->requires_grad() ? 0 : 1;
+  };
+  uint64_t whole = kFnvSeed;
+  for (const StateEntry& e : state) {
+    const int64_t k = role(e);
+    (k == 0 ? trainable : k == 1 ? frozen : buffers)++;
+    values += e.tensor->numel();
+    uint64_t h = fnv(kFnvSeed, e.name.data(), e.name.size());
+    h = fnv(h, &k, sizeof k);
+    h = tensor_hash(h, *e.tensor);
+    hashes.push_back(static_cast<int64_t>(h));
+    whole = fnv(whole, &h, sizeof h);
+  }
+  at::Tensor d = at::full({kDescLen}, -1, at::kLong);
+  int64_t* q = d.data_ptr<int64_t>();
+  q[0] = kMagic;
+  q[1] = kDdp;
+  q[2] = static_cast<int64_t>(state.size());
+  q[3] = trainable;
+  q[4] = frozen;
+  q[5] = buffers;
+  q[6] = static_cast<int64_t>(whole);
+  q[7] = values;
+  at::Tensor all = all_gather(g, d, kind_name(kDdp));
+  const int64_t* p0 = all.data_ptr<int64_t>();
+  int differs = 0;
+  for (int r = 1; r < g.size && differs == 0; ++r)
+    if (!std::equal(p0 + r * kDescLen, p0 + (r + 1) * kDescLen, p0)) differs = r;
+  if (differs == 0) return;
+  const int64_t* p = p0 + static_cast<int64_t>(differs) * kDescLen;
+  std::ostringstream os;
+  os << "DistributedDataParallel on rank " << g.rank << " of " << g.size << ": the ranks' models differ, ";
+  if (p[0] != kMagic || p[1] != kDdp) {
+    os << "rank 0 wraps a model, rank " << differs << " called " << kind_name(p[1])
+       << "; every rank must call the same collectives in the same order";
+  } else if (!std::equal(p + 2, p + 6, p0 + 2) || p[7] != p0[7]) {
+    auto counts = [&os](const int64_t* x) {
+      os << x[3] << " trainable and " << x[4] << " frozen parameters and " << x[5] << " buffers (" << x[7]
+         << " values)";
+    };
+    os << "rank 0 has ";
+    counts(p0);
+    os << ", rank " << differs << " ";
+    counts(p);
+    os << "; every rank must wrap the same model with the same parameters frozen";
+  } else {
+    // The same counts: compare entry by entry (every rank has as many, so the gather fits).
+    at::Tensor mine = at::from_blob(hashes.data(), {static_cast<int64_t>(hashes.size())}, at::kLong).clone();
+    at::Tensor each = all_gather(g, mine, kind_name(kDdp));
+    const int64_t n = static_cast<int64_t>(hashes.size());
+    const int64_t* h0 = each.data_ptr<int64_t>();
+    const int64_t* hr = h0 + static_cast<int64_t>(differs) * n;
+    int64_t i = 0;
+    while (i < n && h0[i] == hr[i]) ++i;
+    os << "rank 0 and rank " << differs << " have the same number of parameters and buffers but they differ in "
+       << "name, dtype, shape or being frozen";
+    if (i < n) {
+      const StateEntry& e = state[static_cast<size_t>(i)];
+      static const char* roles[] = {"trainable parameter", "frozen parameter", "buffer"};
+      os << " from entry " << i << " on (on this rank: " << roles[role(e)] << " " << e.name << ", "
+         << dtype_name(static_cast<int64_t>(e.tensor->scalar_type())) << " " << shape_str(e.tensor->sizes()) << ")";
+    }
+    os << "; every rank must wrap the same model";
+  }
+  os << " (nothing was sent)";
+  throw DistributedError(os.str());
+}
+
 void reduce_in_place(Group& g, at::Tensor x, int32_t op, const char* what = "all_reduce") {
   c10d::AllreduceOptions o;
   o.timeout = g.timeout;
@@ -615,6 +815,11 @@ sk_error* sk_all_reduce(sk_process_group* pg, sk_tensor* t, int32_t op) {
   Group& g = group_arg(pg);
   const at::Tensor& x = collective_tensor(t, "t");
   c10::NoGradGuard no_grad;
+  if (op < SK_REDUCE_SUM || op > SK_REDUCE_MAX)
+    fail("unknown reduction ", op, " (expected SK_REDUCE_SUM, _AVG, _MIN or _MAX)");
+  if (op == SK_REDUCE_AVG && !at::isFloatingType(x.scalar_type()))
+    fail("an average needs a floating tensor, got ", c10::toString(x.scalar_type()));
+  check_same(g, kAllReduce, op, &x);
   reduce_in_place(g, x, op);
   SK_GUARD_END
 }
@@ -625,6 +830,7 @@ sk_error* sk_broadcast(sk_process_group* pg, sk_tensor* t, int32_t root) {
   const at::Tensor& x = collective_tensor(t, "t");
   if (root < 0 || root >= g.size) fail("root must be in [0, ", g.size, "), got ", root);
   c10::NoGradGuard no_grad;
+  check_same(g, kBroadcast, root, &x);
   broadcast(g, x, root);
   SK_GUARD_END
 }
@@ -632,6 +838,7 @@ sk_error* sk_broadcast(sk_process_group* pg, sk_tensor* t, int32_t root) {
 sk_error* sk_barrier(sk_process_group* pg) {
   SK_GUARD_BEGIN
   Group& g = group_arg(pg);
+  check_same(g, kBarrier, 0, nullptr);
   c10d::BarrierOptions o;
   o.timeout = g.timeout;
   g.wait(g.pg->barrier(o), "barrier");
@@ -644,6 +851,7 @@ sk_error* sk_all_gather(sk_process_group* pg, const sk_tensor* t, sk_tensor** ou
   const at::Tensor& x = collective_tensor(t, "t");
   out_arg(out, "out");
   c10::NoGradGuard no_grad;
+  check_same(g, kAllGather, 0, &x);
   *out = new_handle(all_gather(g, x, "all_gather"));
   SK_GUARD_END
 }
@@ -733,6 +941,7 @@ sk_error* sk_ddp_new(sk_process_group* pg, sk_module* m, int64_t bucket_bytes, s
     if (!acc) fail("parameter ", d->names[i], " is not a leaf of the autograd graph");
     d->accumulators.push_back(std::move(acc));
   }
+  check_same_model(g, mod->state);
   d->state = d->params;
   d->state.insert(d->state.end(), frozen.begin(), frozen.end());
   d->state.insert(d->state.end(), d->buffers.begin(), d->buffers.end());

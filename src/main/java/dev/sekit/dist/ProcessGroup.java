@@ -16,7 +16,10 @@ import java.util.Objects;
  * {@link #allGather}) run on contiguous CPU tensors, must be called by every rank in the
  * same order, and end within the {@linkplain #timeout() timeout}: a rank that died or hangs
  * makes the others' calls throw a {@link dev.sekit.SekitException} with code
- * {@code DISTRIBUTED} whose message names the lost rank. One thread at a time may use a group.
+ * {@code DISTRIBUTED} whose message names the lost rank. Before the data moves, the ranks
+ * compare their calls (which collective, its reduction or root, the tensor's dtype and shape:
+ * one small all-gather): calls that differ throw a {@code DISTRIBUTED} exception naming the
+ * difference on every rank, and nothing is sent. One thread at a time may use a group.
  *
  * <pre>{@code
  * try (ProcessGroup pg = ProcessGroup.fromEnvironment()) {   // torchrun's variables

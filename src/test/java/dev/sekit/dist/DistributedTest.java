@@ -46,6 +46,35 @@ class DistributedTest {
   }
 
   /**
+   * Collectives whose tensors (or reductions, roots, models) differ between ranks end in a
+   * DISTRIBUTED exception naming the difference on every rank, before any data moves, and the
+   * group stays usable; without the check Gloo's transport thread aborts the JVM.
+   */
+  @Test
+  void mismatchedCollectivesFailOnEveryRankAndTheJvmLives() throws Exception {
+    try (Workers w = Workers.start(dir, 2, 20_000, "mismatch")) {
+      for (int r = 0; r < 2; r++) {
+        assertEquals(0, w.await(r), w.output(r));
+        String out = w.output(r);
+        assertTrue(out.contains("MISMATCH allReduce shape: DISTRIBUTED all_reduce on rank " + r + " of 2: the ranks' "
+            + "calls differ, rank 0 has a tensor of float32 [10], rank 1 one of float32 [1000]"), out);
+        assertTrue(out.contains("MISMATCH allReduce dtype: DISTRIBUTED") && out.contains("float64 [64]"), out);
+        assertTrue(out.contains("MISMATCH allReduce op: DISTRIBUTED") && out.contains("rank 0 reduces with SUM, "
+            + "rank 1 with MAX"), out);
+        assertTrue(out.contains("MISMATCH allGather shape: DISTRIBUTED") && out.contains("float32 [3, 500]"), out);
+        assertTrue(out.contains("MISMATCH broadcast shape: DISTRIBUTED") && out.contains("float32 [4096]"), out);
+        assertTrue(out.contains("MISMATCH broadcast root: DISTRIBUTED") && out.contains("from root 1"), out);
+        assertTrue(out.contains("MISMATCH DDP model: DISTRIBUTED DistributedDataParallel on rank " + r
+            + " of 2: the ranks' models differ"), out);
+        assertTrue(out.contains("MISMATCH DDP frozen: DISTRIBUTED") && out.contains("frozen"), out);
+        assertTrue(!out.contains("NO FAILURE"), out);
+        assertTrue(out.contains("AFTER [3.0]") && out.contains("DDP OK") && out.contains("DONE"), out);
+      }
+      assertTrue(w.crashLogs().isEmpty(), "crash logs: " + w.crashLogs());
+    }
+  }
+
+  /**
    * 2 processes x half of each batch end with the weights of 1 process x the whole batch, and
    * with PyTorch DDP's (2 processes, Gloo), to float32 rounding; the two replicas are equal
    * bit for bit although rank 1 started from other random weights.
