@@ -30,6 +30,12 @@ using Clock = std::chrono::steady_clock;
 using Millis = std::chrono::milliseconds;
 
 constexpr Millis kHeartbeat{500};
+// The largest group: Gloo connects every pair of ranks (and every rank beats its heartbeat
+// into rank 0's store), which stops scaling long before this. ProcessGroup.MAX_WORLD_SIZE.
+constexpr int32_t kMaxWorldSize = 4096;
+// The longest timeout: c10d and Gloo add it to clock readings and pass it on as an int of
+// milliseconds in places. ProcessGroup.MAX_TIMEOUT.
+constexpr int64_t kMaxTimeoutMs = 2147483647;
 
 std::string heartbeat_key(int rank) { return "sekit/heartbeat/" + std::to_string(rank); }
 
@@ -761,24 +767,73 @@ sk_error* sk_process_group_new(const char* master_addr, int32_t master_port, int
   out_arg(out, "out");
   if (master_addr == nullptr || *master_addr == '\0') fail("master_addr must be a host name or address");
   if (master_port < 1 || master_port > 65535) fail("master_port must be in [1, 65535], got ", master_port);
-  if (world_size < 1) fail("world_size must be >= 1, got ", world_size);
+  if (world_size < 1 || world_size > kMaxWorldSize)
+    fail("world_size must be in [1, ", kMaxWorldSize, "], got ", world_size);
   if (rank < 0 || rank >= world_size) fail("rank must be in [0, ", world_size, "), got ", rank);
-  if (timeout_ms < 1) fail("timeout_ms must be >= 1, got ", timeout_ms);
+  if (timeout_ms < 1 || timeout_ms > kMaxTimeoutMs)
+    fail("timeout_ms must be in [1, ", kMaxTimeoutMs, "], got ", timeout_ms);
   auto g = std::make_shared<Group>();
   g->master_addr = master_addr;
   g->port = master_port;
   g->rank = rank;
   g->size = world_size;
   g->timeout = Millis(timeout_ms);
+  const auto deadline = Clock::now() + g->timeout;
+  auto left = [&deadline] {
+    return std::max(Millis(1), std::chrono::duration_cast<Millis>(deadline - Clock::now()));
+  };
+  auto joining_failed = [&](const std::string& why) {
+    std::ostringstream os;
+    os << "rank " << rank << " of " << world_size << " could not join the process group at " << master_addr << ":"
+       << master_port << " within " << timeout_ms << " ms: " << why;
+    return DistributedError(os.str());
+  };
   try {
     c10d::TCPStoreOptions so;
     so.port = static_cast<std::uint16_t>(master_port);
     so.isServer = rank == 0;
-    so.numWorkers = static_cast<std::size_t>(world_size);
-    so.waitWorkers = true;
+    so.waitWorkers = false;  // the meeting below waits, against one deadline
     so.timeout = g->timeout;
     no_libuv(so);
     g->store = c10::make_intrusive<c10d::TCPStore>(g->master_addr, so);
+  } catch (const std::exception& e) {
+    throw joining_failed(plain_message(e));
+  }
+  // The meeting, before Gloo connects every pair (whose waits add up, one per rank): rank 0
+  // publishes its world size, every rank compares its own with it and counts itself in, and
+  // the rank that completes the count (or one that found a mismatch) sets the outcome, which
+  // every rank waits for until the deadline.
+  const std::string k_world = "sekit/join/world_size", k_count = "sekit/join/count", k_outcome = "sekit/join/outcome";
+  auto text = [](const std::vector<uint8_t>& v) { return std::string(v.begin(), v.end()); };
+  auto bytes = [](const std::string& v) { return std::vector<uint8_t>(v.begin(), v.end()); };
+  std::string outcome;
+  try {
+    if (rank == 0) g->store->set(k_world, bytes(std::to_string(world_size)));
+    g->store->wait({k_world}, left());
+    const std::string theirs = text(g->store->get(k_world));
+    if (theirs != std::to_string(world_size)) {
+      std::ostringstream os;
+      os << "the ranks were started with different world sizes: rank 0 with WORLD_SIZE " << theirs << ", rank "
+         << rank << " with " << world_size << "; start every rank with the same WORLD_SIZE";
+      g->store->set(k_outcome, bytes(os.str()));
+    } else if (g->store->add(k_count, 1) == world_size) {
+      g->store->set(k_outcome, bytes("ok"));
+    }
+    g->store->wait({k_outcome}, left());
+    outcome = text(g->store->get(k_outcome));
+  } catch (const std::exception& e) {
+    std::string why = plain_message(e);
+    try {
+      why = "only " + std::to_string(g->store->add(k_count, 0)) + " of " + std::to_string(world_size) +
+            " ranks joined (" + why + ")";
+    } catch (...) {
+    }
+    throw joining_failed(why);
+  }
+  if (outcome != "ok") throw joining_failed(outcome);
+  try {
+    // Gloo's own timeout bounds every later operation too: the group's. Its pairwise waits
+    // here are short, since every rank has joined.
     auto opts = c10d::ProcessGroupGloo::Options::create(g->timeout);
     const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
     if (ifname != nullptr && *ifname != '\0') {
@@ -791,11 +846,7 @@ sk_error* sk_process_group_new(const char* master_addr, int32_t master_port, int
     opts->threads = 2;
     g->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(g->store, rank, world_size, opts);
   } catch (const std::exception& e) {
-    const std::string msg = plain_message(e);
-    std::ostringstream os;
-    os << "rank " << rank << " of " << world_size << " could not join the process group at " << master_addr << ":"
-       << master_port << " within " << timeout_ms << " ms: " << msg;
-    throw DistributedError(os.str());
+    throw joining_failed(plain_message(e));
   }
   g->heartbeat = std::make_unique<Heartbeat>(g->master_addr, master_port, rank, g->timeout);
   *out = new sk_process_group{std::move(g)};

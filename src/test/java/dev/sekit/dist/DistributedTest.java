@@ -75,6 +75,41 @@ class DistributedTest {
   }
 
   /**
+   * Joining honours its timeout whatever the world size (a rank that waits for 999 others
+   * gives up after the timeout, not one timeout per missing rank), an absurd world size and
+   * an overflowing timeout are refused at once with what to do.
+   */
+  @Test
+  void joiningHonoursItsTimeoutAndRefusesAbsurdArguments() throws Exception {
+    long t0 = System.nanoTime();
+    dev.sekit.SekitException e = assertThrows(dev.sekit.SekitException.class,
+        () -> ProcessGroup.create("127.0.0.1", Workers.freePort(), 0, 1000, Duration.ofSeconds(2)));
+    double secs = (System.nanoTime() - t0) / 1e9;
+    assertTrue(secs < 5, "gave up after " + secs + " s with a 2 s timeout: " + e.getMessage());
+    assertTrue(e.getMessage().contains("only 1 of 1000 ranks joined"), e.getMessage());
+    IllegalArgumentException big = assertThrows(IllegalArgumentException.class,
+        () -> ProcessGroup.create("127.0.0.1", Workers.freePort(), 0, 10_000, Duration.ofSeconds(2)));
+    assertTrue(big.getMessage().contains("at most " + ProcessGroup.MAX_WORLD_SIZE), big.getMessage());
+    IllegalArgumentException forever = assertThrows(IllegalArgumentException.class,
+        () -> ProcessGroup.create("127.0.0.1", Workers.freePort(), 0, 2, Duration.ofSeconds(Long.MAX_VALUE)));
+    assertTrue(forever.getMessage().contains("timeout must be between 1 ms and"), forever.getMessage());
+  }
+
+  /** Ranks started with different WORLD_SIZEs fail on both sides with a message that says so. */
+  @Test
+  void differentWorldSizesAreNamed() throws Exception {
+    try (Workers w = Workers.startMain(dir, 2, java.util.List.of("-Ddist.timeout.ms=20000",
+        DistWorker.class.getName(), "collectives"), Map.of(1, Map.of("WORLD_SIZE", "3")))) {
+      for (int r = 0; r < 2; r++) {
+        assertTrue(w.await(r) != 0, w.output(r));
+        assertTrue(w.output(r).contains("the ranks were started with different world sizes: rank 0 with WORLD_SIZE 2, "
+            + "rank 1 with 3; start every rank with the same WORLD_SIZE"), w.output(r));
+      }
+      assertTrue(w.crashLogs().isEmpty(), "crash logs: " + w.crashLogs());
+    }
+  }
+
+  /**
    * 2 processes x half of each batch end with the weights of 1 process x the whole batch, and
    * with PyTorch DDP's (2 processes, Gloo), to float32 rounding; the two replicas are equal
    * bit for bit although rank 1 started from other random weights.
