@@ -1,0 +1,113 @@
+package dev.sekit.train;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.sekit.DType;
+import dev.sekit.Device;
+import dev.sekit.Sekit;
+import dev.sekit.Tensor;
+import dev.sekit.data.InMemoryDataset;
+import dev.sekit.nn.Attention;
+import dev.sekit.nn.Module;
+import dev.sekit.nn.SmallVoVNet;
+import dev.sekit.nn.VoVNet;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * What a trainer and an optimizer accept as state: a resume that refuses a checkpoint changes
+ * nothing, freezing belongs to the optimizer's groups, optimizer state keeps its dtype, and
+ * mistakes in the groups are named.
+ */
+class TrainStateTest {
+  @TempDir Path dir;
+
+  private static Map<String, float[]> snapshot(Module m, Optimizer o) {
+    Map<String, float[]> r = new LinkedHashMap<>();
+    m.stateDict().forEach((k, t) -> r.put("model." + k, floats(t)));
+    o.stateDict().forEach((k, t) -> r.put("optim." + k, floats(t)));
+    return r;
+  }
+
+  private static float[] floats(Tensor t) {
+    if (t.dtype() == DType.INT64) {
+      long[] l = t.toLongArray();
+      float[] f = new float[l.length];
+      for (int i = 0; i < l.length; i++) {
+        f[i] = l[i];
+      }
+      return f;
+    }
+    return t.toFloatArray();
+  }
+
+  private static InMemoryDataset data(Arena arena, int n) {
+    MemorySegment x = arena.allocate(ValueLayout.JAVA_FLOAT, (long) n * 28 * 28);
+    java.util.Random rnd = new java.util.Random(1);
+    for (long i = 0; i < (long) n * 28 * 28; i++) {
+      x.setAtIndex(ValueLayout.JAVA_FLOAT, i, (float) rnd.nextGaussian());
+    }
+    long[] y = new long[n];
+    for (int i = 0; i < n; i++) {
+      y[i] = i % 10;
+    }
+    return InMemoryDataset.of(x, y, 10, 1, 28, 28);
+  }
+
+  /**
+   * A checkpoint whose tensors fit but whose metadata is malformed is refused before anything
+   * is loaded: the model's and the optimizer's state stay as they were, and a good checkpoint
+   * still resumes afterwards.
+   */
+  @Test
+  void resumeWithMalformedMetadataChangesNothing() throws Exception {
+    Trainer.Options opts = Trainer.Options.builder().epochs(1).batchSize(8).seed(7).build();
+    try (Arena arena = Arena.ofConfined(); InMemoryDataset train = data(arena, 16)) {
+      Sekit.manualSeed(1);
+      Module model = SmallVoVNet.build(arena, Attention.ESE, 1, 10);
+      Trainer t = new Trainer(arena, model, train, null, opts);
+      // Another model's state (other random weights, an optimizer that has stepped): what a
+      // resume would load.
+      Sekit.manualSeed(2);
+      Module other = SmallVoVNet.build(arena, Attention.ESE, 1, 10);
+      Trainer ot = new Trainer(arena, other, train, null, opts);
+      ot.fit(null, null, null);
+      Map<String, float[]> before = snapshot(model, t.optimizer());
+      String goodHistory = "[]";
+      List<Map<String, String>> bad = List.of(
+          Map.of("seed", "7", "global_step", "two", "history", goodHistory),
+          Map.of("seed", "7", "global_step", "-3", "history", goodHistory),
+          Map.of("seed", "7", "global_step", "2", "history", "not json"),
+          Map.of("seed", "7", "global_step", "2", "history", "null"),
+          Map.of("seed", "7", "global_step", "2", "history", "[null]"),
+          Map.of("seed", "7", "global_step", "2", "history", "[{\"epoch\": \"x\"}]"),
+          Map.of("seed", "seven", "global_step", "2", "history", goodHistory));
+      int i = 0;
+      for (Map<String, String> meta : bad) {
+        Path ckpt = dir.resolve("bad" + i++ + ".safetensors");
+        Checkpoint.save(ckpt, other, ot.optimizer(), meta);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> t.resume(ckpt), meta.toString());
+        assertTrue(e.getMessage().contains("damaged checkpoint"), e.getMessage());
+        Map<String, float[]> after = snapshot(model, t.optimizer());
+        before.forEach((k, v) -> assertArrayEquals(v, after.get(k), k + " changed by a refused resume of " + meta));
+      }
+      Path good = dir.resolve("good.safetensors");
+      Checkpoint.save(good, other, ot.optimizer(), Map.of("seed", "7", "global_step", "2", "history", goodHistory));
+      t.resume(good);
+      Map<String, float[]> loaded = snapshot(model, t.optimizer());
+      snapshot(other, ot.optimizer()).forEach((k, v) -> assertArrayEquals(v, loaded.get(k), k));
+      assertTrue(t.fit(null, null, null).completed());
+    }
+  }
+}
