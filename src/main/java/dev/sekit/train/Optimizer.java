@@ -126,7 +126,7 @@ public final class Optimizer {
 
   /**
    * Checks that {@code saved} fits this optimizer, changing nothing: the same keys (so the
-   * same kind of optimizer over the same parameters) and shapes.
+   * same kind of optimizer over the same parameters), shapes and dtypes.
    *
    * @throws IllegalArgumentException naming what does not fit
    */
@@ -146,6 +146,11 @@ public final class Optimizer {
       if (!Arrays.equals(src.shape(), e.getValue().shape())) {
         throw new IllegalArgumentException("optimizer state " + e.getKey() + ": expected shape "
             + Arrays.toString(e.getValue().shape()) + ", got " + Arrays.toString(src.shape()));
+      }
+      if (src.dtype() != e.getValue().dtype()) {
+        throw new IllegalArgumentException("optimizer state " + e.getKey() + ": expected dtype "
+            + e.getValue().dtype() + ", got " + src.dtype() + " (copying would convert the values; save the "
+            + "state of an optimizer over a model of the same dtype)");
       }
     }
   }

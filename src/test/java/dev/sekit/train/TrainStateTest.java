@@ -110,4 +110,27 @@ class TrainStateTest {
       assertTrue(t.fit(null, null, null).completed());
     }
   }
+
+  /** An int64 momentum buffer of the right shape is refused, not truncated into float32. */
+  @Test
+  void optimizerStateOfAnotherDtypeIsRefused() {
+    try (Arena arena = Arena.ofConfined()) {
+      VoVNet model = ParamGroupsTest.tinyVoVNet(arena, 3, 5);
+      Optimizer opt = Optimizer.sgd(model, 0.1).build(arena);
+      Map<String, Tensor> saved = new LinkedHashMap<>(opt.stateDict());
+      String key = saved.keySet().stream().filter(k -> k.endsWith(".momentum_buffer")).findFirst().orElseThrow();
+      long[] shape = saved.get(key).shape();
+      long n = 1;
+      for (long s : shape) {
+        n *= s;
+      }
+      long[] ones = new long[(int) n];
+      java.util.Arrays.fill(ones, 3);
+      saved.put(key, Tensor.copyOf(arena, ones, shape));
+      float[] before = opt.stateDict().get(key).toFloatArray();
+      IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> opt.loadStateDict(saved));
+      assertTrue(e.getMessage().contains(key) && e.getMessage().contains("dtype"), e.getMessage());
+      assertArrayEquals(before, opt.stateDict().get(key).toFloatArray(), "nothing loaded");
+    }
+  }
 }
