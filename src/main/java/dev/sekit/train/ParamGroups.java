@@ -10,6 +10,10 @@ import java.util.Objects;
  * chosen by parameter name. A parameter is <em>frozen</em> when it is under one of
  * {@link #frozen()}: it gets no gradient ({@code requires_grad} off, as
  * {@code p.requires_grad_(False)}), the optimizer holds no state for it and never changes it.
+ * Freezing belongs to the optimizer built with these groups, as with torch.optim: the next
+ * optimizer built over the same module whose groups do not freeze a parameter these froze
+ * turns its gradient back on (a parameter frozen by hand with
+ * {@link dev.sekit.Tensor#requiresGrad(boolean)} stays as it is).
  * Otherwise it belongs to the first of {@link #groups()} that matches it, or to the default
  * group (the optimizer's own learning rate and weight decay) when none does. A group's
  * learning rate is the optimizer's times {@link Group#lrScale()}, so a schedule that sets the

@@ -133,4 +133,35 @@ class TrainStateTest {
       assertArrayEquals(before, opt.stateDict().get(key).toFloatArray(), "nothing loaded");
     }
   }
+
+  /**
+   * Freezing is the groups' business: an optimizer built later over the same module without
+   * freezing trains the parameters an earlier one froze (as with torch.optim, where freezing
+   * is not a property an optimizer leaves behind); a parameter the user froze by hand stays
+   * frozen.
+   */
+  @Test
+  void aLaterOptimizerWithoutFreezingTrainsEveryParameter() {
+    try (Arena arena = Arena.ofConfined()) {
+      VoVNet model = ParamGroupsTest.tinyVoVNet(arena, 3, 5);
+      Tensor byHand = model.namedParameters().get("head.fc.bias");
+      byHand.requiresGrad(false);
+      Optimizer.sgd(model, 0.1).paramGroups(ParamGroups.builder().freeze("stem").build()).build(arena);
+      assertFalse(model.namedParameters().get("stem.0.conv.weight").requiresGrad(), "frozen by the groups");
+      Optimizer later = Optimizer.sgd(model, 0.1).momentum(0).build(arena);
+      Tensor w = model.namedParameters().get("stem.0.conv.weight");
+      assertTrue(w.requiresGrad(), "an optimizer without frozen groups must train stem.0.conv.weight");
+      assertFalse(byHand.requiresGrad(), "frozen by hand: left alone");
+      float[] w0 = w.toFloatArray();
+      Tensor x = Tensor.randn(arena, DType.FLOAT32, Device.CPU, 2, 3, 32, 32);
+      model.train();
+      Tensor loss = Losses.crossEntropy(model.forward(arena, x, true), Tensor.copyOf(arena, new long[] {1, 2}, 2), 0.0);
+      loss.backward();
+      later.step();
+      assertFalse(java.util.Arrays.equals(w0, w.toFloatArray()), "stem.0.conv.weight was not trained");
+      // Freezing again through the groups still works.
+      Optimizer.sgd(model, 0.1).paramGroups(ParamGroups.builder().freeze("stem").build()).build(arena);
+      assertFalse(w.requiresGrad());
+    }
+  }
 }
