@@ -164,4 +164,18 @@ class TrainStateTest {
       assertFalse(w.requiresGrad());
     }
   }
+
+  @Test
+  void nullPrefixesAreNamed() {
+    NullPointerException e = assertThrows(NullPointerException.class,
+        () -> ParamGroups.builder().freeze("stem", null));
+    assertTrue(e.getMessage() != null && e.getMessage().contains("prefix 2 of 2 is null"), String.valueOf(e.getMessage()));
+    NullPointerException g = assertThrows(NullPointerException.class,
+        () -> ParamGroups.builder().backbone(0.1, (String) null));
+    assertTrue(g.getMessage() != null && g.getMessage().contains("backbone"), String.valueOf(g.getMessage()));
+    NullPointerException a = assertThrows(NullPointerException.class,
+        () -> ParamGroups.builder().group(0.5, (String[]) null));
+    assertTrue(a.getMessage() != null && a.getMessage().contains("group"), String.valueOf(a.getMessage()));
+    assertEquals(List.of("stem"), ParamGroups.builder().freeze("stem").build().frozen());
+  }
 }
