@@ -31,6 +31,12 @@ using Clock = std::chrono::steady_clock;
 using Millis = std::chrono::milliseconds;
 
 constexpr Millis kHeartbeat{500};
+// The largest group: Gloo connects every pair of ranks (and every rank beats its heartbeat
+// into rank 0's store), which stops scaling long before this. ProcessGroup.MAX_WORLD_SIZE.
+constexpr int32_t kMaxWorldSize = 4096;
+// The longest timeout: c10d and Gloo add it to clock readings and pass it on as an int of
+// milliseconds in places. ProcessGroup.MAX_TIMEOUT.
+constexpr int64_t kMaxTimeoutMs = 2147483647;
 
 std::string heartbeat_key(int rank) { return "sekit/heartbeat/" + std::to_string(rank); }
 
@@ -193,6 +199,206 @@ const at::Tensor& collective_tensor(const sk_tensor* t, const char* name) {
     fail(name, " is on ", x.device(), ": Gloo reduces CPU tensors (CUDA needs NCCL, which this build lacks)");
   if (!x.is_contiguous()) fail(name, " must be contiguous for a collective");
   return x;
+}
+
+// ------------------------------------------------------------------ cross-rank checks
+
+// Gloo moves bytes: a collective whose tensors differ in size between ranks overruns its
+// buffers on the transport thread, which aborts the process (as PyTorch's debug mode, we
+// compare first). Before each user collective every rank all-gathers a fixed-size
+// descriptor of its call (which collective, its argument, dtype, rank and shape), so that a
+// mismatch ends in the same DistributedError on every rank before any data moves.
+enum Kind : int64_t { kAllReduce = 1, kBroadcast, kAllGather, kBarrier, kDdp };
+constexpr int64_t kMagic = 0x736b6974;  // "skit": a descriptor, not data of another call
+constexpr int kDims = 8;                 // dimensions shown in full in a message
+constexpr int kDescLen = 7 + kDims;      // magic, kind, arg, dtype, ndim, numel, hash, dims
+
+const char* kind_name(int64_t k) {
+  switch (k) {
+    case kAllReduce: return "all_reduce";
+    case kBroadcast: return "broadcast";
+    case kAllGather: return "all_gather";
+    case kBarrier: return "barrier";
+    case kDdp: return "DistributedDataParallel";
+    default: return "an unknown collective";
+  }
+}
+
+const char* reduce_name(int64_t op) {
+  switch (op) {
+    case SK_REDUCE_SUM: return "SUM";
+    case SK_REDUCE_AVG: return "AVG";
+    case SK_REDUCE_MIN: return "MIN";
+    case SK_REDUCE_MAX: return "MAX";
+    default: return "?";
+  }
+}
+
+uint64_t fnv(uint64_t h, const void* data, size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ULL;
+  return h;
+}
+constexpr uint64_t kFnvSeed = 1469598103934665603ULL;
+
+uint64_t tensor_hash(uint64_t h, const at::Tensor& x) {
+  const int64_t st = static_cast<int64_t>(x.scalar_type()), nd = x.dim();
+  h = fnv(h, &st, sizeof st);
+  h = fnv(h, &nd, sizeof nd);
+  return fnv(h, x.sizes().data(), sizeof(int64_t) * x.sizes().size());
+}
+
+at::Tensor descriptor(int64_t kind, int64_t arg, const at::Tensor* x) {
+  at::Tensor d = at::full({kDescLen}, -1, at::kLong);
+  int64_t* p = d.data_ptr<int64_t>();
+  p[0] = kMagic;
+  p[1] = kind;
+  p[2] = arg;
+  if (x != nullptr) {
+    p[3] = static_cast<int64_t>(x->scalar_type());
+    p[4] = x->dim();
+    p[5] = x->numel();
+    p[6] = static_cast<int64_t>(tensor_hash(kFnvSeed, *x));
+    for (int64_t i = 0; i < std::min<int64_t>(x->dim(), kDims); ++i) p[7 + i] = x->size(i);
+  }
+  return d;
+}
+
+// PyTorch's name of a dtype ("float32"), as users write it.
+std::string dtype_name(int64_t st) {
+  if (st < 0 || st >= static_cast<int64_t>(c10::ScalarType::NumOptions)) return "dtype " + std::to_string(st);
+  switch (static_cast<c10::ScalarType>(st)) {
+    case at::kFloat: return "float32";
+    case at::kDouble: return "float64";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    case at::kLong: return "int64";
+    case at::kInt: return "int32";
+    case at::kShort: return "int16";
+    case at::kChar: return "int8";
+    case at::kByte: return "uint8";
+    case at::kBool: return "bool";
+    default: return c10::toString(static_cast<c10::ScalarType>(st));
+  }
+}
+
+// "float32 [2, 3]" from a descriptor row.
+std::string described(const int64_t* p) {
+  std::ostringstream os;
+  os << dtype_name(p[3]) << " [";
+  for (int64_t i = 0; i < std::min<int64_t>(p[4], kDims); ++i) os << (i ? ", " : "") << p[7 + i];
+  if (p[4] > kDims) os << ", ...";
+  os << "]";
+  return os.str();
+}
+
+at::Tensor all_gather(Group& g, const at::Tensor& x, const char* what);
+
+// Every rank's descriptor of this call; throws the same DistributedError on every rank when
+// they differ (every rank compares each rank with rank 0).
+void check_same(Group& g, int64_t kind, int64_t arg, const at::Tensor* x) {
+  if (g.size == 1) return;
+  at::Tensor all = all_gather(g, descriptor(kind, arg, x), kind_name(kind));
+  const int64_t* p0 = all.data_ptr<int64_t>();
+  for (int r = 1; r < g.size; ++r) {
+    const int64_t* p = p0 + static_cast<int64_t>(r) * kDescLen;
+    if (std::equal(p, p + kDescLen, p0)) continue;
+    std::ostringstream os;
+    os << kind_name(kind) << " on rank " << g.rank << " of " << g.size << ": the ranks' calls differ, ";
+    if (p[0] != kMagic || p0[0] != kMagic || p[1] != p0[1]) {
+      os << "rank 0 called " << kind_name(p0[1]) << ", rank " << r << " " << kind_name(p[1])
+         << "; every rank must call the same collectives in the same order";
+    } else if (kind == kAllReduce && p[2] != p0[2]) {
+      os << "rank 0 reduces with " << reduce_name(p0[2]) << ", rank " << r << " with " << reduce_name(p[2])
+         << "; every rank must pass the same ReduceOp";
+    } else if (kind == kBroadcast && p[2] != p0[2]) {
+      os << "rank 0 broadcasts from root " << p0[2] << ", rank " << r << " from root " << p[2]
+         << "; every rank must pass the same root";
+    } else {
+      os << "rank 0 has a tensor of " << described(p0) << ", rank " << r << " one of " << described(p)
+         << "; every rank must pass a tensor of the same dtype and shape";
+    }
+    os << " (nothing was sent)";
+    throw DistributedError(os.str());
+  }
+}
+
+// DistributedDataParallel: every rank must wrap the same model (the same parameters and
+// buffers in the same order, of the same dtypes and shapes, frozen alike), or the broadcast
+// of rank 0's state and each bucket's all-reduce would move buffers of different sizes.
+// One descriptor of the whole state, and only when they differ one hash per entry, to name
+// the first entry that differs.
+void check_same_model(Group& g, const std::vector<StateEntry>& state) {
+  if (g.size == 1) return;
+  std::vector<int64_t> hashes;
+  int64_t trainable = 0, frozen = 0, buffers = 0, values = 0;
+  auto role = [](const StateEntry& e) -> int64_t {
+    return !e.is_parameter ? 2 : e.tensor->requires_grad() ? 0 : 1;
+  };
+  uint64_t whole = kFnvSeed;
+  for (const StateEntry& e : state) {
+    const int64_t k = role(e);
+    (k == 0 ? trainable : k == 1 ? frozen : buffers)++;
+    values += e.tensor->numel();
+    uint64_t h = fnv(kFnvSeed, e.name.data(), e.name.size());
+    h = fnv(h, &k, sizeof k);
+    h = tensor_hash(h, *e.tensor);
+    hashes.push_back(static_cast<int64_t>(h));
+    whole = fnv(whole, &h, sizeof h);
+  }
+  at::Tensor d = at::full({kDescLen}, -1, at::kLong);
+  int64_t* q = d.data_ptr<int64_t>();
+  q[0] = kMagic;
+  q[1] = kDdp;
+  q[2] = static_cast<int64_t>(state.size());
+  q[3] = trainable;
+  q[4] = frozen;
+  q[5] = buffers;
+  q[6] = static_cast<int64_t>(whole);
+  q[7] = values;
+  at::Tensor all = all_gather(g, d, kind_name(kDdp));
+  const int64_t* p0 = all.data_ptr<int64_t>();
+  int differs = 0;
+  for (int r = 1; r < g.size && differs == 0; ++r)
+    if (!std::equal(p0 + r * kDescLen, p0 + (r + 1) * kDescLen, p0)) differs = r;
+  if (differs == 0) return;
+  const int64_t* p = p0 + static_cast<int64_t>(differs) * kDescLen;
+  std::ostringstream os;
+  os << "DistributedDataParallel on rank " << g.rank << " of " << g.size << ": the ranks' models differ, ";
+  if (p[0] != kMagic || p[1] != kDdp) {
+    os << "rank 0 wraps a model, rank " << differs << " called " << kind_name(p[1])
+       << "; every rank must call the same collectives in the same order";
+  } else if (!std::equal(p + 2, p + 6, p0 + 2) || p[7] != p0[7]) {
+    auto counts = [&os](const int64_t* x) {
+      os << x[3] << " trainable and " << x[4] << " frozen parameters and " << x[5] << " buffers (" << x[7]
+         << " values)";
+    };
+    os << "rank 0 has ";
+    counts(p0);
+    os << ", rank " << differs << " ";
+    counts(p);
+    os << "; every rank must wrap the same model with the same parameters frozen";
+  } else {
+    // The same counts: compare entry by entry (every rank has as many, so the gather fits).
+    at::Tensor mine = at::from_blob(hashes.data(), {static_cast<int64_t>(hashes.size())}, at::kLong).clone();
+    at::Tensor each = all_gather(g, mine, kind_name(kDdp));
+    const int64_t n = static_cast<int64_t>(hashes.size());
+    const int64_t* h0 = each.data_ptr<int64_t>();
+    const int64_t* hr = h0 + static_cast<int64_t>(differs) * n;
+    int64_t i = 0;
+    while (i < n && h0[i] == hr[i]) ++i;
+    os << "rank 0 and rank " << differs << " have the same number of parameters and buffers but they differ in "
+       << "name, dtype, shape or being frozen";
+    if (i < n) {
+      const StateEntry& e = state[static_cast<size_t>(i)];
+      static const char* roles[] = {"trainable parameter", "frozen parameter", "buffer"};
+      os << " from entry " << i << " on (on this rank: " << roles[role(e)] << " " << e.name << ", "
+         << dtype_name(static_cast<int64_t>(e.tensor->scalar_type())) << " " << shape_str(e.tensor->sizes()) << ")";
+    }
+    os << "; every rank must wrap the same model";
+  }
+  os << " (nothing was sent)";
+  throw DistributedError(os.str());
 }
 
 void reduce_in_place(Group& g, at::Tensor x, int32_t op, const char* what = "all_reduce") {
@@ -562,24 +768,73 @@ sk_error* sk_process_group_new(const char* master_addr, int32_t master_port, int
   out_arg(out, "out");
   if (master_addr == nullptr || *master_addr == '\0') fail("master_addr must be a host name or address");
   if (master_port < 1 || master_port > 65535) fail("master_port must be in [1, 65535], got ", master_port);
-  if (world_size < 1) fail("world_size must be >= 1, got ", world_size);
+  if (world_size < 1 || world_size > kMaxWorldSize)
+    fail("world_size must be in [1, ", kMaxWorldSize, "], got ", world_size);
   if (rank < 0 || rank >= world_size) fail("rank must be in [0, ", world_size, "), got ", rank);
-  if (timeout_ms < 1) fail("timeout_ms must be >= 1, got ", timeout_ms);
+  if (timeout_ms < 1 || timeout_ms > kMaxTimeoutMs)
+    fail("timeout_ms must be in [1, ", kMaxTimeoutMs, "], got ", timeout_ms);
   auto g = std::make_shared<Group>();
   g->master_addr = master_addr;
   g->port = master_port;
   g->rank = rank;
   g->size = world_size;
   g->timeout = Millis(timeout_ms);
+  const auto deadline = Clock::now() + g->timeout;
+  auto left = [&deadline] {
+    return std::max(Millis(1), std::chrono::duration_cast<Millis>(deadline - Clock::now()));
+  };
+  auto joining_failed = [&](const std::string& why) {
+    std::ostringstream os;
+    os << "rank " << rank << " of " << world_size << " could not join the process group at " << master_addr << ":"
+       << master_port << " within " << timeout_ms << " ms: " << why;
+    return DistributedError(os.str());
+  };
   try {
     c10d::TCPStoreOptions so;
     so.port = static_cast<std::uint16_t>(master_port);
     so.isServer = rank == 0;
-    so.numWorkers = static_cast<std::size_t>(world_size);
-    so.waitWorkers = true;
+    so.waitWorkers = false;  // the meeting below waits, against one deadline
     so.timeout = g->timeout;
     no_libuv(so);
     g->store = c10::make_intrusive<c10d::TCPStore>(g->master_addr, so);
+  } catch (const std::exception& e) {
+    throw joining_failed(plain_message(e));
+  }
+  // The meeting, before Gloo connects every pair (whose waits add up, one per rank): rank 0
+  // publishes its world size, every rank compares its own with it and counts itself in, and
+  // the rank that completes the count (or one that found a mismatch) sets the outcome, which
+  // every rank waits for until the deadline.
+  const std::string k_world = "sekit/join/world_size", k_count = "sekit/join/count", k_outcome = "sekit/join/outcome";
+  auto text = [](const std::vector<uint8_t>& v) { return std::string(v.begin(), v.end()); };
+  auto bytes = [](const std::string& v) { return std::vector<uint8_t>(v.begin(), v.end()); };
+  std::string outcome;
+  try {
+    if (rank == 0) g->store->set(k_world, bytes(std::to_string(world_size)));
+    g->store->wait({k_world}, left());
+    const std::string theirs = text(g->store->get(k_world));
+    if (theirs != std::to_string(world_size)) {
+      std::ostringstream os;
+      os << "the ranks were started with different world sizes: rank 0 with WORLD_SIZE " << theirs << ", rank "
+         << rank << " with " << world_size << "; start every rank with the same WORLD_SIZE";
+      g->store->set(k_outcome, bytes(os.str()));
+    } else if (g->store->add(k_count, 1) == world_size) {
+      g->store->set(k_outcome, bytes("ok"));
+    }
+    g->store->wait({k_outcome}, left());
+    outcome = text(g->store->get(k_outcome));
+  } catch (const std::exception& e) {
+    std::string why = plain_message(e);
+    try {
+      why = "only " + std::to_string(g->store->add(k_count, 0)) + " of " + std::to_string(world_size) +
+            " ranks joined (" + why + ")";
+    } catch (...) {
+    }
+    throw joining_failed(why);
+  }
+  if (outcome != "ok") throw joining_failed(outcome);
+  try {
+    // Gloo's own timeout bounds every later operation too: the group's. Its pairwise waits
+    // here are short, since every rank has joined.
     auto opts = c10d::ProcessGroupGloo::Options::create(g->timeout);
     const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
     if (ifname != nullptr && *ifname != '\0') {
@@ -592,11 +847,7 @@ sk_error* sk_process_group_new(const char* master_addr, int32_t master_port, int
     opts->threads = 2;
     g->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(g->store, rank, world_size, opts);
   } catch (const std::exception& e) {
-    const std::string msg = plain_message(e);
-    std::ostringstream os;
-    os << "rank " << rank << " of " << world_size << " could not join the process group at " << master_addr << ":"
-       << master_port << " within " << timeout_ms << " ms: " << msg;
-    throw DistributedError(os.str());
+    throw joining_failed(plain_message(e));
   }
   g->heartbeat = std::make_unique<Heartbeat>(g->master_addr, master_port, rank, g->timeout);
   *out = new sk_process_group{std::move(g)};
@@ -616,6 +867,11 @@ sk_error* sk_all_reduce(sk_process_group* pg, sk_tensor* t, int32_t op) {
   Group& g = group_arg(pg);
   const at::Tensor& x = collective_tensor(t, "t");
   c10::NoGradGuard no_grad;
+  if (op < SK_REDUCE_SUM || op > SK_REDUCE_MAX)
+    fail("unknown reduction ", op, " (expected SK_REDUCE_SUM, _AVG, _MIN or _MAX)");
+  if (op == SK_REDUCE_AVG && !at::isFloatingType(x.scalar_type()))
+    fail("an average needs a floating tensor, got ", c10::toString(x.scalar_type()));
+  check_same(g, kAllReduce, op, &x);
   reduce_in_place(g, x, op);
   SK_GUARD_END
 }
@@ -626,6 +882,7 @@ sk_error* sk_broadcast(sk_process_group* pg, sk_tensor* t, int32_t root) {
   const at::Tensor& x = collective_tensor(t, "t");
   if (root < 0 || root >= g.size) fail("root must be in [0, ", g.size, "), got ", root);
   c10::NoGradGuard no_grad;
+  check_same(g, kBroadcast, root, &x);
   broadcast(g, x, root);
   SK_GUARD_END
 }
@@ -633,6 +890,7 @@ sk_error* sk_broadcast(sk_process_group* pg, sk_tensor* t, int32_t root) {
 sk_error* sk_barrier(sk_process_group* pg) {
   SK_GUARD_BEGIN
   Group& g = group_arg(pg);
+  check_same(g, kBarrier, 0, nullptr);
   c10d::BarrierOptions o;
   o.timeout = g.timeout;
   g.wait(g.pg->barrier(o), "barrier");
@@ -645,6 +903,7 @@ sk_error* sk_all_gather(sk_process_group* pg, const sk_tensor* t, sk_tensor** ou
   const at::Tensor& x = collective_tensor(t, "t");
   out_arg(out, "out");
   c10::NoGradGuard no_grad;
+  check_same(g, kAllGather, 0, &x);
   *out = new_handle(all_gather(g, x, "all_gather"));
   SK_GUARD_END
 }
@@ -734,6 +993,7 @@ sk_error* sk_ddp_new(sk_process_group* pg, sk_module* m, int64_t bucket_bytes, s
     if (!acc) fail("parameter ", d->names[i], " is not a leaf of the autograd graph");
     d->accumulators.push_back(std::move(acc));
   }
+  check_same_model(g, mod->state);
   d->state = d->params;
   d->state.insert(d->state.end(), frozen.begin(), frozen.end());
   d->state.insert(d->state.end(), d->buffers.begin(), d->buffers.end());

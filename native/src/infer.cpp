@@ -1129,11 +1129,40 @@ int64_t input_channels(Module& m) {
 
 }  // namespace
 
+// Whether every value of x (float32) is finite. The plan does not carry NaN and infinity as
+// PyTorch does: oneDNN's max pooling drops a NaN (its maximum keeps the other operand), so one
+// NaN pixel before a pool gave finite logits, and the planned convolution turns an infinite
+// input value into NaN where PyTorch's gives an infinity. Inputs with NaN or infinity
+// therefore run the source's own forward, which propagates them as PyTorch. One pass over the
+// input (an unsigned maximum of the magnitude bits, which the compiler vectorises).
+static bool all_finite(const at::Tensor& x) {
+  if (!x.is_contiguous() && !x.is_contiguous(at::MemoryFormat::ChannelsLast))
+    return at::isfinite(x).all().item<bool>();
+  const auto* p = static_cast<const uint32_t*>(x.data_ptr());
+  std::atomic<bool> bad{false};
+  at::parallel_for(0, x.numel(), 1 << 16, [&](int64_t a, int64_t b) {
+    uint32_t m = 0;
+    for (int64_t i = a; i < b; ++i) m = std::max(m, p[i] & 0x7fffffffu);
+    if (m >= 0x7f800000u) bad = true;
+  });
+  return !bad;
+}
+
+// Whether every floating parameter and buffer of the source is finite: weights with NaN or
+// infinity would meet the same fused steps.
+static bool finite_state(const std::vector<StateEntry>& state) {
+  for (const StateEntry& e : state)
+    if (at::isFloatingType(e.tensor->scalar_type()) && !at::isfinite(*e.tensor).all().item<bool>()) return false;
+  return true;
+}
+
 struct PreparedModule::Impl {
   std::shared_ptr<Module> source;
   std::vector<StateEntry> state;  // the source's, to see changes
   std::vector<std::pair<const void*, uint32_t>> stamp;
-  bool planned = false;
+  bool planned = false;   // the plan runs float32 CPU inputs now (judge())
+  bool covered = false;   // the plan covers the source's modules (false for good once it refused one)
+  bool laid_out = false;  // `layout` was chosen
   Layout layout{false, 0};
   int64_t in_channels = -1;
   // (stages?, c, h, w, cl, parts) -> identical plans, one per worker thread of a batch
@@ -1162,6 +1191,20 @@ struct PreparedModule::Impl {
     if (!same) {
       plans.clear();
       stamp = current();
+      judge();
+    }
+  }
+
+  // Whether the plan runs the source as it is now: float32 parameters on the CPU (after a
+  // to(FLOAT64) or to a GPU the source computes), with finite values.
+  void judge() {
+    at::TensorOptions o = source->param_options();
+    const bool cpu_f32 = o.has_dtype() && c10::typeMetaToScalarType(o.dtype()) == at::kFloat &&
+                         (!o.has_device() || o.device().is_cpu());
+    planned = covered && cpu_f32 && in_channels > 0 && finite_state(state);
+    if (planned && !laid_out) {
+      layout = choose_layout(*source);
+      laid_out = true;
     }
   }
 
@@ -1182,7 +1225,7 @@ struct PreparedModule::Impl {
   // covered (from now on, for every size) or this input size is refused (remembered, so that
   // it is not planned again on every call).
   bool try_run(const at::Tensor& x, bool stages, std::vector<at::Tensor>& outs) {
-    if (!takes(x)) return false;
+    if (!takes(x) || !all_finite(x)) return false;
     at::internal::lazy_init_num_threads();
     const Key key = key_of(stages, x);
     auto known = plans.find(key);
@@ -1192,7 +1235,7 @@ struct PreparedModule::Impl {
       outs = run(x, stages, key);
       return true;
     } catch (const Unsupported&) {
-      planned = false;
+      covered = planned = false;
     } catch (const SizeRefused&) {
       refuse(key);
     } catch (const dnnl::error&) {
@@ -1357,20 +1400,22 @@ PreparedModule::PreparedModule(std::shared_ptr<Module> source) : impl_(std::make
   impl_->source = source;
   source->collect_state("", impl_->state);
   impl_->stamp = impl_->current();
-  at::TensorOptions o = source->param_options();
-  const bool cpu_f32 = o.has_dtype() && c10::typeMetaToScalarType(o.dtype()) == at::kFloat &&
-                       (!o.has_device() || o.device().is_cpu());
   impl_->in_channels = input_channels(*source);
-  if (cpu_f32 && impl_->in_channels > 0 && coverable(*source)) {
-    impl_->layout = choose_layout(*source);
-    impl_->planned = true;
-  }
+  impl_->covered = impl_->in_channels > 0 && coverable(*source);
+  impl_->judge();
   training_ = false;
 }
 
 PreparedModule::~PreparedModule() = default;
 
-bool PreparedModule::planned() const { return impl_->planned; }
+bool PreparedModule::planned() const {
+  try {
+    impl_->refresh();  // after the source moved to another dtype or device, no longer
+  } catch (...) {
+    // a question, not a call: the next forward reports what failed
+  }
+  return impl_->planned;
+}
 bool PreparedModule::is_vovnet() const { return dynamic_cast<VoVNet*>(impl_->source.get()) != nullptr; }
 
 at::Tensor PreparedModule::forward(const at::Tensor& x) {

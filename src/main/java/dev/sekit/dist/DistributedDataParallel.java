@@ -89,7 +89,11 @@ public final class DistributedDataParallel implements AutoCloseable {
     /**
      * Broadcasts rank 0's state (a collective: every rank builds its DDP at the same point)
      * and hooks the gradients. The hooks live until {@link #close} or until {@code arena}
-     * closes.
+     * closes. First the ranks compare their models (names, dtypes and shapes of the
+     * parameters and buffers, and which parameters are frozen).
+     *
+     * @throws dev.sekit.SekitException (code DISTRIBUTED) on every rank, naming the difference,
+     *     when the ranks' models differ; nothing was changed then
      */
     public DistributedDataParallel build(Arena arena) {
       Objects.requireNonNull(arena, "arena");

@@ -16,7 +16,10 @@ import java.util.Objects;
  * {@link #allGather}) run on contiguous CPU tensors, must be called by every rank in the
  * same order, and end within the {@linkplain #timeout() timeout}: a rank that died or hangs
  * makes the others' calls throw a {@link dev.sekit.SekitException} with code
- * {@code DISTRIBUTED} whose message names the lost rank. One thread at a time may use a group.
+ * {@code DISTRIBUTED} whose message names the lost rank. Before the data moves, the ranks
+ * compare their calls (which collective, its reduction or root, the tensor's dtype and shape:
+ * one small all-gather): calls that differ throw a {@code DISTRIBUTED} exception naming the
+ * difference on every rank, and nothing is sent. One thread at a time may use a group.
  *
  * <pre>{@code
  * try (ProcessGroup pg = ProcessGroup.fromEnvironment()) {   // torchrun's variables
@@ -27,6 +30,19 @@ import java.util.Objects;
 public final class ProcessGroup implements AutoCloseable {
   /** The timeout when none is given: 5 minutes. */
   public static final Duration DEFAULT_TIMEOUT = Duration.ofMinutes(5);
+
+  /**
+   * The longest timeout: 2<sup>31</sup> - 1 ms (about 24.8 days), the most that c10d and
+   * Gloo keep as milliseconds.
+   */
+  public static final Duration MAX_TIMEOUT = Duration.ofMillis(Integer.MAX_VALUE);
+
+  /**
+   * The largest world size: 4096. Gloo connects every pair of ranks, which stops scaling long
+   * before this; a larger {@code WORLD_SIZE} is refused at once as a typing mistake instead of
+   * waiting for ranks that will never come.
+   */
+  public static final int MAX_WORLD_SIZE = 4096;
 
   private final Arena arena = Arena.ofShared();
   private final NativeProcessGroup group;
@@ -49,8 +65,12 @@ public final class ProcessGroup implements AutoCloseable {
    *
    * @param masterAddr where rank 0 runs (rank 0 itself listens on every interface)
    * @param masterPort the store's port on rank 0
-   * @param timeout bounds the joining and every collective
-   * @throws dev.sekit.SekitException (code DISTRIBUTED) when the group cannot be formed in time
+   * @param timeout bounds the joining (all of it, whatever the world size) and every collective;
+   *     1 ms to {@link #MAX_TIMEOUT}
+   * @throws IllegalArgumentException when {@code worldSize} is above {@link #MAX_WORLD_SIZE},
+   *     or another argument is out of range
+   * @throws dev.sekit.SekitException (code DISTRIBUTED) when the group cannot be formed in time,
+   *     or the ranks were started with different world sizes
    */
   public static ProcessGroup create(String masterAddr, int masterPort, int rank, int worldSize, Duration timeout) {
     return create(masterAddr, masterPort, rank, worldSize, rank, timeout);
@@ -66,11 +86,16 @@ public final class ProcessGroup implements AutoCloseable {
     if (masterPort < 1 || masterPort > 65535) {
       throw new IllegalArgumentException("masterPort must be in [1, 65535], got " + masterPort);
     }
+    if (worldSize > MAX_WORLD_SIZE) {
+      throw new IllegalArgumentException("worldSize (WORLD_SIZE) must be at most " + MAX_WORLD_SIZE + ", got "
+          + worldSize + ": check the number of processes the launcher was given");
+    }
     if (worldSize < 1 || rank < 0 || rank >= worldSize) {
       throw new IllegalArgumentException("need 0 <= rank < worldSize, got rank " + rank + " of " + worldSize);
     }
-    if (timeout.isNegative() || timeout.toMillis() < 1) {
-      throw new IllegalArgumentException("timeout must be at least 1 ms, got " + timeout);
+    if (timeout.compareTo(Duration.ofMillis(1)) < 0 || timeout.compareTo(MAX_TIMEOUT) > 0) {
+      throw new IllegalArgumentException("timeout must be between 1 ms and " + MAX_TIMEOUT.toMillis()
+          + " ms (about 24.8 days), got " + timeout + "; pass a finite timeout such as Duration.ofMinutes(30)");
     }
     if (localRank < 0) {
       throw new IllegalArgumentException("localRank must be >= 0, got " + localRank);

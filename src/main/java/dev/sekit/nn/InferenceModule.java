@@ -18,11 +18,14 @@ import java.util.Objects;
  * once, the OSA aggregation written in place instead of concatenated, SE/eSE on fused
  * kernels, and every intermediate buffer planned once and reused, so that a steady-state call
  * allocates only its result. Anything else ({@link #isPlanned()} false: float64, CUDA, other
- * blocks) runs the source's own forward in evaluation mode without autograd.
+ * blocks, weights with NaN or infinity) runs the source's own forward in evaluation mode
+ * without autograd, and so does an input with a NaN or an infinite value (the fused steps
+ * would not propagate them as PyTorch does; one pass over the input finds them).
  *
  * <p>The prepared module follows its source: after the source's weights change (a
  * {@code loadStateDict}, a training step, {@code to(...)}), the next call plans again with
- * the new values. Writes through a {@link Tensor#data()} view of a parameter are not seen;
+ * the new values; after {@code to(FLOAT64)} or to another device it is no longer planned and
+ * computes (or refuses, with the source's message) whatever the source's forward does. Writes through a {@link Tensor#data()} view of a parameter are not seen;
  * prepare again after those. It belongs to the source's arena and, like modules, is not
  * thread-safe: give each thread its own.
  *
@@ -55,7 +58,8 @@ public final class InferenceModule {
 
   /**
    * Whether float32 CPU inputs run the prepared plan; false when this module runs its
-   * source's own forward (other dtypes or devices, or blocks the plan does not cover).
+   * source's own forward (other dtypes or devices, or blocks the plan does not cover). Follows
+   * the source: false after the source moved to float64 or to a GPU, true again when it is back.
    */
   public boolean isPlanned() {
     return n.inferencePlan() == 1;

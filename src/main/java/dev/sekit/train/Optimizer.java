@@ -7,9 +7,12 @@ import dev.sekit.nn.Module;
 import java.lang.foreign.Arena;
 import java.util.Arrays;
 import java.util.Collections;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Set;
+import java.util.WeakHashMap;
 
 /**
  * An optimizer over a module's parameters, running in libsekit with the same updates as
@@ -126,7 +129,7 @@ public final class Optimizer {
 
   /**
    * Checks that {@code saved} fits this optimizer, changing nothing: the same keys (so the
-   * same kind of optimizer over the same parameters) and shapes.
+   * same kind of optimizer over the same parameters), shapes and dtypes.
    *
    * @throws IllegalArgumentException naming what does not fit
    */
@@ -147,6 +150,11 @@ public final class Optimizer {
         throw new IllegalArgumentException("optimizer state " + e.getKey() + ": expected shape "
             + Arrays.toString(e.getValue().shape()) + ", got " + Arrays.toString(src.shape()));
       }
+      if (src.dtype() != e.getValue().dtype()) {
+        throw new IllegalArgumentException("optimizer state " + e.getKey() + ": expected dtype "
+            + e.getValue().dtype() + ", got " + src.dtype() + " (copying would convert the values; save the "
+            + "state of an optimizer over a model of the same dtype)");
+      }
     }
   }
 
@@ -154,14 +162,32 @@ public final class Optimizer {
     return keys.stream().limit(3).toList() + (keys.size() > 3 ? " ..." : "");
   }
 
+  /**
+   * The parameters of each module that the groups of the last optimizer built over it froze
+   * (weakly held): freezing belongs to an optimizer's groups, so the next optimizer over the
+   * module that does not freeze them turns their gradients back on. Parameters the user
+   * froze with {@link Tensor#requiresGrad(boolean)} are left as they are.
+   */
+  private static final Map<Module, Set<String>> FROZEN_BY_GROUPS = Collections.synchronizedMap(new WeakHashMap<>());
+
   /** The native form of the groups: group per parameter, learning rate and weight decay per group. */
   private record Plan(int[] groupOf, double[] lrs, double[] weightDecays) {
     void freeze(Module module) {
+      Set<String> before = FROZEN_BY_GROUPS.getOrDefault(module, Set.of());
+      Set<String> now = new HashSet<>();
       int i = 0;
-      for (Tensor p : module.namedParameters().values()) {
+      for (Map.Entry<String, Tensor> e : module.namedParameters().entrySet()) {
         if (groupOf[i++] < 0) {
-          p.requiresGrad(false);
+          e.getValue().requiresGrad(false);
+          now.add(e.getKey());
+        } else if (before.contains(e.getKey())) {
+          e.getValue().requiresGrad(true);
         }
+      }
+      if (now.isEmpty()) {
+        FROZEN_BY_GROUPS.remove(module);
+      } else {
+        FROZEN_BY_GROUPS.put(module, Set.copyOf(now));
       }
     }
   }
@@ -223,7 +249,9 @@ public final class Optimizer {
     }
 
     /**
-     * Builds the optimizer in {@code arena}; frozen parameters get {@code requiresGrad(false)}.
+     * Builds the optimizer in {@code arena}; frozen parameters get {@code requiresGrad(false)},
+     * and parameters that an earlier optimizer's groups froze but these groups do not get
+     * {@code requiresGrad(true)} again.
      *
      * @throws IllegalArgumentException when a prefix of the groups matches no parameter
      */

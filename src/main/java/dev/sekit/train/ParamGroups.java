@@ -10,6 +10,10 @@ import java.util.Objects;
  * chosen by parameter name. A parameter is <em>frozen</em> when it is under one of
  * {@link #frozen()}: it gets no gradient ({@code requires_grad} off, as
  * {@code p.requires_grad_(False)}), the optimizer holds no state for it and never changes it.
+ * Freezing belongs to the optimizer built with these groups, as with torch.optim: the next
+ * optimizer built over the same module whose groups do not freeze a parameter these froze
+ * turns its gradient back on (a parameter frozen by hand with
+ * {@link dev.sekit.Tensor#requiresGrad(boolean)} stays as it is).
  * Otherwise it belongs to the first of {@link #groups()} that matches it, or to the default
  * group (the optimizer's own learning rate and weight decay) when none does. A group's
  * learning rate is the optimizer's times {@link Group#lrScale()}, so a schedule that sets the
@@ -138,13 +142,25 @@ public final class ParamGroups {
     return false;
   }
 
+  /** The prefixes as a list; a null array or element is named (List.of would say nothing). */
+  private static List<String> listOf(String method, String[] prefixes) {
+    Objects.requireNonNull(prefixes, () -> method + ": the prefixes must not be null");
+    for (int i = 0; i < prefixes.length; i++) {
+      if (prefixes[i] == null) {
+        throw new NullPointerException(method + ": prefix " + (i + 1) + " of " + prefixes.length + " is null; pass "
+            + "parameter name prefixes such as \"stem\" or \"stages.0\"");
+      }
+    }
+    return List.of(prefixes);
+  }
+
   private static List<String> checkPrefixes(List<String> prefixes) {
     Objects.requireNonNull(prefixes, "prefixes");
     if (prefixes.isEmpty()) {
       throw new IllegalArgumentException("a rule needs at least one name prefix");
     }
     for (String p : prefixes) {
-      Objects.requireNonNull(p, "prefix");
+      Objects.requireNonNull(p, "a name prefix is null; pass parameter name prefixes such as \"stem\"");
       if (p.isEmpty() || p.equals(".")) {
         throw new IllegalArgumentException("a name prefix must not be empty");
       }
@@ -176,19 +192,19 @@ public final class ParamGroups {
 
     /** Freezes every parameter under these prefixes (e.g. {@code "stem", "stages.0"}). */
     public Builder freeze(String... prefixes) {
-      frozen.addAll(checkPrefixes(List.of(prefixes)));
+      frozen.addAll(checkPrefixes(listOf("freeze", prefixes)));
       return this;
     }
 
     /** A group of the parameters under {@code prefixes} at {@code lrScale} times the rate. */
     public Builder group(double lrScale, String... prefixes) {
-      groups.add(new Group(List.of(prefixes), false, lrScale, null));
+      groups.add(new Group(listOf("group", prefixes), false, lrScale, null));
       return this;
     }
 
     /** As {@link #group(double, String...)}, with a weight decay of its own (0: none). */
     public Builder group(double lrScale, double weightDecay, String... prefixes) {
-      groups.add(new Group(List.of(prefixes), false, lrScale, weightDecay));
+      groups.add(new Group(listOf("group", prefixes), false, lrScale, weightDecay));
       return this;
     }
 
@@ -197,7 +213,7 @@ public final class ParamGroups {
      * times the rate: a lower rate for the pretrained layers than for a new head.
      */
     public Builder backbone(double lrScale, String... headPrefixes) {
-      groups.add(new Group(List.of(headPrefixes), true, lrScale, null));
+      groups.add(new Group(listOf("backbone", headPrefixes), true, lrScale, null));
       return this;
     }
 

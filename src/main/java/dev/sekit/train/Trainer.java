@@ -507,26 +507,65 @@ public final class Trainer {
 
   /**
    * Restores model, optimizer and position from a checkpoint written by this class. The
-   * checkpoint is checked first (its seed, its keys and shapes); when it does not fit,
-   * nothing changes.
+   * checkpoint is checked first (its seed, step and history, its keys, shapes and dtypes);
+   * when anything does not fit, nothing changes.
+   *
+   * @throws IllegalArgumentException naming what does not fit; the model, the optimizer and
+   *     the trainer's position are unchanged then
    */
   public void resume(Path checkpoint) throws IOException {
-    Map<String, String> meta = Checkpoint.load(checkpoint, model, optimizer, m -> {
+    long[] step = new long[1];
+    List<EpochStats> restored = new ArrayList<>();
+    Checkpoint.load(checkpoint, model, optimizer, m -> {
       for (String key : List.of("global_step", "seed", "history")) {
         if (!m.containsKey(key)) {
           throw new IllegalArgumentException(checkpoint + " is not a checkpoint of this trainer: no \"" + key + "\"");
         }
       }
-      long savedSeed = Long.parseLong(m.get("seed"));
+      long savedSeed = metadataLong(checkpoint, m, "seed");
       if (savedSeed != opts.seed()) {
         throw new IllegalArgumentException("the checkpoint was trained with seed " + savedSeed
             + " but this run uses seed " + opts.seed());
       }
+      step[0] = metadataLong(checkpoint, m, "global_step");
+      if (step[0] < 0) {
+        throw new IllegalArgumentException(checkpoint + ": global_step must be >= 0, got " + step[0]
+            + " (a damaged checkpoint: resume from another one)");
+      }
+      restored.addAll(history(checkpoint, m.get("history")));
     });
-    globalStep = Long.parseLong(meta.get("global_step"));
+    globalStep = step[0];
     history.clear();
-    List<EpochStats> h = new Gson().fromJson(meta.get("history"), new TypeToken<List<EpochStats>>() {}.getType());
-    history.addAll(h);
+    history.addAll(restored);
+  }
+
+  private static long metadataLong(Path checkpoint, Map<String, String> meta, String key) {
+    String v = meta.get(key);
+    try {
+      return Long.parseLong(v.trim());
+    } catch (NumberFormatException e) {
+      throw new IllegalArgumentException(checkpoint + ": \"" + key + "\" must be an integer, got '" + abbreviate(v)
+          + "' (a damaged checkpoint: resume from another one)");
+    }
+  }
+
+  private static List<EpochStats> history(Path checkpoint, String json) {
+    List<EpochStats> h;
+    try {
+      h = new Gson().fromJson(json, new TypeToken<List<EpochStats>>() {}.getType());
+    } catch (RuntimeException e) { // JsonParseException, or a value of the wrong type
+      throw new IllegalArgumentException(checkpoint + ": \"history\" is not a list of epoch statistics: "
+          + abbreviate(String.valueOf(e.getMessage())) + " (a damaged checkpoint: resume from another one)");
+    }
+    if (h == null || h.contains(null)) {
+      throw new IllegalArgumentException(checkpoint + ": \"history\" must be a list of epoch statistics, got '"
+          + abbreviate(json) + "' (a damaged checkpoint: resume from another one)");
+    }
+    return h;
+  }
+
+  private static String abbreviate(String s) {
+    return s.length() <= 80 ? s : s.substring(0, 77) + "...";
   }
 
   /**

@@ -36,7 +36,9 @@ import java.util.Map;
  *   <li>{@code batchnorm OUT}: {@link #bnSteps} on this rank's half of each batch, once with
  *       SyncBatchNorm and once with plain BatchNorm; writes both state dicts next to OUT;
  *   <li>{@code endless [syncbn]}: DDP steps (with SyncBatchNorm) until a collective fails;
- *       prints the failure.
+ *       prints the failure;
+ *   <li>{@code mismatch}: collectives and a DDP whose tensors, reductions, roots or models
+ *       differ on the last rank; prints each failure, then a collective that fits.
  * </ul>
  */
 public final class DistWorker {
@@ -52,6 +54,7 @@ public final class DistWorker {
         case "endless" -> endless(pg, args.length > 1 && args[1].equals("syncbn"));
         case "batchnorm" -> batchNorm(pg, Path.of(args[1]));
         case "checkpoint" -> checkpoint(pg, Path.of(args[1]));
+        case "mismatch" -> mismatch(pg);
         default -> throw new IllegalArgumentException(args[0]);
       }
     }
@@ -79,6 +82,47 @@ public final class DistWorker {
       Tensor g = pg.allGather(a, Tensor.copyOf(a, new float[] {r, r + 0.5f}, 2));
       System.out.println("GATHER " + Arrays.toString(g.shape()) + " " + Arrays.toString(g.toFloatArray()));
       System.out.println("METRICS " + Arrays.toString(pg.allReduce(new double[] {r, 1}, ReduceOp.SUM)));
+    }
+  }
+
+  /** Runs {@code call}, printing "MISMATCH name: code message" for the exception it must throw. */
+  private static void expectMismatch(String name, Runnable call) {
+    try {
+      call.run();
+      System.out.println("NO FAILURE " + name);
+    } catch (SekitException e) {
+      System.out.println("MISMATCH " + name + ": " + e.code() + " " + e.getMessage().replace('\n', ' '));
+    }
+  }
+
+  private static void mismatch(ProcessGroup pg) {
+    boolean odd = pg.rank() == pg.worldSize() - 1;
+    try (Arena a = Arena.ofConfined()) {
+      expectMismatch("allReduce shape", () -> pg.allReduce(Tensor.zeros(a, DType.FLOAT32, dev.sekit.Device.CPU,
+          odd ? 1000 : 10), ReduceOp.SUM));
+      expectMismatch("allReduce dtype", () -> pg.allReduce(Tensor.zeros(a, odd ? DType.FLOAT64 : DType.FLOAT32,
+          dev.sekit.Device.CPU, 64), ReduceOp.SUM));
+      expectMismatch("allReduce op", () -> pg.allReduce(Tensor.zeros(a, DType.FLOAT32, dev.sekit.Device.CPU, 4),
+          odd ? ReduceOp.MAX : ReduceOp.SUM));
+      expectMismatch("allGather shape", () -> pg.allGather(a, Tensor.zeros(a, DType.FLOAT32, dev.sekit.Device.CPU,
+          odd ? 3 : 2, 500)));
+      expectMismatch("broadcast shape", () -> pg.broadcast(Tensor.zeros(a, DType.FLOAT32, dev.sekit.Device.CPU,
+          odd ? 4096 : 16), 0));
+      expectMismatch("broadcast root", () -> pg.broadcast(Tensor.zeros(a, DType.FLOAT32, dev.sekit.Device.CPU, 8),
+          odd ? 1 : 0));
+      expectMismatch("DDP model", () -> DistributedDataParallel.of(a, pg, network(a, odd ? 16 : 8, 3)));
+      expectMismatch("DDP frozen", () -> {
+        Module net = network(a, 8, 3);
+        if (odd) {
+          net.namedParameters().values().iterator().next().requiresGrad(false);
+        }
+        DistributedDataParallel.of(a, pg, net);
+      });
+      Tensor t = Tensor.copyOf(a, new float[] {pg.rank() + 1}, 1);
+      pg.allReduce(t, ReduceOp.SUM);
+      System.out.println("AFTER " + Arrays.toString(t.toFloatArray()));
+      DistributedDataParallel.of(a, pg, network(a, 8, 3)).close();
+      System.out.println("DDP OK");
     }
   }
 

@@ -46,6 +46,70 @@ class DistributedTest {
   }
 
   /**
+   * Collectives whose tensors (or reductions, roots, models) differ between ranks end in a
+   * DISTRIBUTED exception naming the difference on every rank, before any data moves, and the
+   * group stays usable; without the check Gloo's transport thread aborts the JVM.
+   */
+  @Test
+  void mismatchedCollectivesFailOnEveryRankAndTheJvmLives() throws Exception {
+    try (Workers w = Workers.start(dir, 2, 20_000, "mismatch")) {
+      for (int r = 0; r < 2; r++) {
+        assertEquals(0, w.await(r), w.output(r));
+        String out = w.output(r);
+        assertTrue(out.contains("MISMATCH allReduce shape: DISTRIBUTED all_reduce on rank " + r + " of 2: the ranks' "
+            + "calls differ, rank 0 has a tensor of float32 [10], rank 1 one of float32 [1000]"), out);
+        assertTrue(out.contains("MISMATCH allReduce dtype: DISTRIBUTED") && out.contains("float64 [64]"), out);
+        assertTrue(out.contains("MISMATCH allReduce op: DISTRIBUTED") && out.contains("rank 0 reduces with SUM, "
+            + "rank 1 with MAX"), out);
+        assertTrue(out.contains("MISMATCH allGather shape: DISTRIBUTED") && out.contains("float32 [3, 500]"), out);
+        assertTrue(out.contains("MISMATCH broadcast shape: DISTRIBUTED") && out.contains("float32 [4096]"), out);
+        assertTrue(out.contains("MISMATCH broadcast root: DISTRIBUTED") && out.contains("from root 1"), out);
+        assertTrue(out.contains("MISMATCH DDP model: DISTRIBUTED DistributedDataParallel on rank " + r
+            + " of 2: the ranks' models differ"), out);
+        assertTrue(out.contains("MISMATCH DDP frozen: DISTRIBUTED") && out.contains("frozen"), out);
+        assertTrue(!out.contains("NO FAILURE"), out);
+        assertTrue(out.contains("AFTER [3.0]") && out.contains("DDP OK") && out.contains("DONE"), out);
+      }
+      assertTrue(w.crashLogs().isEmpty(), "crash logs: " + w.crashLogs());
+    }
+  }
+
+  /**
+   * Joining honours its timeout whatever the world size (a rank that waits for 999 others
+   * gives up after the timeout, not one timeout per missing rank), an absurd world size and
+   * an overflowing timeout are refused at once with what to do.
+   */
+  @Test
+  void joiningHonoursItsTimeoutAndRefusesAbsurdArguments() throws Exception {
+    long t0 = System.nanoTime();
+    dev.sekit.SekitException e = assertThrows(dev.sekit.SekitException.class,
+        () -> ProcessGroup.create("127.0.0.1", Workers.freePort(), 0, 1000, Duration.ofSeconds(2)));
+    double secs = (System.nanoTime() - t0) / 1e9;
+    assertTrue(secs < 5, "gave up after " + secs + " s with a 2 s timeout: " + e.getMessage());
+    assertTrue(e.getMessage().contains("only 1 of 1000 ranks joined"), e.getMessage());
+    IllegalArgumentException big = assertThrows(IllegalArgumentException.class,
+        () -> ProcessGroup.create("127.0.0.1", Workers.freePort(), 0, 10_000, Duration.ofSeconds(2)));
+    assertTrue(big.getMessage().contains("at most " + ProcessGroup.MAX_WORLD_SIZE), big.getMessage());
+    IllegalArgumentException forever = assertThrows(IllegalArgumentException.class,
+        () -> ProcessGroup.create("127.0.0.1", Workers.freePort(), 0, 2, Duration.ofSeconds(Long.MAX_VALUE)));
+    assertTrue(forever.getMessage().contains("timeout must be between 1 ms and"), forever.getMessage());
+  }
+
+  /** Ranks started with different WORLD_SIZEs fail on both sides with a message that says so. */
+  @Test
+  void differentWorldSizesAreNamed() throws Exception {
+    try (Workers w = Workers.startMain(dir, 2, java.util.List.of("-Ddist.timeout.ms=20000",
+        DistWorker.class.getName(), "collectives"), Map.of(1, Map.of("WORLD_SIZE", "3")))) {
+      for (int r = 0; r < 2; r++) {
+        assertTrue(w.await(r) != 0, w.output(r));
+        assertTrue(w.output(r).contains("the ranks were started with different world sizes: rank 0 with WORLD_SIZE 2, "
+            + "rank 1 with 3; start every rank with the same WORLD_SIZE"), w.output(r));
+      }
+      assertTrue(w.crashLogs().isEmpty(), "crash logs: " + w.crashLogs());
+    }
+  }
+
+  /**
    * 2 processes x half of each batch end with the weights of 1 process x the whole batch, and
    * with PyTorch DDP's (2 processes, Gloo), to float32 rounding; the two replicas are equal
    * bit for bit although rank 1 started from other random weights.

@@ -41,6 +41,12 @@ final class Workers implements AutoCloseable {
 
   /** {@code world} JVMs running {@code tail} (JVM options, then a main class or source file and its arguments). */
   static Workers startMain(Path dir, int world, List<String> tail) throws IOException {
+    return startMain(dir, world, tail, Map.of());
+  }
+
+  /** As {@link #startMain(Path, int, List)}, with environment variables changed for some ranks. */
+  static Workers startMain(Path dir, int world, List<String> tail, Map<Integer, Map<String, String>> envOf)
+      throws IOException {
     Workers w = new Workers(dir);
     int port = freePort();
     Path java = Path.of(System.getProperty("java.home"), "bin", "java");
@@ -54,6 +60,7 @@ final class Workers implements AutoCloseable {
       pb.environment().putAll(Map.of("MASTER_ADDR", "127.0.0.1", "MASTER_PORT", Integer.toString(port),
           "RANK", Integer.toString(r), "WORLD_SIZE", Integer.toString(world), "LOCAL_RANK", Integer.toString(r),
           "OMP_NUM_THREADS", "1"));
+      pb.environment().putAll(envOf.getOrDefault(r, Map.of()));
       w.processes.add(pb.start());
     }
     return w;
