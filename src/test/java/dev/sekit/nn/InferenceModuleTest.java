@@ -122,8 +122,8 @@ class InferenceModuleTest {
   /**
    * Every timm configuration with random weights and BatchNorm statistics, against the same
    * network in float64 (the exact answer, up to 1e-15): the prepared float32 module is within
-   * float32's 1e-5 of it, or within three times the unprepared float32 module's distance and
-   * never more than 5e-5.
+   * 2e-5 of it, or within three times the unprepared float32 module's distance and never more
+   * than 5e-5.
    */
   @ParameterizedTest(name = "{0}")
   @ValueSource(strings = {"vovnet39a", "vovnet57a", "ese_vovnet19b_slim_dw", "ese_vovnet19b_dw",
@@ -163,8 +163,10 @@ class InferenceModuleTest {
         // other kernels, and ese_vovnet57b's stage 3 came out 1.9e-5 prepared against 8.0e-6
         // unprepared. The two float32 paths are compared through the float64 answer, not
         // with each other; a wrong layer is orders of magnitude further off. The bound never
-        // passes 5e-5, whatever the unprepared module does.
-        assertTrue(prepErr < Math.max(TOL, Math.min(3 * plainErr, 5e-5)),
+        // passes 5e-5, whatever the unprepared module does, and never drops below 2e-5: on
+        // PyTorch's 2.13 wheel the unprepared convolutions come closer (57b stage 3: 4.0e-6)
+        // while the plan is the same oneDNN 2.6 Winograd as on Debian 12 (1.7e-5 there too).
+        assertTrue(prepErr < Math.max(2 * TOL, Math.min(3 * plainErr, 5e-5)),
             name + " stage " + i + ": prepared " + prepErr + " from float64, unprepared " + plainErr);
         double mutual = TestSupport.relativeError(plain.get(i), maps.get(i));
         WORST.merge("timm VoVNets stages vs unprepared", mutual, Math::max);
