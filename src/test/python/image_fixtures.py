@@ -19,6 +19,8 @@ Everything is written under OUT_DIR/images/:
                               ToTensor, Normalize(ImageNet): raw float32, 3 x S x S
   crop/NAME.T_L_H_W_F.rgb     F.resized_crop(img, T, L, H, W, [224, 224], BICUBIC),
                               then F.hflip when F = 1: raw bytes 224 x 224 x 3
+  files/damaged/NAME.K.jpg    JPEGs with damaged entropy-coded data; index.json's "damaged"
+                              says whether PIL decodes each (then damaged/NAME.K.jpg.rgb)
   folder/...                  a small image folder; folder.json holds torchvision's
                               ImageFolder classes, class_to_idx and samples
   predict.safetensors         random weights of ese_vovnet19b_slim_dw (timm statement),
@@ -114,6 +116,39 @@ def make_variants(photo, files_dir):
     save("gray16.png", base.convert("L").point(lambda v: v * 1.1 + 3).convert("I").point(lambda v: v * 2))
     save("rgb.bmp", base)
     return made
+
+
+def damaged_jpegs(files_dir, names, out):
+    """JPEGs with bytes of their entropy-coded data overwritten (seeded), and PIL's verdict:
+    PIL ignores libjpeg's warnings (a bad Huffman code, a scan that ends early) and refuses
+    a file on libjpeg's errors ("broken data stream"). Up to 12 of each kind."""
+    import io
+    import random
+    rng = random.Random(29)
+    cases = []
+    kept = {True: 0, False: 0}
+    for name in names:
+        base = open(os.path.join(files_dir, name), "rb").read()
+        i = base.index(b"\xff\xda")
+        start = i + 2 + (base[i + 2] << 8 | base[i + 3])
+        for k in range(200):
+            b = bytearray(base)
+            for _ in range(rng.randint(1, 20)):
+                b[rng.randrange(start, len(b) - 2)] = rng.randrange(256)
+            try:
+                rgb = rgb_bytes(Image.open(io.BytesIO(bytes(b))))
+                ok, error = True, None
+            except OSError as exc:
+                ok, error, rgb = False, str(exc), None
+            if kept[ok] >= 12 or (not ok and "broken data stream" not in error):
+                continue
+            kept[ok] += 1
+            dname = "damaged/%s.%d.jpg" % (os.path.splitext(name)[0], k)
+            write(os.path.join(files_dir, dname), bytes(b))
+            if ok:
+                write(os.path.join(out, dname + ".rgb"), rgb)
+            cases.append({"name": dname, "pil_decodes": ok, "pil_error": error})
+    return cases
 
 
 def write_folder(out_dir):
@@ -213,6 +248,7 @@ def main(argv):
         index["crop"].append({"name": name, "top": top, "left": left, "height": h, "width": w, "flip": flip})
 
     index["folder"] = write_folder(out)
+    index["damaged"] = damaged_jpegs(files_dir, ["q90_420.jpg", "progressive.jpg", "gray.jpg"], out)
 
     # A classifier with random weights (timm's ese_vovnet19b_slim_dw, restated), eval mode.
     # Its BatchNorm statistics are those of a batch of the photographs (so that the logits
