@@ -115,7 +115,30 @@ def make_variants(photo, files_dir):
     save("bilevel.png", base.convert("1"))
     save("gray16.png", base.convert("L").point(lambda v: v * 1.1 + 3).convert("I").point(lambda v: v * 2))
     save("rgb.bmp", base)
+    for name, layout in (("rgb565.bmp", 565), ("rgb555.bmp", 555)):
+        write(os.path.join(files_dir, name), bmp16(odd, layout))
+        made.append(name)
     return made
+
+
+def bmp16(img, layout):
+    """A 16-bit BMP (PIL reads them, but does not write them): 5-6-5 with BI_BITFIELDS
+    masks, or 5-5-5 as BI_RGB, bottom-up rows padded to 4 bytes."""
+    import struct
+    a = np.asarray(img.convert("RGB"), dtype=np.uint16)
+    r, g, b = a[..., 0], a[..., 1], a[..., 2]
+    if layout == 565:
+        px = ((r >> 3) << 11) | ((g >> 2) << 5) | (b >> 3)
+    else:
+        px = ((r >> 3) << 10) | ((g >> 3) << 5) | (b >> 3)
+    h, w = px.shape
+    stride = (2 * w + 3) // 4 * 4
+    rows = b"".join(px[y].astype("<u2").tobytes().ljust(stride, b"\0") for y in range(h - 1, -1, -1))
+    masks = struct.pack("<3I", 0xF800, 0x07E0, 0x001F) if layout == 565 else b""
+    offset = 14 + 40 + len(masks)
+    header = struct.pack("<2sIHHI", b"BM", offset + len(rows), 0, 0, offset)
+    info = struct.pack("<IiiHHIIiiII", 40, w, h, 1, 16, 3 if layout == 565 else 0, len(rows), 2835, 2835, 0, 0)
+    return header + info + masks + rows
 
 
 def damaged_jpegs(files_dir, names, out):

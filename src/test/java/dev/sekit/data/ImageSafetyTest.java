@@ -92,6 +92,71 @@ class ImageSafetyTest {
     }
   }
 
+  @Test
+  void filesDeclaringMorePixelsThanTheLimitAreRefusedBeforeAllocating() throws IOException {
+    // 20000 x 10000 = 200,000,000 pixels, over PIL's limit of 178,956,970.
+    byte[] jpeg = fixture("q90_420.jpg");
+    int sof = marker(jpeg, 0xC0);
+    ByteBuffer.wrap(jpeg, sof + 5, 4).order(ByteOrder.BIG_ENDIAN).putShort((short) 10000).putShort((short) 20000);
+    byte[] png = fixture("rgb.png");
+    ByteBuffer.wrap(png, 16, 8).order(ByteOrder.BIG_ENDIAN).putInt(20000).putInt(10000);
+    CRC32 crc = new CRC32();
+    crc.update(png, 12, 17);
+    ByteBuffer.wrap(png, 29, 4).order(ByteOrder.BIG_ENDIAN).putInt((int) crc.getValue());
+    byte[] bmp = fixture("rgb.bmp");
+    ByteBuffer.wrap(bmp, 18, 8).order(ByteOrder.LITTLE_ENDIAN).putInt(20000).putInt(10000);
+    // and a file size in the header that covers them (the JDK's reader compares the two)
+    ByteBuffer.wrap(bmp, 2, 4).order(ByteOrder.LITTLE_ENDIAN).putInt(Integer.MAX_VALUE);
+    try (Arena arena = Arena.ofConfined()) {
+      Image.decode(arena, fixture("q90_420.jpg")); // the native library loaded before the clock starts
+      for (byte[] file : List.of(jpeg, png, bmp)) {
+        long t0 = System.nanoTime();
+        var e = assertThrows(MalformedImageException.class, () -> Image.decode(arena, file));
+        assertTrue(e.getMessage().contains("20000x10000 = 200,000,000 pixels, more than the limit of 178,956,970"),
+            e.getMessage());
+        assertTrue(System.nanoTime() - t0 < TimeUnit.SECONDS.toNanos(1), (System.nanoTime() - t0) / 1e6 + " ms");
+      }
+    }
+  }
+
+  @Test
+  void thePixelLimitIsASetting() throws IOException {
+    assertEquals(Image.DEFAULT_MAX_PIXELS, Image.maxPixels());
+    try (Arena arena = Arena.ofConfined()) {
+      // The limit is a setting: lowered below a 203 x 157 image, it refuses it.
+      Image.setMaxPixels(203 * 157 - 1);
+      try {
+        var e = assertThrows(MalformedImageException.class, () -> Image.decode(arena, fixture("q90_420.jpg")));
+        assertTrue(e.getMessage().contains("Image.setMaxPixels"), e.getMessage());
+        Image.setMaxPixels(203 * 157);
+        assertEquals(157, Image.decode(arena, fixture("q90_420.jpg")).height());
+      } finally {
+        Image.setMaxPixels(Image.DEFAULT_MAX_PIXELS);
+      }
+      assertThrows(IllegalArgumentException.class, () -> Image.setMaxPixels(0));
+    }
+  }
+
+  @Test
+  void sizesThatOverflowAreClearErrors() {
+    try (Arena arena = Arena.ofConfined()) {
+      Image img = Image.allocate(arena, 4, 3);
+      var e = assertThrows(IllegalArgumentException.class, () -> img.resize(arena, 100_000, 100_000));
+      assertTrue(e.getMessage().contains("to 100000x100000"), e.getMessage());
+      e = assertThrows(IllegalArgumentException.class, () -> img.resizeShorterSide(arena, 1_000_000_000));
+      assertTrue(e.getMessage().contains("1000000000"), e.getMessage());
+      Image tall = Image.allocate(arena, 1, 3000);
+      e = assertThrows(IllegalArgumentException.class, () -> tall.resizeShorterSide(arena, 1_000_000));
+      assertTrue(e.getMessage().contains("1000000"), e.getMessage());
+    }
+    var e = assertThrows(IllegalArgumentException.class, () -> ImageTransform.eval(224, 1e-9));
+    assertTrue(e.getMessage().contains("cropPct 1.0E-9"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> ImageTransform.eval(100_000, 0.875));
+    assertTrue(e.getMessage().contains("100000"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> ImageTransform.train(100_000));
+    assertTrue(e.getMessage().contains("100000"), e.getMessage());
+  }
+
   /** PIL's verdict on JPEGs with damaged entropy-coded data: what it refuses is refused, what it decodes decodes alike. */
   @Test
   void damagedJpegsAreRefusedOrDecodedAsPilDoes() throws IOException {
@@ -115,5 +180,121 @@ class ImageSafetyTest {
       }
     }
     assertTrue(refused >= 10 && decoded >= 10, refused + " refused, " + decoded + " decoded");
+  }
+
+  @Test
+  void fifosAreNeitherListedNorOpened() throws Exception {
+    Path cls = Files.createDirectories(dir.resolve("root/cls"));
+    Files.write(cls.resolve("a.jpg"), fixture("q90_420.jpg"));
+    Path fifo = cls.resolve("b.jpg");
+    Process p = new ProcessBuilder("mkfifo", fifo.toString()).inheritIO().start();
+    assertEquals(0, p.waitFor());
+    ImageFolder folder = ImageFolder.open(dir.resolve("root"), ImageTransform.eval(32, 1), 0);
+    assertEquals(1, folder.size());
+    assertEquals(cls.resolve("a.jpg"), folder.path(0));
+    try (Arena arena = Arena.ofConfined()) {
+      var e = assertTimeoutPreemptively(Duration.ofSeconds(5),
+          () -> assertThrows(IOException.class, () -> Image.read(arena, fifo)));
+      assertTrue(e.getMessage().contains("not a regular file"), e.getMessage());
+    } finally {
+      Files.delete(fifo);
+    }
+  }
+
+  @Test
+  void missingAndBrokenFilesSayWhatIsWrong() throws IOException {
+    Path cls = Files.createDirectories(dir.resolve("root/cls"));
+    Path jpg = Files.write(cls.resolve("a.jpg"), fixture("q90_420.jpg"));
+    byte[] bmp = fixture("rgb.bmp");
+    Path bmpFile = Files.write(cls.resolve("b.bmp"), Arrays.copyOf(bmp, bmp.length / 2));
+    ImageFolder folder = ImageFolder.open(dir.resolve("root"), ImageTransform.eval(32, 1), 0);
+    Files.delete(jpg);
+    try (Arena arena = Arena.ofConfined()) {
+      var missing = assertThrows(UncheckedIOException.class, () -> folder.read(0, arena.allocate(4 * 3 * 32 * 32)));
+      assertEquals("cannot read sample 0, " + jpg + ": no such file (was it moved or deleted after the folder was "
+          + "listed? list it again)", missing.getMessage());
+      var truncated = assertThrows(MalformedImageException.class, () -> folder.read(1, arena.allocate(4 * 3 * 32 * 32)));
+      assertEquals(bmpFile + ": cannot decode the BMP file: the file ends early (truncated)", truncated.getMessage());
+    }
+  }
+
+  /**
+   * Seeded mutations of the test images (bytes overwritten, cut, inserted, repeated): every
+   * decode ends within two seconds (milliseconds, normally), with an image or a MalformedImageException of one line of
+   * reasonable length. The pixel limit bounds the memory a mutated header can ask for.
+   */
+  @Test
+  void fuzzedImagesDecodeOrAreRefusedQuickly() throws IOException {
+    List<String> names = List.of("q90_420.jpg", "progressive.jpg", "gray.jpg", "cmyk.jpg", "odd_420.jpg", "rgb.png",
+        "palette.png", "gray16.png", "rgb.bmp", "rgb565.bmp");
+    SplittableRandom random = new SplittableRandom(29);
+    try (Arena arena = Arena.ofConfined()) {
+      Image.decode(arena, fixture("q90_420.jpg")); // the native library loaded before the clock starts
+    }
+    Image.setMaxPixels(4_000_000);
+    int decoded = 0;
+    int refused = 0;
+    long slowest = 0;
+    try {
+      for (String name : names) {
+        byte[] original = fixture(name);
+        for (int k = 0; k < 300; k++) {
+          byte[] b = mutate(original, random);
+          long t0 = System.nanoTime();
+          try (Arena arena = Arena.ofConfined()) {
+            Image img = Image.decode(arena, b);
+            assertTrue((long) img.width() * img.height() <= 4_000_000);
+            decoded++;
+          } catch (MalformedImageException e) {
+            String m = e.getMessage();
+            assertTrue(m.length() <= 400 && !m.contains("\n") && !m.contains("null"),
+                name + " mutation " + k + ": " + m);
+            refused++;
+          } catch (RuntimeException | Error e) {
+            throw new AssertionError(name + " mutation " + k + " threw " + e, e);
+          }
+          slowest = Math.max(slowest, System.nanoTime() - t0);
+        }
+      }
+    } finally {
+      Image.setMaxPixels(Image.DEFAULT_MAX_PIXELS);
+    }
+    System.out.printf("image fuzz: %d decoded, %d refused, slowest %.1f ms%n", decoded, refused, slowest / 1e6);
+    assertTrue(slowest < TimeUnit.SECONDS.toNanos(2), "slowest decode " + slowest / 1e6 + " ms");
+    assertTrue(decoded > 100 && refused > 100, decoded + " decoded, " + refused + " refused");
+  }
+
+  private static byte[] mutate(byte[] in, SplittableRandom r) {
+    byte[] b = in.clone();
+    switch (r.nextInt(5)) {
+      case 0 -> { // a few bytes anywhere, headers included
+        for (int i = r.nextInt(1, 4); i > 0; i--) {
+          b[r.nextInt(b.length)] = (byte) r.nextInt(256);
+        }
+      }
+      case 1 -> { // a byte in the first 100 (the headers)
+        b[r.nextInt(Math.min(100, b.length))] = (byte) r.nextInt(256);
+      }
+      case 2 -> b = Arrays.copyOf(b, r.nextInt(1, b.length)); // cut
+      case 3 -> { // random bytes inserted
+        int at = r.nextInt(b.length);
+        byte[] extra = new byte[r.nextInt(1, 64)];
+        r.nextBytes(extra);
+        byte[] c = new byte[b.length + extra.length];
+        System.arraycopy(b, 0, c, 0, at);
+        System.arraycopy(extra, 0, c, at, extra.length);
+        System.arraycopy(b, at, c, at + extra.length, b.length - at);
+        b = c;
+      }
+      default -> { // a stretch repeated
+        int from = r.nextInt(b.length);
+        int len = Math.min(r.nextInt(1, 2000), b.length - from);
+        byte[] c = new byte[b.length + len];
+        System.arraycopy(b, 0, c, 0, from + len);
+        System.arraycopy(b, from, c, from + len, b.length - from);
+        b = c;
+      }
+    }
+    return b;
   }
 }
