@@ -95,7 +95,16 @@ public final class BatchLoader implements AutoCloseable {
     submitted = n;
   }
 
-  /** The next batch (waiting for it if it is not read yet), or null after the last one. */
+  /**
+   * The next batch (waiting for it if it is not read yet), or null after the last one.
+   *
+   * <p>A batch with a sample that fails to read (a missing or corrupt file) is not given:
+   * this call throws that sample's exception, the batch counts as taken, its buffer goes
+   * back to the loader, and the next call gives the following batch. Null means the end of
+   * the data and nothing else.
+   *
+   * @throws IllegalStateException when every buffer is held by a batch not yet closed
+   */
   public Batch next() {
     if (closed) {
       throw new IllegalStateException("this loader is closed");
@@ -103,6 +112,10 @@ public final class BatchLoader implements AutoCloseable {
     fill();
     CompletableFuture<Batch> f = ahead.poll();
     if (f == null) {
+      if (submitted < batches) {
+        throw new IllegalStateException("all " + free.remainingCapacity() + " buffers of this loader are held by"
+            + " batches not closed yet; close each batch when its step is over");
+      }
       return null;
     }
     try {
@@ -136,9 +149,14 @@ public final class BatchLoader implements AutoCloseable {
   private Batch load(int b, Buffer buf) {
     int first = b * batchSize;
     int n = Math.min(batchSize, order.length - first);
-    for (int i = 0; i < n; i++) {
-      long label = data.read(order[first + i], buf.inputs.asSlice(i * sampleBytes, sampleBytes));
-      buf.labels.setAtIndex(JAVA_LONG, i, label);
+    try {
+      for (int i = 0; i < n; i++) {
+        long label = data.read(order[first + i], buf.inputs.asSlice(i * sampleBytes, sampleBytes));
+        buf.labels.setAtIndex(JAVA_LONG, i, label);
+      }
+    } catch (Throwable t) {
+      free.add(buf); // a failed batch is never given out: its buffer goes straight back
+      throw t;
     }
     return new Batch(buf, n);
   }
@@ -154,12 +172,17 @@ public final class BatchLoader implements AutoCloseable {
     for (CompletableFuture<Batch> f : ahead) {
       f.cancel(true);
     }
+    boolean stopped = false;
     try {
-      workers.awaitTermination(1, java.util.concurrent.TimeUnit.MINUTES);
+      stopped = workers.awaitTermination(10, java.util.concurrent.TimeUnit.SECONDS);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     }
-    buffers.close();
+    if (stopped) {
+      buffers.close();
+    }
+    // else a sample read is stuck in the operating system (an unresponsive network file
+    // system): the buffers stay allocated, as the thread may still write into them.
   }
 
   private record Buffer(MemorySegment inputs, MemorySegment labels) {}
