@@ -54,13 +54,29 @@ constexpr int kDecodeFlags = TJFLAG_ACCURATEDCT | TJFLAG_LIMITSCANS;
 constexpr int kDecodeFlags = TJFLAG_ACCURATEDCT;
 #endif
 
-// Counts the scans (SOS markers) of a JPEG file by walking its markers, up to limit + 1,
-// without decoding: segments are skipped by their length, entropy-coded data byte by byte
-// (FF 00 is a stuffed byte, FF D0..D7 a restart marker), and EOI ends the image. Whatever
-// libjpeg-turbo version is linked, a file with too many scans is refused before it costs
-// anything.
-int count_scans(const uint8_t* d, size_t n, int limit) {
-  int scans = 0;
+// What walking a JPEG file's markers finds, without decoding: segments are skipped by their
+// length, entropy-coded data byte by byte (FF 00 is a stuffed byte, FF D0..D7 a restart
+// marker). The walk stops after limit + 1 scans, so a file with too many scans is refused
+// before it costs anything, whatever libjpeg-turbo version is linked.
+struct Walk {
+  int sof = 0;          // the first SOFn marker (0xC0 baseline, 0xC2 progressive, ...)
+  int scans = 0;        // SOS markers
+  bool eoi = false;     // the walk reached EOI
+  bool closed = false;  // a marker follows the last scan's entropy-coded data
+
+  // Whether libjpeg runs out of data before the last row, as PIL decides "image file is
+  // truncated" (TurboJPEG also reads on to EOI after the last row, and only warns either
+  // way). A single sequential scan is decoded row by row: the rows are all there once its
+  // data ends at a marker (a damaged byte can make one). Progressive and multi-scan files
+  // are read to EOI before the first row comes out.
+  bool truncated() const {
+    bool sequential = sof != 0xC2 && sof != 0xC6 && sof != 0xCA && sof != 0xCE;
+    return sequential && scans == 1 ? !closed : !eoi;
+  }
+};
+
+Walk walk_markers(const uint8_t* d, size_t n, int limit) {
+  Walk w;
   size_t i = 2;  // after SOI
   while (i + 1 < n) {
     if (d[i] != 0xFF) {
@@ -76,13 +92,21 @@ int count_scans(const uint8_t* d, size_t n, int limit) {
       i += 2;  // stuffed byte, TEM, restart marker: no length
       continue;
     }
-    if (m == 0xD9) break;  // EOI
-    if (m == 0xDA && ++scans > limit) break;
+    if (w.scans > 0) w.closed = true;
+    if (m == 0xD9) {  // EOI
+      w.eoi = true;
+      break;
+    }
+    if (w.sof == 0 && m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) w.sof = m;
+    if (m == 0xDA) {
+      if (++w.scans > limit) break;
+      w.closed = false;
+    }
     if (i + 3 >= n) break;
     size_t len = (static_cast<size_t>(d[i + 2]) << 8) | d[i + 3];
     i += 2 + std::max<size_t>(len, 2);
   }
-  return scans;
+  return w;
 }
 
 // libjpeg's warnings, the messages TurboJPEG reports with TJERR_WARNING when decoding went
@@ -107,14 +131,20 @@ bool is_warning(const char* msg) {
 }
 
 // A failed TurboJPEG call: an error unless it only warned. A file that ends early is an
-// error, as in PIL ("image file is truncated"), although libjpeg only warns about it.
-void check(tjhandle h, int rc, const char* what) {
+// error, as in PIL ("image file is truncated"), although libjpeg only warns about it: in its
+// header always, in its image data when the walk says `truncated` (TurboJPEG's message is
+// only the first warning's, and TurboJPEG reads on to EOI after the last row, where PIL
+// stops).
+void check(tjhandle h, int rc, const char* what, bool in_header, bool truncated) {
   if (rc == 0) return;
-  const char* msg = tjGetErrorStr2(h);
-  if (tjGetErrorCode(h) == TJERR_WARNING && is_warning(msg)) return;
-  if (std::strstr(msg, "Premature end of JPEG file") != nullptr) {
-    sekit::fail(what, ": the file is truncated (", msg, ")");
+  const char* msg = tjGetErrorStr2(h);  // once: TurboJPEG 2.x clears an instance error as it reads it
+  bool eof = std::strstr(msg, "Premature end of JPEG file") != nullptr;
+  if (tjGetErrorCode(h) == TJERR_WARNING && (is_warning(msg) || eof)) {
+    if (eof && in_header) sekit::fail(what, ": the file is truncated (", msg, ")");
+    if (!truncated) return;
+    sekit::fail(what, ": the file is truncated (its data ends before the image does)");
   }
+  if (eof) sekit::fail(what, ": the file is truncated (", msg, ")");
   sekit::fail(what, ": ", msg);
 }
 
@@ -132,19 +162,19 @@ Header read_header(tjhandle h, const uint8_t* data, size_t len) {
   Header hd{};
   check(h, tjDecompressHeader3(h, data, static_cast<unsigned long>(len), &hd.width, &hd.height, &hd.subsamp,
                                &hd.colorspace),
-        "not a readable JPEG file");
+        "not a readable JPEG file", true, false);
   if (hd.width < 1 || hd.height < 1) sekit::fail("the JPEG file declares a size of ", hd.width, "x", hd.height);
   return hd;
 }
 
 void decode(tjhandle h, const uint8_t* data, size_t len, uint8_t* out, int width, int height, int format) {
-  int scans = count_scans(data, len, kMaxScans);
-  if (scans > kMaxScans) {
+  Walk w = walk_markers(data, len, kMaxScans);
+  if (w.scans > kMaxScans) {
     sekit::fail("the JPEG file has more than ", kMaxScans,
                 " scans (a progressive JPEG has about 10); it is refused as malformed");
   }
   check(h, tjDecompress2(h, data, static_cast<unsigned long>(len), out, width, 0, height, format, kDecodeFlags),
-        "cannot decode the JPEG file");
+        "cannot decode the JPEG file", false, w.truncated());
 }
 
 }  // namespace

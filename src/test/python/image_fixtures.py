@@ -142,15 +142,16 @@ def bmp16(img, layout):
 
 
 def damaged_jpegs(files_dir, names, out):
-    """JPEGs with bytes of their entropy-coded data overwritten (seeded), and PIL's verdict:
-    PIL ignores libjpeg's warnings (a bad Huffman code, a scan that ends early) and refuses
-    a file on libjpeg's errors ("broken data stream"). Up to 12 of each kind."""
+    """JPEGs with bytes of their entropy-coded data overwritten (seeded), some also cut short,
+    and PIL's verdict: PIL ignores libjpeg's warnings (a bad Huffman code, a scan that ends
+    early) and refuses a file on libjpeg's errors ("broken data stream") and when its data
+    ends before the image does ("image file is truncated"). 4 of each kind per file."""
     import io
     import random
     rng = random.Random(29)
     cases = []
-    kept = {True: 0, False: 0}
     for name in names:
+        kept = {True: 0, False: 0}
         base = open(os.path.join(files_dir, name), "rb").read()
         i = base.index(b"\xff\xda")
         start = i + 2 + (base[i + 2] << 8 | base[i + 3])
@@ -158,12 +159,16 @@ def damaged_jpegs(files_dir, names, out):
             b = bytearray(base)
             for _ in range(rng.randint(1, 20)):
                 b[rng.randrange(start, len(b) - 2)] = rng.randrange(256)
+            if k % 4 == 3:  # damaged and cut short
+                b = b[:rng.randrange(start, len(b))]
+            elif k == 1:  # only the EOI marker missing: truncated for PIL too
+                b = bytearray(base[:-2])
             try:
                 rgb = rgb_bytes(Image.open(io.BytesIO(bytes(b))))
                 ok, error = True, None
             except OSError as exc:
                 ok, error, rgb = False, str(exc), None
-            if kept[ok] >= 12 or (not ok and "broken data stream" not in error):
+            if kept[ok] >= 4 or (not ok and "broken data stream" not in error and "truncated" not in error):
                 continue
             kept[ok] += 1
             dname = "damaged/%s.%d.jpg" % (os.path.splitext(name)[0], k)
