@@ -45,7 +45,9 @@ public final class BatchLoader implements AutoCloseable {
   private final ExecutorService workers;
   private final ArrayDeque<CompletableFuture<Batch>> ahead = new ArrayDeque<>();
   private int submitted;
-  private boolean closed;
+  private volatile boolean closed;
+  /** The batch next() waits for, so that close() from another thread can end the wait. */
+  private volatile CompletableFuture<Batch> waiting;
 
   /**
    * @param data the samples
@@ -118,8 +120,14 @@ public final class BatchLoader implements AutoCloseable {
       }
       return null;
     }
+    waiting = f;
     try {
+      if (closed) {
+        f.cancel(true);
+      }
       return f.get();
+    } catch (java.util.concurrent.CancellationException e) {
+      throw new IllegalStateException("this loader was closed while next() waited for a batch", e);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new IllegalStateException("interrupted while waiting for a batch", e);
@@ -130,13 +138,14 @@ public final class BatchLoader implements AutoCloseable {
       }
       throw new IllegalStateException("loading a batch failed: " + c, c);
     } finally {
+      waiting = null;
       fill();
     }
   }
 
   /** Starts reading as many batches ahead as there are free buffers. */
   private void fill() {
-    while (submitted < batches) {
+    while (submitted < batches && !closed) {
       Buffer buf = free.poll();
       if (buf == null) {
         return;
@@ -161,7 +170,11 @@ public final class BatchLoader implements AutoCloseable {
     return new Batch(buf, n);
   }
 
-  /** Stops the loading threads and frees the buffers; tensors of its batches die with them. */
+  /**
+   * Stops the loading threads and frees the buffers; tensors of its batches die with them.
+   * Returns within about a second: a thread still inside a read that ignores interrupts
+   * keeps the buffers until it ends, then they are freed.
+   */
   @Override
   public void close() {
     if (closed) {
@@ -169,20 +182,36 @@ public final class BatchLoader implements AutoCloseable {
     }
     closed = true;
     workers.shutdownNow();
+    CompletableFuture<Batch> w = waiting;
+    if (w != null) {
+      w.cancel(true); // a next() waiting on another thread throws IllegalStateException
+    }
     for (CompletableFuture<Batch> f : ahead) {
       f.cancel(true);
     }
     boolean stopped = false;
     try {
-      stopped = workers.awaitTermination(10, java.util.concurrent.TimeUnit.SECONDS);
+      stopped = workers.awaitTermination(1, java.util.concurrent.TimeUnit.SECONDS);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     }
     if (stopped) {
       buffers.close();
+      return;
     }
-    // else a sample read is stuck in the operating system (an unresponsive network file
-    // system): the buffers stay allocated, as the thread may still write into them.
+    // A sample read is stuck where an interrupt does not reach (an unresponsive network
+    // file system, a long native decode): close returns now, and the buffers, which that
+    // thread may still write into, are freed when it ends.
+    Thread.ofPlatform().daemon().name("sekit-batch-loader-close").start(() -> {
+      try {
+        while (!workers.awaitTermination(1, java.util.concurrent.TimeUnit.MINUTES)) {
+          // keep waiting: freeing the buffers under a running read would be a crash
+        }
+        buffers.close();
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+    });
   }
 
   private record Buffer(MemorySegment inputs, MemorySegment labels) {}

@@ -2,6 +2,7 @@ package dev.sekit.data;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -215,6 +216,48 @@ class DataTest {
           assertEquals(null, loader.next(), "then the end of the data");
         }
       }
+    }
+  }
+
+  /** A read stuck where interrupts do not reach (a hung network file system) does not hold close() up. */
+  @Test
+  void closeReturnsPromptlyWhileAReadIsStuck() throws Exception {
+    java.util.concurrent.CountDownLatch entered = new java.util.concurrent.CountDownLatch(1);
+    java.util.concurrent.CountDownLatch release = new java.util.concurrent.CountDownLatch(1);
+    Dataset stuck = new Dataset() {
+      public int size() { return 4; }
+      public long[] sampleShape() { return new long[] {1}; }
+      public int classes() { return 1; }
+      public long read(int index, MemorySegment dst) {
+        entered.countDown();
+        while (true) {
+          try {
+            release.await();
+            return 0;
+          } catch (InterruptedException e) {
+            // ignored, as a read blocked in the kernel ignores it
+          }
+        }
+      }
+    };
+    BatchLoader loader = new BatchLoader(stuck, new int[] {0, 1, 2, 3}, 1, false, 1);
+    Thread consumer = Thread.ofPlatform().daemon().start(() -> {
+      try {
+        loader.next();
+      } catch (RuntimeException e) {
+        // cancelled by close()
+      }
+    });
+    try {
+      assertTrue(entered.await(10, java.util.concurrent.TimeUnit.SECONDS));
+      long t0 = System.nanoTime();
+      loader.close();
+      long ms = (System.nanoTime() - t0) / 1_000_000;
+      assertTrue(ms < 3000, "close() took " + ms + " ms");
+      consumer.join(5000);
+      assertFalse(consumer.isAlive(), "next() still waits after close()");
+    } finally {
+      release.countDown();
     }
   }
 }
