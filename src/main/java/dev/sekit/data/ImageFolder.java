@@ -110,10 +110,21 @@ public final class ImageFolder implements Dataset {
     }
     if (!empty.isEmpty()) {
       throw new IllegalArgumentException(root + ": no image file (" + String.join(", ", EXTENSIONS)
-          + ") for the classes " + empty);
+          + ") for the classes [" + few(empty) + "]; put images in each class folder, or remove the empty ones");
     }
     int[] l = labels.stream().mapToInt(Integer::intValue).toArray();
     return new ImageFolder(root, Collections.unmodifiableList(classes), List.copyOf(paths), l, transform, seed);
+  }
+
+  /**
+   * Names for a message: all of them up to 8, else the first 8 and how many there are (a
+   * folder of 1000 classes would make a message of 10,000 characters).
+   */
+  static String few(List<String> names) {
+    if (names.size() <= 8) {
+      return String.join(", ", names);
+    }
+    return String.join(", ", names.subList(0, 8)) + ", ... (" + names.size() + " in all)";
   }
 
   /** torchvision's make_dataset for one class: os.walk sorted by directory, files sorted by name. */

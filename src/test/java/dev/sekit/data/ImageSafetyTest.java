@@ -216,6 +216,14 @@ class ImageSafetyTest {
       var truncated = assertThrows(MalformedImageException.class, () -> folder.read(1, arena.allocate(4 * 3 * 32 * 32)));
       assertEquals(bmpFile + ": cannot decode the BMP file: the file ends early (truncated)", truncated.getMessage());
     }
+    // 300 class folders without an image: a message of a few names, not of all of them
+    for (int c = 0; c < 300; c++) {
+      Files.createDirectories(dir.resolve("root").resolve(String.format("empty-class-number-%03d", c)));
+    }
+    var empty = assertThrows(IllegalArgumentException.class,
+        () -> ImageFolder.open(dir.resolve("root"), ImageTransform.eval(32, 1), 0));
+    assertTrue(empty.getMessage().contains("for the classes [empty-class-number-000, ") && empty.getMessage()
+        .contains("... (300 in all)]") && empty.getMessage().length() < 500, empty.getMessage());
   }
 
   /**
