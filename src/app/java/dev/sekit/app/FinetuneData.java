@@ -107,9 +107,8 @@ final class FinetuneData {
     }
     if (classes != null && !classes.isEmpty() && !classes.equals(train.classNames())
         && !(classes.size() == 1 && classes.get(0).equals(Integer.toString(train.classes())))) {
-      throw new IllegalArgumentException("--classes " + few(classes) + " does not match the folders' "
-          + train.classes() + " classes " + few(train.classNames())
-          + " (an image folder names its classes; leave --classes out)");
+      throw new IllegalArgumentException("--classes " + few(classes) + " does not match the folders' classes ["
+          + few(train.classNames()) + "] (an image folder names its classes; leave --classes out)");
     }
     return new Split(Spread.of(train, limitTrain), Spread.of(test, limitTest), train.classNames(), List.of());
   }
