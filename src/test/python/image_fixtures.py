@@ -19,6 +19,8 @@ Everything is written under OUT_DIR/images/:
                               ToTensor, Normalize(ImageNet): raw float32, 3 x S x S
   crop/NAME.T_L_H_W_F.rgb     F.resized_crop(img, T, L, H, W, [224, 224], BICUBIC),
                               then F.hflip when F = 1: raw bytes 224 x 224 x 3
+  files/damaged/NAME.K.jpg    JPEGs with damaged entropy-coded data; index.json's "damaged"
+                              says whether PIL decodes each (then damaged/NAME.K.jpg.rgb)
   folder/...                  a small image folder; folder.json holds torchvision's
                               ImageFolder classes, class_to_idx and samples
   predict.safetensors         random weights of ese_vovnet19b_slim_dw (timm statement),
@@ -113,7 +115,68 @@ def make_variants(photo, files_dir):
     save("bilevel.png", base.convert("1"))
     save("gray16.png", base.convert("L").point(lambda v: v * 1.1 + 3).convert("I").point(lambda v: v * 2))
     save("rgb.bmp", base)
+    for name, layout in (("rgb565.bmp", 565), ("rgb555.bmp", 555)):
+        write(os.path.join(files_dir, name), bmp16(odd, layout))
+        made.append(name)
     return made
+
+
+def bmp16(img, layout):
+    """A 16-bit BMP (PIL reads them, but does not write them): 5-6-5 with BI_BITFIELDS
+    masks, or 5-5-5 as BI_RGB, bottom-up rows padded to 4 bytes."""
+    import struct
+    a = np.asarray(img.convert("RGB"), dtype=np.uint16)
+    r, g, b = a[..., 0], a[..., 1], a[..., 2]
+    if layout == 565:
+        px = ((r >> 3) << 11) | ((g >> 2) << 5) | (b >> 3)
+    else:
+        px = ((r >> 3) << 10) | ((g >> 3) << 5) | (b >> 3)
+    h, w = px.shape
+    stride = (2 * w + 3) // 4 * 4
+    rows = b"".join(px[y].astype("<u2").tobytes().ljust(stride, b"\0") for y in range(h - 1, -1, -1))
+    masks = struct.pack("<3I", 0xF800, 0x07E0, 0x001F) if layout == 565 else b""
+    offset = 14 + 40 + len(masks)
+    header = struct.pack("<2sIHHI", b"BM", offset + len(rows), 0, 0, offset)
+    info = struct.pack("<IiiHHIIiiII", 40, w, h, 1, 16, 3 if layout == 565 else 0, len(rows), 2835, 2835, 0, 0)
+    return header + info + masks + rows
+
+
+def damaged_jpegs(files_dir, names, out):
+    """JPEGs with bytes of their entropy-coded data overwritten (seeded), some also cut short,
+    and PIL's verdict: PIL ignores libjpeg's warnings (a bad Huffman code, a scan that ends
+    early) and refuses a file on libjpeg's errors ("broken data stream") and when its data
+    ends before the image does ("image file is truncated"). 4 of each kind per file."""
+    import io
+    import random
+    rng = random.Random(29)
+    cases = []
+    for name in names:
+        kept = {True: 0, False: 0}
+        base = open(os.path.join(files_dir, name), "rb").read()
+        i = base.index(b"\xff\xda")
+        start = i + 2 + (base[i + 2] << 8 | base[i + 3])
+        for k in range(200):
+            b = bytearray(base)
+            for _ in range(rng.randint(1, 20)):
+                b[rng.randrange(start, len(b) - 2)] = rng.randrange(256)
+            if k % 4 == 3:  # damaged and cut short
+                b = b[:rng.randrange(start, len(b))]
+            elif k == 1:  # only the EOI marker missing: truncated for PIL too
+                b = bytearray(base[:-2])
+            try:
+                rgb = rgb_bytes(Image.open(io.BytesIO(bytes(b))))
+                ok, error = True, None
+            except OSError as exc:
+                ok, error, rgb = False, str(exc), None
+            if kept[ok] >= 4 or (not ok and "broken data stream" not in error and "truncated" not in error):
+                continue
+            kept[ok] += 1
+            dname = "damaged/%s.%d.jpg" % (os.path.splitext(name)[0], k)
+            write(os.path.join(files_dir, dname), bytes(b))
+            if ok:
+                write(os.path.join(out, dname + ".rgb"), rgb)
+            cases.append({"name": dname, "pil_decodes": ok, "pil_error": error})
+    return cases
 
 
 def write_folder(out_dir):
@@ -213,6 +276,7 @@ def main(argv):
         index["crop"].append({"name": name, "top": top, "left": left, "height": h, "width": w, "flip": flip})
 
     index["folder"] = write_folder(out)
+    index["damaged"] = damaged_jpegs(files_dir, ["q90_420.jpg", "progressive.jpg", "gray.jpg"], out)
 
     # A classifier with random weights (timm's ese_vovnet19b_slim_dw, restated), eval mode.
     # Its BatchNorm statistics are those of a batch of the photographs (so that the logits

@@ -100,15 +100,30 @@ final class FinetuneData {
         : eval, images.seed());
     ImageFolder test = ImageFolder.open(val, eval, images.seed());
     if (!train.classNames().equals(test.classNames())) {
-      throw new IllegalArgumentException("--data " + dir + ": train has the classes " + train.classNames() + " but "
-          + val.getFileName() + " has " + test.classNames());
+      throw new IllegalArgumentException("--data " + dir + ": train and " + val.getFileName() + " differ in their "
+          + "classes (the folders inside them): only in train: " + few(minus(train.classNames(),
+          test.classNames())) + "; only in " + val.getFileName() + ": " + few(minus(test.classNames(),
+          train.classNames())) + "; give both the same class folders");
     }
     if (classes != null && !classes.isEmpty() && !classes.equals(train.classNames())
         && !(classes.size() == 1 && classes.get(0).equals(Integer.toString(train.classes())))) {
-      throw new IllegalArgumentException("--classes " + String.join(",", classes) + " does not match the folders' "
-          + "classes " + train.classNames() + " (an image folder names its classes; leave --classes out)");
+      throw new IllegalArgumentException("--classes " + few(classes) + " does not match the folders' classes ["
+          + few(train.classNames()) + "] (an image folder names its classes; leave --classes out)");
     }
     return new Split(Spread.of(train, limitTrain), Spread.of(test, limitTest), train.classNames(), List.of());
+  }
+
+  /** Names for a message: up to 5, else the first 5 and how many (1000 classes would fill pages). */
+  private static String few(List<String> names) {
+    return names.size() <= 5 ? String.join(", ", names)
+        : String.join(", ", names.subList(0, 5)) + ", ... (" + names.size() + " in all)";
+  }
+
+  /** The names of {@code a} that {@code b} lacks, in order; "none" when there is none. */
+  private static List<String> minus(List<String> a, List<String> b) {
+    java.util.Set<String> in = new java.util.HashSet<>(b);
+    List<String> out = a.stream().filter(x -> !in.contains(x)).toList();
+    return out.isEmpty() ? List.of("none") : out;
   }
 
   /**

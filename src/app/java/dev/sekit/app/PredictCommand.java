@@ -82,7 +82,8 @@ final class PredictCommand implements Callable<Integer> {
     if (e instanceof NoSuchFileException) {
       return file + ": no such file";
     }
-    return file + ": " + (e.getMessage() == null ? e.toString() : e.getMessage());
+    String m = e.getMessage() == null ? e.toString() : e.getMessage();
+    return m.startsWith(file.toString()) ? m : file + ": " + m; // a message that names the file already
   }
 
   private static Module create(Arena arena, String name) {

@@ -45,7 +45,9 @@ public final class BatchLoader implements AutoCloseable {
   private final ExecutorService workers;
   private final ArrayDeque<CompletableFuture<Batch>> ahead = new ArrayDeque<>();
   private int submitted;
-  private boolean closed;
+  private volatile boolean closed;
+  /** The batch next() waits for, so that close() from another thread can end the wait. */
+  private volatile CompletableFuture<Batch> waiting;
 
   /**
    * @param data the samples
@@ -95,7 +97,16 @@ public final class BatchLoader implements AutoCloseable {
     submitted = n;
   }
 
-  /** The next batch (waiting for it if it is not read yet), or null after the last one. */
+  /**
+   * The next batch (waiting for it if it is not read yet), or null after the last one.
+   *
+   * <p>A batch with a sample that fails to read (a missing or corrupt file) is not given:
+   * this call throws that sample's exception, the batch counts as taken, its buffer goes
+   * back to the loader, and the next call gives the following batch. Null means the end of
+   * the data and nothing else.
+   *
+   * @throws IllegalStateException when every buffer is held by a batch not yet closed
+   */
   public Batch next() {
     if (closed) {
       throw new IllegalStateException("this loader is closed");
@@ -103,10 +114,20 @@ public final class BatchLoader implements AutoCloseable {
     fill();
     CompletableFuture<Batch> f = ahead.poll();
     if (f == null) {
+      if (submitted < batches) {
+        throw new IllegalStateException("all " + free.remainingCapacity() + " buffers of this loader are held by"
+            + " batches not closed yet; close each batch when its step is over");
+      }
       return null;
     }
+    waiting = f;
     try {
+      if (closed) {
+        f.cancel(true);
+      }
       return f.get();
+    } catch (java.util.concurrent.CancellationException e) {
+      throw new IllegalStateException("this loader was closed while next() waited for a batch", e);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new IllegalStateException("interrupted while waiting for a batch", e);
@@ -117,13 +138,14 @@ public final class BatchLoader implements AutoCloseable {
       }
       throw new IllegalStateException("loading a batch failed: " + c, c);
     } finally {
+      waiting = null;
       fill();
     }
   }
 
   /** Starts reading as many batches ahead as there are free buffers. */
   private void fill() {
-    while (submitted < batches) {
+    while (submitted < batches && !closed) {
       Buffer buf = free.poll();
       if (buf == null) {
         return;
@@ -136,14 +158,23 @@ public final class BatchLoader implements AutoCloseable {
   private Batch load(int b, Buffer buf) {
     int first = b * batchSize;
     int n = Math.min(batchSize, order.length - first);
-    for (int i = 0; i < n; i++) {
-      long label = data.read(order[first + i], buf.inputs.asSlice(i * sampleBytes, sampleBytes));
-      buf.labels.setAtIndex(JAVA_LONG, i, label);
+    try {
+      for (int i = 0; i < n; i++) {
+        long label = data.read(order[first + i], buf.inputs.asSlice(i * sampleBytes, sampleBytes));
+        buf.labels.setAtIndex(JAVA_LONG, i, label);
+      }
+    } catch (Throwable t) {
+      free.add(buf); // a failed batch is never given out: its buffer goes straight back
+      throw t;
     }
     return new Batch(buf, n);
   }
 
-  /** Stops the loading threads and frees the buffers; tensors of its batches die with them. */
+  /**
+   * Stops the loading threads and frees the buffers; tensors of its batches die with them.
+   * Returns within about a second: a thread still inside a read that ignores interrupts
+   * keeps the buffers until it ends, then they are freed.
+   */
   @Override
   public void close() {
     if (closed) {
@@ -151,15 +182,36 @@ public final class BatchLoader implements AutoCloseable {
     }
     closed = true;
     workers.shutdownNow();
+    CompletableFuture<Batch> w = waiting;
+    if (w != null) {
+      w.cancel(true); // a next() waiting on another thread throws IllegalStateException
+    }
     for (CompletableFuture<Batch> f : ahead) {
       f.cancel(true);
     }
+    boolean stopped = false;
     try {
-      workers.awaitTermination(1, java.util.concurrent.TimeUnit.MINUTES);
+      stopped = workers.awaitTermination(1, java.util.concurrent.TimeUnit.SECONDS);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     }
-    buffers.close();
+    if (stopped) {
+      buffers.close();
+      return;
+    }
+    // A sample read is stuck where an interrupt does not reach (an unresponsive network
+    // file system, a long native decode): close returns now, and the buffers, which that
+    // thread may still write into, are freed when it ends.
+    Thread.ofPlatform().daemon().name("sekit-batch-loader-close").start(() -> {
+      try {
+        while (!workers.awaitTermination(1, java.util.concurrent.TimeUnit.MINUTES)) {
+          // keep waiting: freeing the buffers under a running read would be a crash
+        }
+        buffers.close();
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+    });
   }
 
   private record Buffer(MemorySegment inputs, MemorySegment labels) {}

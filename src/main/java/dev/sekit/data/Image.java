@@ -13,7 +13,10 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
+import java.nio.file.FileSystemException;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.BasicFileAttributes;
 import java.nio.file.StandardOpenOption;
 import java.util.Iterator;
 import java.util.Objects;
@@ -32,6 +35,17 @@ import javax.imageio.stream.MemoryCacheImageInputStream;
  * JDK's ImageIO (lossless formats) converted to RGB as PIL does (palettes looked up,
  * gray replicated, alpha dropped, 16-bit colour channels cut to their high byte).
  * {@link #resize} is PIL's bicubic resampling, bit for bit.
+ *
+ * <p>Limits: a file that declares more than {@link #maxPixels()} pixels (by default PIL's
+ * {@code Image.MAX_IMAGE_PIXELS}, 178,956,970) is refused with a
+ * {@link MalformedImageException} before any pixel memory is allocated, as a decompression
+ * bomb would be: a 1 KB JPEG may declare 65500 × 65500 pixels (12.8 GB). Raise or lower the
+ * limit with {@link #setMaxPixels} or the system property {@code sekit.image.maxPixels}. A
+ * progressive JPEG with more than 500 scans (real ones have about 10) is refused too:
+ * each scan costs a pass over the whole image, so thousands of empty ones would keep the
+ * decoder busy for minutes. A JPEG whose entropy-coded data is broken is refused, as PIL
+ * refuses it ("broken data stream"); libjpeg's warnings (extraneous bytes, a scan that
+ * ends early) are not errors, as in PIL.
  */
 public record Image(int width, int height, MemorySegment pixels) {
   /** Checks that {@code pixels} holds exactly {@code height * width * 3} bytes. */
@@ -43,6 +57,66 @@ public record Image(int width, int height, MemorySegment pixels) {
     if (pixels.byteSize() != 3L * width * height) {
       throw new IllegalArgumentException("pixels hold " + pixels.byteSize() + " bytes but a " + width + "x" + height
           + " RGB image needs " + 3L * width * height);
+    }
+  }
+
+  /** PIL's {@code Image.MAX_IMAGE_PIXELS}: the default {@link #maxPixels()}. */
+  public static final long DEFAULT_MAX_PIXELS = 178_956_970L;
+
+  /** The system property that sets {@link #maxPixels()} at start-up (a positive integer). */
+  public static final String MAX_PIXELS_PROPERTY = "sekit.image.maxPixels";
+
+  private static volatile long maxPixels;
+
+  /**
+   * The most pixels (width × height) a file may declare to be decoded: {@link #setMaxPixels}'s
+   * value, else the system property {@value #MAX_PIXELS_PROPERTY}, else
+   * {@link #DEFAULT_MAX_PIXELS}.
+   *
+   * @throws IllegalArgumentException when the system property is not a positive integer
+   */
+  public static long maxPixels() {
+    long m = maxPixels;
+    if (m > 0) {
+      return m;
+    }
+    String p = System.getProperty(MAX_PIXELS_PROPERTY);
+    if (p == null) {
+      return DEFAULT_MAX_PIXELS;
+    }
+    try {
+      m = Long.parseLong(p.strip().replace("_", ""));
+    } catch (NumberFormatException e) {
+      m = 0;
+    }
+    if (m < 1) {
+      throw new IllegalArgumentException("the system property " + MAX_PIXELS_PROPERTY
+          + " must be a positive number of pixels, got \"" + shorten(p, 40) + "\"");
+    }
+    return m;
+  }
+
+  /**
+   * Sets the most pixels a decoded file may declare, for every thread (PIL's
+   * {@code Image.MAX_IMAGE_PIXELS}); raise it only for files you trust.
+   *
+   * @param pixels at least 1
+   */
+  public static void setMaxPixels(long pixels) {
+    if (pixels < 1) {
+      throw new IllegalArgumentException("the pixel limit must be >= 1, got " + pixels);
+    }
+    maxPixels = pixels;
+  }
+
+  /** Refuses a declared size over the pixel limit, before anything of that size is allocated. */
+  private static void checkPixels(String format, long width, long height) {
+    long limit = maxPixels();
+    if (width * height > limit) {
+      throw new MalformedImageException(String.format(java.util.Locale.ROOT,
+          "the %s file declares %dx%d = %,d pixels, more than the limit of %,d (a decompression bomb?); "
+              + "if the file is trusted, raise the limit with Image.setMaxPixels or -D%s",
+          format, width, height, width * height, limit, MAX_PIXELS_PROPERTY));
     }
   }
 
@@ -59,12 +133,21 @@ public record Image(int width, int height, MemorySegment pixels) {
    * Reads and decodes an image file (JPEG, PNG or BMP, recognised by its first bytes, not
    * its name) into {@code arena}.
    *
-   * @throws IOException when the file cannot be read
-   * @throws MalformedImageException when it is not an image sekit decodes, or is corrupt
+   * <p>Only regular files are read: a FIFO, a device or a directory is refused without
+   * being opened (opening a FIFO would wait for a writer forever).
+   *
+   * @throws IOException when the file cannot be read, or is not a regular file
+   * @throws MalformedImageException when it is not an image sekit decodes, is corrupt, or
+   *     declares more than {@link #maxPixels()} pixels
    */
   public static Image read(Arena arena, Path file) throws IOException {
     Objects.requireNonNull(arena, "arena");
     Objects.requireNonNull(file, "file");
+    BasicFileAttributes attrs = Files.readAttributes(file, BasicFileAttributes.class);
+    if (!attrs.isRegularFile()) {
+      throw new FileSystemException(file.toString(), null, (attrs.isDirectory() ? "a directory"
+          : "not a regular file (a FIFO, socket or device)") + "; only regular image files are read");
+    }
     // The file goes straight into off-heap memory, where the JPEG decoder reads it; only
     // the other formats (ImageIO) need it on the heap.
     try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ); Arena tmp = Arena.ofConfined()) {
@@ -109,6 +192,7 @@ public record Image(int width, int height, MemorySegment pixels) {
     }
     try {
       int[] size = NativeImage.jpegSize(jpeg);
+      checkPixels("JPEG", size[0], size[1]);
       Image img = allocate(arena, size[0], size[1]);
       NativeImage.jpegDecodeRgb(jpeg, img.pixels);
       return img;
@@ -151,6 +235,7 @@ public record Image(int width, int height, MemorySegment pixels) {
       ImageReader reader = readers.next();
       try {
         reader.setInput(in, true, true);
+        checkPixels(format.toUpperCase(java.util.Locale.ROOT), reader.getWidth(0), reader.getHeight(0));
         bi = reader.read(0);
       } finally {
         reader.dispose();
@@ -159,7 +244,8 @@ public record Image(int width, int height, MemorySegment pixels) {
       if (e instanceof MalformedImageException m) {
         throw m;
       }
-      throw new MalformedImageException("cannot decode the " + format.toUpperCase() + " file: " + e.getMessage(), e);
+      throw new MalformedImageException("cannot decode the " + format.toUpperCase(java.util.Locale.ROOT)
+          + " file: " + reason(e), e);
     }
     int w = bi.getWidth();
     int h = bi.getHeight();
@@ -183,6 +269,10 @@ public record Image(int width, int height, MemorySegment pixels) {
       return img;
     }
     int bits = r.getSampleModel().getSampleSize(0);
+    if (bits < 8 && bands >= 3) {
+      packedToRgb(r, w, h, img);
+      return img;
+    }
     if (bits != 8 && bits != 16) {
       throw new MalformedImageException("cannot convert " + bits + "-bit " + format.toUpperCase() + " samples");
     }
@@ -203,6 +293,50 @@ public record Image(int width, int height, MemorySegment pixels) {
       MemorySegment.copy(row, 0, img.pixels, JAVA_BYTE, (long) y * 3 * w, 3 * w);
     }
     return img;
+  }
+
+  /**
+   * Colour channels of fewer than 8 bits (16-bit BMPs: 5-6-5 or 5-5-5) scaled to 0..255 as
+   * PIL unpacks them: {@code v * 255 / max}, rounded down.
+   */
+  private static void packedToRgb(Raster r, int w, int h, Image img) {
+    int bands = r.getNumBands();
+    int[] max = new int[3];
+    for (int c = 0; c < 3; c++) {
+      max[c] = (1 << r.getSampleModel().getSampleSize(c)) - 1;
+    }
+    int[] px = new int[w * bands];
+    byte[] row = new byte[3 * w];
+    for (int y = 0; y < h; y++) {
+      r.getPixels(0, y, w, 1, px);
+      for (int x = 0; x < w; x++) {
+        for (int c = 0; c < 3; c++) {
+          row[3 * x + c] = (byte) (px[x * bands + c] * 255 / max[c]);
+        }
+      }
+      MemorySegment.copy(row, 0, img.pixels, JAVA_BYTE, (long) y * 3 * w, 3 * w);
+    }
+  }
+
+  /** Why a decoder failed, in one short line: its message, or what its type says. */
+  static String reason(Throwable e) {
+    String m = e.getMessage();
+    if (e instanceof java.io.EOFException || (m == null && e.getCause() instanceof java.io.EOFException)) {
+      return "the file ends early (truncated)";
+    }
+    if (m == null || m.isBlank()) {
+      m = e.getCause() != null && e.getCause().getMessage() != null ? e.getCause().getMessage()
+          : "the data is inconsistent (" + e.getClass().getSimpleName() + ")";
+    } else if (e.getCause() != null && e.getCause().getMessage() != null && !m.contains(e.getCause().getMessage())) {
+      m = m + " (" + e.getCause().getMessage() + ")";
+    }
+    return shorten(m, 300);
+  }
+
+  /** {@code s} on one line and at most {@code max} characters. */
+  static String shorten(String s, int max) {
+    String one = s.replaceAll("\\s+", " ").strip();
+    return one.length() <= max ? one : one.substring(0, max - 3) + "...";
   }
 
   private static String head(byte[] b) {
@@ -289,7 +423,12 @@ public record Image(int width, int height, MemorySegment pixels) {
     }
     int shortSide = Math.min(width, height);
     int longSide = Math.max(width, height);
-    int newLong = (int) ((double) ((long) size * longSide) / shortSide);
+    double newLongExact = (double) ((long) size * longSide) / shortSide;
+    if (newLongExact >= Integer.MAX_VALUE) {
+      throw new IllegalArgumentException("resizing the shorter side of a " + width + "x" + height + " image to "
+          + size + " makes the longer side " + (long) newLongExact + " pixels, too large; use a smaller size");
+    }
+    int newLong = (int) newLongExact;
     int w = width <= height ? size : newLong;
     int h = width <= height ? newLong : size;
     return w == width && h == height ? copy(arena) : resize(arena, w, h);

@@ -24,7 +24,8 @@ import java.util.stream.Stream;
  * Labelled images in folders, one sub-folder per class, as torchvision's
  * {@code ImageFolder}: the classes are the sub-folders' names in sorted order (label 0 is
  * the first), the samples every file with an image extension ({@link #EXTENSIONS}, any
- * case) anywhere under a class folder (symbolic links followed), in torchvision's order.
+ * case) anywhere under a class folder (symbolic links followed; regular files only, not
+ * FIFOs or devices), in torchvision's order.
  * Each {@link #read} decodes one file and applies the {@link ImageTransform}, on the calling
  * thread, so a {@link BatchLoader} decodes on its own threads into its off-heap batches.
  *
@@ -109,10 +110,21 @@ public final class ImageFolder implements Dataset {
     }
     if (!empty.isEmpty()) {
       throw new IllegalArgumentException(root + ": no image file (" + String.join(", ", EXTENSIONS)
-          + ") for the classes " + empty);
+          + ") for the classes [" + few(empty) + "]; put images in each class folder, or remove the empty ones");
     }
     int[] l = labels.stream().mapToInt(Integer::intValue).toArray();
     return new ImageFolder(root, Collections.unmodifiableList(classes), List.copyOf(paths), l, transform, seed);
+  }
+
+  /**
+   * Names for a message: all of them up to 8, else the first 8 and how many there are (a
+   * folder of 1000 classes would make a message of 10,000 characters).
+   */
+  static String few(List<String> names) {
+    if (names.size() <= 8) {
+      return String.join(", ", names);
+    }
+    return String.join(", ", names.subList(0, 8)) + ", ... (" + names.size() + " in all)";
   }
 
   /** torchvision's make_dataset for one class: os.walk sorted by directory, files sorted by name. */
@@ -129,7 +141,9 @@ public final class ImageFolder implements Dataset {
     for (Path d : sorted) {
       List<Path> files = new ArrayList<>();
       try (Stream<Path> s = Files.list(d)) {
-        s.filter(p -> !Files.isDirectory(p)).filter(ImageFolder::hasImageExtension).forEach(files::add);
+        // Regular files only (links followed): a FIFO named x.jpg would block its reader in
+        // open(2) forever, a socket or device cannot be an image.
+        s.filter(ImageFolder::hasImageExtension).filter(Files::isRegularFile).forEach(files::add);
       }
       files.sort(Comparator.comparing(p -> p.getFileName().toString(), PYTHON_ORDER));
       out.addAll(files);
@@ -209,8 +223,9 @@ public final class ImageFolder implements Dataset {
    * Decodes sample {@code index}, transforms it into {@code dst} (float32 3 × size × size)
    * and returns its label.
    *
-   * @throws UncheckedIOException when the file cannot be read
-   * @throws MalformedImageException when it cannot be decoded (the message names it)
+   * @throws UncheckedIOException when the file cannot be read (the message names it and why)
+   * @throws MalformedImageException when it cannot be decoded or is over {@link Image#maxPixels()}
+   *     (the message names it)
    */
   @Override
   public long read(int index, MemorySegment dst) {
@@ -222,8 +237,22 @@ public final class ImageFolder implements Dataset {
       Image image = Image.read(arena, paths.get(index));
       transform.apply(image, dst, random);
     } catch (IOException e) {
-      throw new UncheckedIOException(paths.get(index) + ": " + e.getMessage(), e);
+      throw new UncheckedIOException("cannot read sample " + index + ", " + paths.get(index) + ": " + reason(e), e);
     }
     return labels[index];
+  }
+
+  /** What went wrong with a file, without repeating its name (which a FileSystemException's message is). */
+  static String reason(IOException e) {
+    if (e instanceof NoSuchFileException) {
+      return "no such file (was it moved or deleted after the folder was listed? list it again)";
+    }
+    if (e instanceof java.nio.file.AccessDeniedException) {
+      return "permission denied (make it readable)";
+    }
+    if (e instanceof java.nio.file.FileSystemException f && f.getReason() != null) {
+      return f.getReason();
+    }
+    return e.getMessage() == null ? e.getClass().getSimpleName() : Image.shorten(e.getMessage(), 300);
   }
 }

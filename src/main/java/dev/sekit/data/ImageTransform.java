@@ -34,6 +34,12 @@ public final class ImageTransform {
   /** ImageNet's channel standard deviations (timm's {@code IMAGENET_DEFAULT_STD}). */
   public static final float[] IMAGENET_STD = {0.229f, 0.224f, 0.225f};
 
+  /**
+   * The largest output size and shorter side to resize to: 16384 pixels (a 16384² RGB image
+   * is 805 MB, and a 3 × 16384² float32 output 3.2 GB).
+   */
+  public static final int MAX_SIZE = 16384;
+
   private final boolean train;
   private final int size;
   private final double cropPct;
@@ -47,8 +53,13 @@ public final class ImageTransform {
 
   private ImageTransform(boolean train, int size, double cropPct, double minScale, double maxScale, double minRatio,
       double maxRatio, double flipProbability, float[] mean, float[] std) {
-    if (size < 1) {
-      throw new IllegalArgumentException("size must be >= 1, got " + size);
+    if (size < 1 || size > MAX_SIZE) {
+      throw new IllegalArgumentException("size must be in [1, " + MAX_SIZE + "] pixels, got " + size);
+    }
+    if (!train && Math.floor(size / cropPct) > MAX_SIZE) {
+      throw new IllegalArgumentException("size " + size + " with cropPct " + cropPct + " resizes the shorter side to "
+          + String.format(java.util.Locale.ROOT, "%.0f", Math.floor(size / cropPct)) + " pixels, more than "
+          + MAX_SIZE + "; use a larger cropPct (0.875 is timm's default) or a smaller size");
     }
     Objects.requireNonNull(mean, "mean");
     Objects.requireNonNull(std, "std");

@@ -27,6 +27,7 @@ final class PillowResize {
     if (outW == inW && outH == inH) {
       return in.copy(arena);
     }
+    checkSize(inW, inH, outW, outH);
     boolean horizontal = outW != inW;
     boolean vertical = outH != inH;
     Coefficients cv = coefficients(inH, outH);
@@ -48,6 +49,29 @@ final class PillowResize {
     Image result = Image.allocate(arena, outW, outH);
     MemorySegment.copy(out, 0, result.pixels(), JAVA_BYTE, 0, 3 * outW * outH);
     return result;
+  }
+
+  /** The largest Java array: the passes work in heap byte arrays. */
+  private static final long MAX_ARRAY = Integer.MAX_VALUE - 8;
+
+  /**
+   * Refuses a resize whose image or intermediate rows would not fit a Java array (the
+   * source, the horizontal pass's rows, the result, the filter weights), before allocating.
+   */
+  static void checkSize(int inW, int inH, int outW, int outH) {
+    long biggest = Math.max(Math.max(3L * inW * inH, 3L * outW * outH), 3L * inH * outW);
+    biggest = Math.max(biggest, Math.max(weights(inW, outW), weights(inH, outH)));
+    if (biggest > MAX_ARRAY) {
+      throw new IllegalArgumentException("cannot resize a " + inW + "x" + inH + " image to " + outW + "x" + outH
+          + ": it needs an array of " + biggest + " bytes, more than the " + MAX_ARRAY
+          + " sekit resizes in; use a smaller size");
+    }
+  }
+
+  /** The number of filter weights of a pass from {@code inSize} to {@code outSize}. */
+  private static long weights(int inSize, int outSize) {
+    double scale = Math.max(1.0, (double) inSize / outSize);
+    return ((long) Math.ceil(2.0 * scale) * 2 + 1) * outSize;
   }
 
   /** Per output position: the first input index, the count, and ksize fixed-point weights. */

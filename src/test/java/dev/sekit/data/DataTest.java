@@ -2,6 +2,8 @@ package dev.sekit.data;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -14,6 +16,8 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Arrays;
 import java.util.HashSet;
 import java.util.Set;
@@ -166,6 +170,94 @@ class DataTest {
         }
       }
       assertThrows(IndexOutOfBoundsException.class, () -> new BatchLoader(d, new int[] {10}, 1, false, 1));
+    }
+  }
+
+  /**
+   * Batches whose samples fail surface as that batch's exception; the loader goes on with
+   * the next batches, and null comes only at the end of the data.
+   */
+  @Test
+  void failedBatchesAreExceptionsAndTheEpochGoesOn() {
+    int n = 12;
+    float[] values = new float[n];
+    long[] labels = new long[n];
+    for (int i = 0; i < n; i++) {
+      values[i] = i;
+    }
+    try (InMemoryDataset d = InMemoryDataset.of(MemorySegment.ofArray(values), labels, 1, 1)) {
+      Dataset failing = new Dataset() {
+        public int size() { return d.size(); }
+        public long[] sampleShape() { return d.sampleShape(); }
+        public int classes() { return d.classes(); }
+        public long read(int index, MemorySegment dst) {
+          if (index % 4 == 1) {
+            throw new MalformedImageException("sample " + index + " is broken");
+          }
+          return d.read(index, dst);
+        }
+      };
+      int[] order = java.util.stream.IntStream.range(0, n).toArray();
+      for (int threads : new int[] {1, 3}) {
+        try (BatchLoader loader = new BatchLoader(failing, order, 2, false, threads)) {
+          int good = 0;
+          List<String> failures = new ArrayList<>();
+          for (int b = 0; b < loader.batches(); b++) {
+            try (BatchLoader.Batch batch = loader.next(); Arena step = Arena.ofConfined()) {
+              assertNotNull(batch, "batch " + b + " of " + loader.batches() + " is null");
+              assertEquals(2 * b, (int) batch.inputs(step).toFloatArray()[0], "batch " + b);
+              good++;
+            } catch (MalformedImageException e) {
+              failures.add(e.getMessage());
+            }
+          }
+          assertEquals(List.of("sample 1 is broken", "sample 5 is broken", "sample 9 is broken"), failures);
+          assertEquals(3, good);
+          assertEquals(null, loader.next(), "then the end of the data");
+        }
+      }
+    }
+  }
+
+  /** A read stuck where interrupts do not reach (a hung network file system) does not hold close() up. */
+  @Test
+  void closeReturnsPromptlyWhileAReadIsStuck() throws Exception {
+    java.util.concurrent.CountDownLatch entered = new java.util.concurrent.CountDownLatch(1);
+    java.util.concurrent.CountDownLatch release = new java.util.concurrent.CountDownLatch(1);
+    Dataset stuck = new Dataset() {
+      public int size() { return 4; }
+      public long[] sampleShape() { return new long[] {1}; }
+      public int classes() { return 1; }
+      public long read(int index, MemorySegment dst) {
+        entered.countDown();
+        while (true) {
+          try {
+            release.await();
+            return 0;
+          } catch (InterruptedException e) {
+            // ignored, as a read blocked in the kernel ignores it
+          }
+        }
+      }
+    };
+    BatchLoader loader = new BatchLoader(stuck, new int[] {0, 1, 2, 3}, 1, false, 1);
+    Thread consumer = Thread.ofPlatform().daemon().start(() -> {
+      try {
+        loader.next();
+      } catch (RuntimeException e) {
+        // cancelled by close()
+      }
+    });
+    try {
+      assertTrue(entered.await(10, java.util.concurrent.TimeUnit.SECONDS));
+      long t0 = System.nanoTime();
+      loader.close();
+      long ms = (System.nanoTime() - t0) / 1_000_000;
+      assertTrue(ms < 3000, "close() took " + ms + " ms");
+      consumer.join(5000);
+      assertFalse(consumer.isAlive(), "next() still waits after close()");
+    } finally {
+      release.countDown();
     }
   }
 }
