@@ -803,8 +803,11 @@ sk_error* sk_process_group_new(const char* master_addr, int32_t master_port, int
   // The meeting, before Gloo connects every pair (whose waits add up, one per rank): rank 0
   // publishes its world size, every rank compares its own with it and counts itself in, and
   // the rank that completes the count (or one that found a mismatch) sets the outcome, which
-  // every rank waits for until the deadline.
-  const std::string k_world = "sekit/join/world_size", k_count = "sekit/join/count", k_outcome = "sekit/join/outcome";
+  // every rank waits for until the deadline. A rank that found a mismatch knows the outcome
+  // already; rank 0, which serves the store, stays (a second at most) until the others have
+  // had it, so that a failed meeting is the same message on every rank.
+  const std::string k_world = "sekit/join/world_size", k_count = "sekit/join/count", k_outcome = "sekit/join/outcome",
+                    k_told = "sekit/join/told";
   auto text = [](const std::vector<uint8_t>& v) { return std::string(v.begin(), v.end()); };
   auto bytes = [](const std::string& v) { return std::vector<uint8_t>(v.begin(), v.end()); };
   std::string outcome;
@@ -816,12 +819,21 @@ sk_error* sk_process_group_new(const char* master_addr, int32_t master_port, int
       std::ostringstream os;
       os << "the ranks were started with different world sizes: rank 0 with WORLD_SIZE " << theirs << ", rank "
          << rank << " with " << world_size << "; start every rank with the same WORLD_SIZE";
-      g->store->set(k_outcome, bytes(os.str()));
-    } else if (g->store->add(k_count, 1) == world_size) {
-      g->store->set(k_outcome, bytes("ok"));
+      outcome = os.str();
+      g->store->set(k_outcome, bytes(outcome));
+      g->store->add(k_told, 1);
+    } else {
+      if (g->store->add(k_count, 1) == world_size) g->store->set(k_outcome, bytes("ok"));
+      g->store->wait({k_outcome}, left());
+      outcome = text(g->store->get(k_outcome));
+      if (outcome != "ok" && rank != 0) {
+        g->store->add(k_told, 1);
+      } else if (outcome != "ok") {
+        const auto until = Clock::now() + std::min<Millis>(Millis(1000), left());
+        while (g->store->add(k_told, 0) < world_size - 1 && Clock::now() < until)
+          std::this_thread::sleep_for(Millis(10));
+      }
     }
-    g->store->wait({k_outcome}, left());
-    outcome = text(g->store->get(k_outcome));
   } catch (const std::exception& e) {
     std::string why = plain_message(e);
     try {
