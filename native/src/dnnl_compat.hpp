@@ -14,6 +14,10 @@
 
 namespace sekit::dnnl_compat {
 
+// Whether x86 float32 Winograd convolutions exist: oneDNN 3 removed them, so a plan does not
+// ask (and build an empty descriptor) for every dense 3x3 convolution of every plan there.
+constexpr bool kHasWinograd = DNNL_VERSION_MAJOR < 3;
+
 // A ReLU applied to a primitive's output.
 inline dnnl::post_ops relu() {
   dnnl::post_ops po;

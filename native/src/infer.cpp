@@ -828,7 +828,7 @@ class Builder {
     // AVX-512; oneDNN 3 has no x86 float32 Winograd): fewer multiplications for the same
     // result within float32 rounding (ese_vovnet39b's logits stay 3e-7 from float64);
     // elsewhere, or where it has no implementation, direct.
-    const bool winograd = groups == 1 && k == 3 && stride == 1;
+    const bool winograd = dnnl_compat::kHasWinograd && groups == 1 && k == 3 && stride == 1;
     // The primitive for oc output channels from ic input channels in g groups.
     auto make = [&](const memory::desc& src, const memory::desc& dst, int64_t oc, int64_t ic, int64_t g) {
       auto attempt = [&](dnnl::algorithm alg) {
@@ -1151,8 +1151,11 @@ static bool all_finite(const at::Tensor& x) {
 // Whether every floating parameter and buffer of the source is finite: weights with NaN or
 // infinity would meet the same fused steps.
 static bool finite_state(const std::vector<StateEntry>& state) {
-  for (const StateEntry& e : state)
-    if (at::isFloatingType(e.tensor->scalar_type()) && !at::isfinite(*e.tensor).all().item<bool>()) return false;
+  for (const StateEntry& e : state) {
+    const at::Tensor& t = *e.tensor;
+    if (t.scalar_type() == at::kFloat ? !all_finite(t) : at::isFloatingType(t.scalar_type()) && !at::isfinite(t).all().item<bool>())
+      return false;
+  }
   return true;
 }
 
@@ -1190,8 +1193,9 @@ struct PreparedModule::Impl {
       same = stamp[i].first == state[i].tensor->data_ptr() && stamp[i].second == state[i].tensor->_version();
     if (!same) {
       plans.clear();
+      planned = false;
+      judge();  // before the stamp: if it throws, the next call judges again
       stamp = current();
-      judge();
     }
   }
 
