@@ -58,9 +58,9 @@ public final class NativeLoader {
       return;
     }
     String how;
-    quietUcxSignals();
     Path fromFile = null;
     try {
+      quietUcxSignals();
       String explicit = System.getProperty("sekit.library.path");
       if (explicit != null && !explicit.isBlank()) {
         Path p = Path.of(explicit);
@@ -94,7 +94,7 @@ public final class NativeLoader {
         u.initCause(e);
         throw u;
       }
-      if (msg.contains("libtorch") || msg.contains("libc10")) {
+      if (isTorchError(msg)) {
         UnsatisfiedLinkError u = new UnsatisfiedLinkError(
             "libsekit needs libtorch's shared libraries, which were not found: install Debian's "
                 + "libtorch-dev (apt-get install -y libtorch-dev) or add a libtorch's lib/ to "
@@ -127,25 +127,38 @@ public final class NativeLoader {
     loaded = true;
   }
 
+  /** Whether the linker's error names one of libtorch's libraries. */
+  private static boolean isTorchError(String linkerError) {
+    return linkerError.contains("libtorch") || linkerError.contains("libc10");
+  }
+
   /**
    * Sets {@code UCX_ERROR_SIGNALS=""} in the process environment (through libc's setenv, so
    * that libraries loaded later read it) unless the user has set it.
    */
   static void quietUcxSignals() {
+    if (System.getenv("UCX_ERROR_SIGNALS") != null) {
+      return; // the user's setting stands
+    }
+    // Best effort: where libc's setenv cannot be called, the library still loads (and only a
+    // libtorch that loads UCX is exposed, as without this setting).
     try (Arena arena = Arena.ofConfined()) {
       Linker linker = Linker.nativeLinker();
-      MethodHandle setenv = linker.downcallHandle(linker.defaultLookup().find("setenv").orElseThrow(),
+      var found = linker.defaultLookup().find("setenv");
+      if (found.isEmpty()) {
+        return;
+      }
+      MethodHandle setenv = linker.downcallHandle(found.get(),
           FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.JAVA_INT));
       int rc = (int) setenv.invokeExact(arena.allocateFrom("UCX_ERROR_SIGNALS"), arena.allocateFrom(""), 0);
-      if (rc != 0) {
-        throw new IllegalStateException("setenv(UCX_ERROR_SIGNALS) failed");
-      }
-    } catch (RuntimeException | Error e) {
-      throw e;
+      assert rc == 0 : "setenv(UCX_ERROR_SIGNALS) failed";
+    } catch (IllegalCallerException e) {
+      throw e; // no native access: load() says what to pass
     } catch (Throwable t) {
-      throw new IllegalStateException("setenv(UCX_ERROR_SIGNALS) failed: " + t, t);
+      // as above: best effort
     }
   }
+
 
   /**
    * The build facts beside the library file (the build writes them there, and the bundled copy
@@ -201,9 +214,7 @@ public final class NativeLoader {
   static String torchMismatch(Properties built, String linkerError, List<Path> searchPath) {
     String want = built.getProperty("torch.version", "?");
     String wantLib = built.getProperty("torch.lib", "?");
-    boolean torchError = linkerError.contains("libtorch") || linkerError.contains("libc10")
-        || linkerError.contains("undefined symbol");
-    if (!torchError) {
+    if (!isTorchError(linkerError) && !linkerError.contains("undefined symbol")) {
       return null;
     }
     String[] found = findTorch(searchPath);
