@@ -6,7 +6,6 @@ import dev.sekit.DType;
 import dev.sekit.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.util.ArrayDeque;
 import java.util.Objects;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
@@ -43,7 +42,9 @@ public final class BatchLoader implements AutoCloseable {
   private final Arena buffers = Arena.ofShared();
   private final BlockingQueue<Buffer> free;
   private final ExecutorService workers;
-  private final ArrayDeque<CompletableFuture<Batch>> ahead = new ArrayDeque<>();
+  // Concurrent: close() may run on another thread than next(), and walks it to cancel.
+  private final java.util.concurrent.ConcurrentLinkedDeque<CompletableFuture<Batch>> ahead =
+      new java.util.concurrent.ConcurrentLinkedDeque<>();
   private int submitted;
   private volatile boolean closed;
   /** The batch next() waits for, so that close() from another thread can end the wait. */
@@ -150,8 +151,14 @@ public final class BatchLoader implements AutoCloseable {
       if (buf == null) {
         return;
       }
-      int b = submitted++;
-      ahead.add(CompletableFuture.supplyAsync(() -> load(b, buf), workers));
+      int b = submitted;
+      try {
+        ahead.add(CompletableFuture.supplyAsync(() -> load(b, buf), workers));
+      } catch (java.util.concurrent.RejectedExecutionException e) {
+        free.add(buf); // close() on another thread stopped the workers after the check above
+        return;
+      }
+      submitted++;
     }
   }
 
